@@ -1,0 +1,205 @@
+"""Beta-Bernoulli Thompson sampling with per-segment posteriors and exact propensities.
+
+Thompson sampling picks arm i with probability P_i = P(theta_i is the largest draw), where
+theta_j ~ Beta(alpha_j, beta_j) independently. We compute that action distribution by
+quadrature (see ``ts_propensities``) and then draw the arm from it. This is the same
+distribution as drawing one Beta sample per arm and taking the argmax, but the propensity we
+log is then exactly the probability that was used, which is what off-policy estimators need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.polynomial.legendre import leggauss
+from scipy.special import betainc, betaincinv, betaln
+
+# Quantiles of every arm's posterior become breakpoints of a composite Gauss-Legendre rule, so
+# that each arm's bulk (however narrow) is resolved by several panels. Tails beyond the
+# outermost quantiles carry at most ~1e-9 of mass per arm.
+_BREAK_QUANTILES = np.array([1e-9, 1e-5, 1e-3, 0.02, 0.1, 0.25, 0.5, 0.75, 0.9, 0.98, 0.999, 1 - 1e-5, 1 - 1e-9])
+_NODES, _WEIGHTS = leggauss(6)
+
+SEGMENTS: tuple[str, ...] = ("new", "low", "regular", "power")
+
+
+class BanditInputError(ValueError):
+    """An argument to a bandit function is malformed; the message names the argument."""
+
+
+@dataclass(frozen=True)
+class BetaPosterior:
+    """Independent Beta posteriors, one per arm (same order as the arms)."""
+
+    alpha: np.ndarray
+    beta: np.ndarray
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.alpha / (self.alpha + self.beta)
+
+    def interval(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+        """Equal-tailed credible interval per arm."""
+        tail = (1.0 - level) / 2.0
+        return betaincinv(self.alpha, self.beta, tail), betaincinv(self.alpha, self.beta, 1.0 - tail)
+
+
+@dataclass(frozen=True)
+class ThompsonDecision:
+    arm: int
+    propensity: float
+    propensities: np.ndarray
+
+
+@dataclass(frozen=True)
+class ThompsonSampling:
+    """Learning policy as a value object (MABWiser style).
+
+    prior: Beta(a, b) prior of every arm.
+    segment_strength: the most pseudo-impressions the rest of the title lends a segment's prior.
+    uniform_mix: share of traffic mixed uniformly over arms, so that every artwork keeps a
+        propensity >= uniform_mix / K: logs stay usable for off-policy evaluation and the
+        propensity never underflows to 0.
+    """
+
+    prior: tuple[float, float] = (1.0, 1.0)
+    segment_strength: float = 200.0
+    uniform_mix: float = 0.01
+
+    def __post_init__(self) -> None:
+        if not (self.prior[0] > 0 and self.prior[1] > 0):
+            raise BanditInputError(f"prior must be two positive numbers, got {self.prior!r}")
+        if not self.segment_strength >= 0:
+            raise BanditInputError(f"segment_strength must be >= 0, got {self.segment_strength!r}")
+        if not 0.0 <= self.uniform_mix < 1.0:
+            raise BanditInputError(f"uniform_mix must be in [0, 1), got {self.uniform_mix!r}")
+
+    def posterior(self, impressions, reward_sums) -> BetaPosterior:
+        return posterior_from_counts(impressions, reward_sums, self.prior)
+
+    def segment_posterior(self, title_impressions, title_rewards, seg_impressions, seg_rewards) -> BetaPosterior:
+        return shrunk_segment_posterior(
+            title_impressions, title_rewards, seg_impressions, seg_rewards, self.segment_strength, self.prior
+        )
+
+    def action_probabilities(self, posterior: BetaPosterior) -> np.ndarray:
+        return mix_uniform(ts_propensities(posterior.alpha, posterior.beta), self.uniform_mix)
+
+    def decide(self, posterior: BetaPosterior, rng: np.random.Generator) -> ThompsonDecision:
+        return decide_from_probabilities(self.action_probabilities(posterior), rng)
+
+
+def _as_counts(impressions, reward_sums) -> tuple[np.ndarray, np.ndarray]:
+    n = np.asarray(impressions, dtype=float)
+    s = np.asarray(reward_sums, dtype=float)
+    if n.ndim != 1 or n.shape != s.shape or n.size == 0:
+        raise BanditInputError(
+            f"impressions and reward_sums must be equal-length non-empty 1-d arrays, got shapes {n.shape} and {s.shape}"
+        )
+    if not (np.all(np.isfinite(n)) and np.all(np.isfinite(s))) or np.any(n < 0) or np.any(s < 0):
+        raise BanditInputError("impressions and reward_sums must be finite and non-negative")
+    # A reward can arrive after its impression was counted under a stale snapshot; never let
+    # failures go negative.
+    return n, np.minimum(s, n)
+
+
+def posterior_from_counts(impressions, reward_sums, prior: tuple[float, float] = (1.0, 1.0)) -> BetaPosterior:
+    """Beta(a + s, b + n - s): rewards in [0, 1] count as fractional successes."""
+    n, s = _as_counts(impressions, reward_sums)
+    return BetaPosterior(prior[0] + s, prior[1] + (n - s))
+
+
+def shrunk_segment_posterior(
+    title_impressions,
+    title_rewards,
+    seg_impressions,
+    seg_rewards,
+    strength: float = 200.0,
+    prior: tuple[float, float] = (1.0, 1.0),
+) -> BetaPosterior:
+    """A segment's posterior, with a prior centred on the rest of the title.
+
+    The prior mean is the posterior mean of the title's *other* segments (so the segment's own
+    data is not counted twice) and its weight is min(strength, a + b + n_rest) pseudo-impressions:
+    a segment with little data behaves like the title, one with much data follows its own.
+    """
+    n_t, s_t = _as_counts(title_impressions, title_rewards)
+    n_g, s_g = _as_counts(seg_impressions, seg_rewards)
+    if n_t.shape != n_g.shape:
+        raise BanditInputError("title and segment counts must have one entry per arm")
+    n_rest = np.maximum(n_t - n_g, 0.0)
+    s_rest = np.clip(s_t - s_g, 0.0, n_rest)
+    a0, b0 = prior
+    mean_rest = (a0 + s_rest) / (a0 + b0 + n_rest)
+    weight = np.minimum(strength, a0 + b0 + n_rest)
+    weight = np.maximum(weight, a0 + b0)  # never weaker than the plain prior
+    return BetaPosterior(weight * mean_rest + s_g, weight * (1.0 - mean_rest) + (n_g - s_g))
+
+
+def ts_propensities(alpha, beta) -> np.ndarray:
+    """P(arm i has the largest Beta draw) for every arm, by composite Gauss-Legendre quadrature.
+
+    P_i = integral over [0, 1] of pdf_i(x) * prod_{j != i} cdf_j(x) dx. Panels are cut at the
+    quantiles of every arm, so narrow posteriors (many impressions) are integrated as accurately
+    as wide ones. Accurate to ~1e-6 absolute against adaptive quadrature (see tests).
+    """
+    a = np.asarray(alpha, dtype=float)
+    b = np.asarray(beta, dtype=float)
+    if a.ndim != 1 or a.shape != b.shape or a.size == 0:
+        raise BanditInputError("alpha and beta must be equal-length non-empty 1-d arrays")
+    if not (np.all(a > 0) and np.all(b > 0) and np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise BanditInputError("alpha and beta must be finite and > 0")
+    k = a.size
+    if k == 1:
+        return np.ones(1)
+
+    cuts = betaincinv(a[:, None], b[:, None], _BREAK_QUANTILES[None, :]).ravel()
+    cuts = np.unique(np.concatenate(([0.0, 1.0], np.clip(cuts, 0.0, 1.0))))
+    lo, hi = cuts[:-1], cuts[1:]
+    half = (hi - lo) / 2.0
+    keep = half > 1e-15
+    lo, half = lo[keep], half[keep]
+    x = (lo[:, None] + half[:, None] * (_NODES[None, :] + 1.0)).ravel()
+    w = (half[:, None] * _WEIGHTS[None, :]).ravel()
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logpdf = (
+            (a[:, None] - 1.0) * np.log(x[None, :])
+            + (b[:, None] - 1.0) * np.log1p(-x[None, :])
+            - betaln(a, b)[:, None]
+        )
+    pdf = np.exp(logpdf)
+    cdf = betainc(a[:, None], b[:, None], x[None, :])
+
+    # prod over j != i via prefix and suffix products (no division by a cdf that may be 0).
+    ones = np.ones((1, x.size))
+    prefix = np.cumprod(np.vstack([ones, cdf[:-1]]), axis=0)
+    suffix = np.cumprod(np.vstack([ones, cdf[::-1][:-1]]), axis=0)[::-1]
+    others = prefix * suffix
+    p = (pdf * others) @ w
+    p = np.clip(np.nan_to_num(p, nan=0.0), 0.0, None)
+    total = p.sum()
+    if total <= 0:
+        return np.full(k, 1.0 / k)
+    return p / total
+
+
+def mix_uniform(probabilities: np.ndarray, epsilon: float) -> np.ndarray:
+    p = np.asarray(probabilities, dtype=float)
+    return (1.0 - epsilon) * p + epsilon / p.size
+
+
+def decide_from_probabilities(probabilities: np.ndarray, rng: np.random.Generator) -> ThompsonDecision:
+    p = np.asarray(probabilities, dtype=float)
+    arm = int(np.searchsorted(np.cumsum(p), rng.random() * p.sum(), side="right"))
+    arm = min(arm, p.size - 1)
+    return ThompsonDecision(arm=arm, propensity=float(p[arm]), propensities=p)
+
+
+def monte_carlo_propensities(alpha, beta, rng: np.random.Generator, draws: int = 100_000) -> np.ndarray:
+    """Reference estimate by sampling (for tests and for checking the quadrature)."""
+    a = np.asarray(alpha, dtype=float)
+    b = np.asarray(beta, dtype=float)
+    samples = rng.beta(a[None, :], b[None, :], size=(draws, a.size))
+    return np.bincount(samples.argmax(axis=1), minlength=a.size) / draws
