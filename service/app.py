@@ -1,0 +1,115 @@
+"""Flask app factory: ``gunicorn 'service.app:create_app()'``."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from service import admin, api, ops
+from service.config import Settings, load_settings
+from service.decisions import DecisionEngine
+from service.errors import ServiceError
+from service.keys import Keys
+from service.metrics import NullMetrics
+from service.redis_conn import STORE_ERRORS, connect
+from service.store import RedisStore
+
+log = logging.getLogger(__name__)
+
+CORS_PATHS = ("/artwork", "/reward")
+
+
+def create_app(settings: Settings | None = None, *, redis_client=None, metrics=None) -> Flask:
+    settings = settings or load_settings()
+    logging.basicConfig(level=settings.log_level.upper())
+    app = Flask(__name__)
+    app.config["SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+
+    client = redis_client if redis_client is not None else connect(settings)
+    store = RedisStore(
+        client,
+        Keys(settings.key_prefix),
+        attribution_window_s=settings.attribution_window_s,
+        log_maxlen=settings.decision_log_maxlen,
+    )
+    engine = DecisionEngine(store, settings, np.random.default_rng(settings.rng_seed))
+    app.extensions["store"] = store
+    app.extensions["engine"] = engine
+    app.extensions["metrics"] = metrics or NullMetrics()
+    engine.on_fallback = app.extensions["metrics"].observe_fallback
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(ops.bp)
+    register_error_handlers(app)
+    register_cors(app, settings.cors_origins)
+
+    engine.catalog.refresh()  # seeds the catalog into Redis if Redis answers; never fails
+    return app
+
+
+def error_response(status: int, code: str, message: str, headers: dict | None = None) -> Response:
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    for k, v in (headers or {}).items():
+        response.headers[k] = v
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    """The one place where exceptions become JSON errors. No stack trace ever reaches a client."""
+
+    @app.errorhandler(ServiceError)
+    def service_error(exc: ServiceError):
+        response = jsonify(exc.body())
+        response.status_code = exc.status
+        for k, v in exc.headers.items():
+            response.headers[k] = v
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.code or 500, "http_error")
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return error_response(exc.code or 500, code, exc.description or exc.name, headers)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        if isinstance(exc, STORE_ERRORS):
+            app.extensions["metrics"].observe_store_error(request.endpoint or "?", exc)
+            return error_response(503, "store_unavailable", "the decision store is unavailable; retry shortly", {"Retry-After": "1"})
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal error")
+
+
+def register_cors(app: Flask, origins: tuple[str, ...]) -> None:
+    allow_any = "*" in origins
+
+    @app.after_request
+    def cors(response: Response) -> Response:
+        if request.path not in CORS_PATHS:
+            return response
+        if request.path == "/artwork":
+            response.headers["Cache-Control"] = "no-store"
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return response
+        if allow_any:
+            response.headers["Access-Control-Allow-Origin"] = "*"
+        elif origin in origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers.add("Vary", "Origin")
+        else:
+            return response
+        if request.method == "OPTIONS":
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = request.headers.get(
+                "Access-Control-Request-Headers", "Content-Type"
+            )
+            response.headers["Access-Control-Max-Age"] = "600"
+        return response

@@ -1,0 +1,227 @@
+"""Catalog and profile models: parsed and validated once, at the boundary (HTTP body or file)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bandit.thompson import SEGMENTS
+from service.errors import InvalidInput
+from service.ids import check_id
+
+POLICIES: tuple[str, ...] = ("thompson", "vw", "ab", "fixed")
+MAX_ARTWORKS = 32
+_TAG = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+
+
+@dataclass(frozen=True)
+class Artwork:
+    id: str
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ABConfig:
+    """Fixed split of policy ``ab``: the salt and each artwork's weight."""
+
+    salt: str
+    weights: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Title:
+    id: str
+    artworks: tuple[Artwork, ...]
+    default: str
+    policy: str = "thompson"
+    ab: ABConfig | None = None
+
+    @property
+    def artwork_ids(self) -> tuple[str, ...]:
+        return tuple(a.id for a in self.artworks)
+
+    def index_of(self, artwork: str) -> int:
+        return self.artwork_ids.index(artwork)
+
+    def ab_split(self) -> ABConfig:
+        """The configured split, or an equal split salted with the title id."""
+        if self.ab is not None:
+            return self.ab
+        k = len(self.artworks)
+        return ABConfig(salt=self.id, weights=tuple(1.0 / k for _ in range(k)))
+
+    def to_json(self) -> dict:
+        body: dict = {
+            "id": self.id,
+            "artworks": [{"id": a.id, "tags": list(a.tags)} for a in self.artworks],
+            "default": self.default,
+            "policy": self.policy,
+        }
+        if self.ab is not None:
+            body["ab"] = {"salt": self.ab.salt, "weights": dict(zip(self.artwork_ids, self.ab.weights, strict=True))}
+        return body
+
+
+@dataclass(frozen=True)
+class Profile:
+    segment: str | None = None
+    tenure_days: float | None = None
+    weekly_hours: float | None = None
+    affinities: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def derived_segment(self) -> str:
+        """Explicit segment, else a rule on tenure and viewing hours; unknown profiles are 'new'."""
+        if self.segment is not None:
+            return self.segment
+        if self.tenure_days is not None and self.tenure_days < 30:
+            return "new"
+        if self.weekly_hours is None:
+            return "new" if self.tenure_days is None else "regular"
+        if self.weekly_hours < 2:
+            return "low"
+        if self.weekly_hours >= 10:
+            return "power"
+        return "regular"
+
+    def to_json(self) -> dict:
+        body: dict = {}
+        for name in ("segment", "tenure_days", "weekly_hours"):
+            if getattr(self, name) is not None:
+                body[name] = getattr(self, name)
+        if self.affinities:
+            body["affinities"] = dict(self.affinities)
+        return body
+
+
+def _number(value: object, name: str, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidInput(f"{name} must be a finite number", field=name)
+    if not lo <= value <= hi:
+        raise InvalidInput(f"{name} must be between {lo:g} and {hi:g}", field=name)
+    return float(value)
+
+
+def _object(body: object, name: str) -> dict:
+    if not isinstance(body, dict):
+        raise InvalidInput(f"{name} must be a JSON object", field=name)
+    return body
+
+
+def parse_title(title_id: str, body: object) -> Title:
+    """A title from the admin body (``PUT /catalog/<title>``) or a catalog file entry."""
+    check_id(title_id, "title")
+    body = _object(body, "body")
+    unknown = set(body) - {"id", "artworks", "default", "policy", "ab"}
+    if unknown:
+        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
+    if "id" in body and body["id"] != title_id:
+        raise InvalidInput("id in the body must match the title in the path", field="id")
+    raw_artworks = body.get("artworks")
+    if not isinstance(raw_artworks, list) or not 1 <= len(raw_artworks) <= MAX_ARTWORKS:
+        raise InvalidInput(f"artworks must be a list of 1 to {MAX_ARTWORKS} artworks", field="artworks")
+    artworks = []
+    for i, raw in enumerate(raw_artworks):
+        raw = _object(raw, f"artworks[{i}]")
+        if set(raw) - {"id", "tags"}:
+            raise InvalidInput(f"artworks[{i}] has unknown fields; allowed: id, tags", field=f"artworks[{i}]")
+        art_id = check_id(raw.get("id"), f"artworks[{i}].id")
+        tags = raw.get("tags", [])
+        if not isinstance(tags, list) or len(tags) > 32 or not all(isinstance(t, str) and _TAG.fullmatch(t) for t in tags):
+            raise InvalidInput(
+                f"artworks[{i}].tags must be a list of at most 32 tags (1-64 letters, digits, '_-.:')",
+                field=f"artworks[{i}].tags",
+            )
+        artworks.append(Artwork(art_id, tuple(tags)))
+    ids = [a.id for a in artworks]
+    if len(set(ids)) != len(ids):
+        raise InvalidInput("artwork ids must be distinct", field="artworks")
+    default = body.get("default", ids[0])
+    if default not in ids:
+        raise InvalidInput("default must be one of the title's artwork ids", field="default")
+    policy = body.get("policy", "thompson")
+    if policy not in POLICIES:
+        raise InvalidInput(f"policy must be one of {', '.join(POLICIES)}", field="policy")
+    ab = None
+    if body.get("ab") is not None:
+        raw_ab = _object(body["ab"], "ab")
+        salt = raw_ab.get("salt", title_id)
+        if not isinstance(salt, str) or not 1 <= len(salt) <= 128:
+            raise InvalidInput("ab.salt must be a string of 1-128 characters", field="ab.salt")
+        weights = _object(raw_ab.get("weights", {a: 1.0 for a in ids}), "ab.weights")
+        if set(weights) - set(ids):
+            raise InvalidInput("ab.weights names an artwork the title does not have", field="ab.weights")
+        values = tuple(_number(weights.get(a, 0.0), f"ab.weights.{a}", 0.0, 1e9) for a in ids)
+        if sum(values) <= 0:
+            raise InvalidInput("ab.weights must have a positive sum", field="ab.weights")
+        ab = ABConfig(salt=salt, weights=tuple(v / sum(values) for v in values))
+    return Title(id=title_id, artworks=tuple(artworks), default=default, policy=policy, ab=ab)
+
+
+def parse_profile(body: object) -> Profile:
+    body = _object(body, "body")
+    unknown = set(body) - {"segment", "tenure_days", "weekly_hours", "affinities"}
+    if unknown:
+        raise InvalidInput(
+            f"unknown fields: {', '.join(sorted(unknown))} (allowed: segment, tenure_days, weekly_hours, affinities)",
+            field=sorted(unknown)[0],
+        )
+    segment = body.get("segment")
+    if segment is not None and segment not in SEGMENTS:
+        raise InvalidInput(f"segment must be one of {', '.join(SEGMENTS)}", field="segment")
+    tenure = body.get("tenure_days")
+    hours = body.get("weekly_hours")
+    affinities = _object(body.get("affinities", {}), "affinities")
+    if len(affinities) > 64:
+        raise InvalidInput("affinities may name at most 64 genres", field="affinities")
+    parsed_aff = {}
+    for genre, value in affinities.items():
+        if not _TAG.fullmatch(genre):
+            raise InvalidInput("affinity names must be 1-64 letters, digits, '_-.:'", field="affinities")
+        parsed_aff[genre] = _number(value, f"affinities.{genre}", 0.0, 1.0)
+    return Profile(
+        segment=segment,
+        tenure_days=None if tenure is None else _number(tenure, "tenure_days", 0, 1e6),
+        weekly_hours=None if hours is None else _number(hours, "weekly_hours", 0, 168),
+        affinities=parsed_aff,
+    )
+
+
+def profile_from_json(text: str | bytes | None) -> Profile | None:
+    """A stored profile (already validated when written); None when absent or unreadable."""
+    if not text:
+        return None
+    try:
+        return parse_profile(json.loads(text))
+    except (ValueError, InvalidInput):
+        return None
+
+
+def title_from_json(text: str | bytes) -> Title:
+    body = json.loads(text)
+    return parse_title(body["id"], body)
+
+
+def load_catalog_file(path: str | Path) -> list[Title]:
+    """Titles of a catalog file ``{"titles": [ {id, artworks, default, policy}, ... ]}``."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise InvalidInput(f"cannot read catalog file {path}: {exc.strerror}", field="catalog") from None
+    except ValueError as exc:
+        raise InvalidInput(f"catalog file {path} is not valid JSON: {exc}", field="catalog") from None
+    entries = data.get("titles") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise InvalidInput(f"catalog file {path} must hold {{\"titles\": [...]}}", field="catalog")
+    titles = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise InvalidInput(f"catalog file {path}: titles[{i}] must be an object", field="catalog")
+        try:
+            titles.append(parse_title(entry.get("id"), entry))
+        except InvalidInput as exc:
+            raise InvalidInput(f"catalog file {path}: titles[{i}]: {exc.message}", field="catalog") from None
+    return titles

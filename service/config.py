@@ -1,0 +1,120 @@
+"""Configuration: environment variables, read once into a frozen Settings.
+
+Every variable is listed in ``VARIABLES`` (the README's configuration table is this table).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEMO_CATALOG = PROJECT_ROOT / "data" / "demo_catalog.json"
+
+
+class ConfigError(ValueError):
+    """An environment variable has a value we cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_cluster: bool = False
+    redis_embedded: bool = False
+    redis_timeout_s: float = 0.25
+    key_prefix: str = "aw"
+    admin_token: str = ""
+    cors_origins: tuple[str, ...] = ("*",)
+    attribution_window_s: int = 86_400
+    decision_log_maxlen: int = 1_000_000
+    stats_cache_s: float = 1.0
+    catalog_refresh_s: float = 0.5
+    catalog_path: str = str(DEMO_CATALOG)
+    load_catalog: bool = True
+    ts_segment_strength: float = 200.0
+    ts_uniform_mix: float = 0.01
+    max_batch_titles: int = 50
+    max_body_bytes: int = 64 * 1024
+    recent_traffic_window: int = 1_000
+    rng_seed: int | None = None
+    log_level: str = "INFO"
+
+
+# env var -> (field, parser, description). Order is the README's order.
+def _bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected a boolean (1/0, true/false), got {text!r}")
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    items = tuple(o.strip() for o in text.split(",") if o.strip())
+    return items or ("*",)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise ValueError(f"expected a non-negative number, got {text!r}")
+    return value
+
+
+def _optional_int(text: str) -> int | None:
+    return int(text) if text.strip() else None
+
+
+VARIABLES: dict[str, tuple[str, object, str]] = {
+    "REDIS_URL": ("redis_url", str, "Redis to use (`redis://`, `rediss://`, `unix://`)."),
+    "REDIS_CLUSTER": ("redis_cluster", _bool, "1: `REDIS_URL` names a node of a Redis Cluster."),
+    "REDIS_EMBEDDED": ("redis_embedded", _bool, "1: in-process fakeredis (nothing shared, nothing persisted; demos only)."),
+    "REDIS_TIMEOUT_MS": ("redis_timeout_s", lambda t: _non_negative_float(t) / 1000.0, "Socket connect/read timeout of every Redis call."),
+    "KEY_PREFIX": ("key_prefix", str, "Prefix of every Redis key (several deployments or test runs can share one Redis)."),
+    "ADMIN_TOKEN": ("admin_token", str, "Bearer token for catalog/profile writes; empty disables admin writes (403)."),
+    "CORS_ORIGINS": ("cors_origins", _origins, "Comma-separated origins allowed to call `/artwork` and `/reward`."),
+    "ATTRIBUTION_WINDOW_S": ("attribution_window_s", _positive_int, "Seconds a decision accepts its reward."),
+    "DECISION_LOG_MAXLEN": ("decision_log_maxlen", _positive_int, "Approximate cap of each title's decision-log stream."),
+    "STATS_CACHE_S": ("stats_cache_s", _non_negative_float, "How stale a worker's copy of a title's arm counts may be (0: read every request)."),
+    "CATALOG_REFRESH_S": ("catalog_refresh_s", _non_negative_float, "How often a worker checks the catalog version."),
+    "CATALOG_PATH": ("catalog_path", str, "Catalog JSON loaded into Redis at start (titles already there are kept)."),
+    "LOAD_CATALOG": ("load_catalog", _bool, "0: do not load `CATALOG_PATH` at start."),
+    "TS_SEGMENT_STRENGTH": ("ts_segment_strength", _non_negative_float, "Pseudo-impressions a segment's prior borrows from the rest of its title."),
+    "TS_UNIFORM_MIX": ("ts_uniform_mix", _non_negative_float, "Share of Thompson traffic spread uniformly (keeps propensities >= mix/K)."),
+    "MAX_BATCH_TITLES": ("max_batch_titles", _positive_int, "Most titles in one `/artwork` request."),
+    "MAX_BODY_BYTES": ("max_body_bytes", _positive_int, "Largest request body accepted (413 beyond)."),
+    "RECENT_TRAFFIC_WINDOW": ("recent_traffic_window", _positive_int, "Decisions per title behind the 'recent traffic share' statistic."),
+    "RNG_SEED": ("rng_seed", _optional_int, "Seed of the worker's random generator (tests; unset in production)."),
+    "LOG_LEVEL": ("log_level", str, "Python logging level."),
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Settings:
+    """Read the environment once; ``overrides`` (field names) win, for tests and tools."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for name, (field_name, parse, _doc) in VARIABLES.items():
+        if name in env:
+            try:
+                values[field_name] = parse(env[name])  # type: ignore[operator]
+            except ValueError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+    known = {f.name for f in fields(Settings)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ConfigError(f"unknown settings: {sorted(unknown)}")
+    values.update(overrides)
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if not 0 <= settings.ts_uniform_mix < 1:
+        raise ConfigError(f"TS_UNIFORM_MIX must be in [0, 1), got {settings.ts_uniform_mix}")
+    return settings

@@ -1,0 +1,234 @@
+"""The decision engine: catalog and counter caches, policy dispatch, logging, fallback.
+
+Staleness, by design:
+- A worker re-reads the catalog when its version changes, checking at most every
+  ``CATALOG_REFRESH_S`` (default 0.5 s), so an admin write is in force everywhere within 1 s.
+- A worker re-reads a title's arm counters at most every ``STATS_CACHE_S`` (default 1 s). The
+  Thompson action distribution is computed from that snapshot (once per snapshot and segment),
+  and the artwork is drawn from the same distribution that is logged as the propensity, so the
+  logs are exact; staleness only delays learning by up to that long.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bandit.ab_assignment import ABSplit, assign
+from bandit.thompson import ThompsonSampling, decide_from_probabilities
+from service.catalog import Profile, Title, load_catalog_file
+from service.config import Settings
+from service.errors import UnknownTitle
+from service.ids import new_event_id
+from service.redis_conn import STORE_ERRORS
+from service.store import ArmCounts, DecisionRecord, RedisStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Decision:
+    profile: str
+    title: str
+    artwork: str
+    event_id: str | None
+    propensity: float | None
+    policy: str
+    fallback: bool
+
+    def to_json(self) -> dict:
+        return {
+            "profile": self.profile,
+            "title": self.title,
+            "artwork": self.artwork,
+            "event_id": self.event_id,
+            "propensity": self.propensity,
+            "policy": self.policy,
+            "fallback": self.fallback,
+        }
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What a serving policy chose: the artwork and the probability it had of choosing it."""
+
+    artwork: str
+    propensity: float
+
+
+class CatalogCache:
+    """The worker's copy of the catalog, refreshed when the version in Redis changes."""
+
+    def __init__(self, store: RedisStore, settings: Settings, clock: Callable[[], float] = time.monotonic):
+        self.store = store
+        self.refresh_s = settings.catalog_refresh_s
+        self.clock = clock
+        self.seed_titles: list[Title] = load_catalog_file(settings.catalog_path) if settings.load_catalog else []
+        # Until Redis answers, the seed file is the catalog: fallbacks still know default artworks.
+        self.titles: dict[str, Title] = {t.id: t for t in self.seed_titles}
+        self.version: int | None = None
+        self.loaded = False
+        self._checked_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def get(self) -> dict[str, Title]:
+        if self.clock() - self._checked_at >= self.refresh_s:
+            self.refresh()
+        return self.titles
+
+    def refresh(self, force: bool = False) -> None:
+        with self._lock:
+            self._checked_at = self.clock()
+            try:
+                version = self.store.catalog_version()
+                if version == 0 and self.seed_titles:
+                    # A Redis without our catalog (new, or restarted without persistence): seed it.
+                    self.store.seed_catalog(self.seed_titles)
+                    version = self.store.catalog_version()
+                if force or version != self.version:
+                    self.version, self.titles = self.store.load_catalog()
+                self.loaded = True
+            except STORE_ERRORS as exc:
+                log.warning("catalog refresh failed, serving the last known catalog: %s", exc)
+
+    def invalidate(self) -> None:
+        self._checked_at = float("-inf")
+
+
+@dataclass
+class _Snapshot:
+    counts: ArmCounts
+    fetched_at: float
+    probabilities: dict[str, np.ndarray] = field(default_factory=dict)  # segment -> action pmf
+
+
+class CountsCache:
+    """Short-lived copies of titles' arm counters, with the TS action distribution per segment."""
+
+    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic):
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._snapshots: dict[str, _Snapshot] = {}
+
+    def stale(self, titles: Sequence[str]) -> list[str]:
+        now = self.clock()
+        return [t for t in titles if (s := self._snapshots.get(t)) is None or now - s.fetched_at >= self.ttl_s]
+
+    def put(self, counts: Mapping[str, ArmCounts]) -> None:
+        now = self.clock()
+        for title, c in counts.items():
+            self._snapshots[title] = _Snapshot(c, now)
+
+    def snapshot(self, title: str) -> _Snapshot:
+        return self._snapshots[title]
+
+    def clear(self, title: str | None = None) -> None:
+        if title is None:
+            self._snapshots.clear()
+        else:
+            self._snapshots.pop(title, None)
+
+
+class DecisionEngine:
+    """Chooses artworks for a profile and a batch of titles; logs each decision."""
+
+    def __init__(self, store: RedisStore, settings: Settings, rng: np.random.Generator):
+        self.store = store
+        self.settings = settings
+        self.rng = rng
+        self.catalog = CatalogCache(store, settings)
+        self.counts = CountsCache(settings.stats_cache_s)
+        self.thompson = ThompsonSampling(
+            segment_strength=settings.ts_segment_strength, uniform_mix=settings.ts_uniform_mix
+        )
+        # policy name -> chooser(title, segment, profile_id, profile, context) -> Choice
+        self.choosers: dict[str, Callable[..., Choice]] = {
+            "thompson": self._choose_thompson,
+            "fixed": self._choose_fixed,
+            "ab": self._choose_ab,
+            "vw": self._choose_uniform,
+        }
+        self.on_fallback: Callable[[str, str], None] = lambda title, reason: None
+
+    def titles_for(self, title_ids: Sequence[str]) -> list[Title]:
+        catalog = self.catalog.get()
+        missing = [t for t in title_ids if t not in catalog]
+        if missing:
+            raise UnknownTitle(f"unknown title: {missing[0]}", field="title")
+        return [catalog[t] for t in title_ids]
+
+    def decide(self, profile_id: str, title_ids: Sequence[str], context: dict[str, str]) -> list[Decision]:
+        titles = self.titles_for(title_ids)
+        try:
+            need = [t.id for t in titles if t.policy == "thompson"]
+            stale = self.counts.stale(list(dict.fromkeys(need)))
+            profile, fresh = self.store.read_state(profile_id, stale)  # round trip 1
+            self.counts.put(fresh)
+            segment = profile.derived_segment if profile is not None else "new"
+            now = time.time()
+            records = []
+            for title in titles:
+                choice = self.choosers[title.policy](title, segment, profile_id, profile, context)
+                token_event = new_event_id(title.id)
+                records.append(
+                    DecisionRecord(
+                        event_id=token_event,
+                        token=token_event.rsplit("~", 1)[1],
+                        timestamp=now,
+                        profile=profile_id,
+                        title=title.id,
+                        artwork=choice.artwork,
+                        propensity=choice.propensity,
+                        policy=title.policy,
+                        candidates=title.artwork_ids,
+                        context={**context, "segment": segment},
+                        segment=segment,
+                    )
+                )
+            self.store.record_decisions(records)  # round trip 2
+        except STORE_ERRORS as exc:
+            log.warning("store unavailable, serving default artworks: %s", exc)
+            for t in titles:
+                self.on_fallback(t.id, type(exc).__name__)
+            return [self.fallback(profile_id, t) for t in titles]
+        return [
+            Decision(profile_id, r.title, r.artwork, r.event_id, r.propensity, r.policy, fallback=False) for r in records
+        ]
+
+    @staticmethod
+    def fallback(profile_id: str, title: Title) -> Decision:
+        return Decision(profile_id, title.id, title.default, None, None, title.policy, fallback=True)
+
+    # -- serving policies
+    def action_probabilities(self, title: Title, segment: str) -> np.ndarray:
+        """TS action distribution of ``title`` for ``segment`` under the cached snapshot."""
+        snap = self.counts.snapshot(title.id)
+        probs = snap.probabilities.get(segment)
+        if probs is None or probs.size != len(title.artworks):
+            n_t, s_t = snap.counts.title_arrays(title.artwork_ids)
+            n_g, s_g = snap.counts.segment_arrays(segment, title.artwork_ids)
+            posterior = self.thompson.segment_posterior(n_t, s_t, n_g, s_g)
+            probs = self.thompson.action_probabilities(posterior)
+            snap.probabilities[segment] = probs
+        return probs
+
+    def _choose_thompson(self, title: Title, segment: str, profile_id: str, profile: Profile | None, context) -> Choice:
+        d = decide_from_probabilities(self.action_probabilities(title, segment), self.rng)
+        return Choice(title.artwork_ids[d.arm], d.propensity)
+
+    def _choose_fixed(self, title: Title, *_args) -> Choice:
+        return Choice(title.default, 1.0)
+
+    def _choose_ab(self, title: Title, segment: str, profile_id: str, *_args) -> Choice:
+        config = title.ab_split()
+        a = assign(ABSplit(title.artwork_ids, config.weights, config.salt), profile_id)
+        return Choice(a.arm, a.propensity)
+
+    def _choose_uniform(self, title: Title, *_args) -> Choice:
+        k = len(title.artworks)
+        return Choice(title.artwork_ids[int(self.rng.integers(k))], 1.0 / k)

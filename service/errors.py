@@ -1,0 +1,59 @@
+"""The service's one exception hierarchy; ``service.app`` maps it to JSON errors in one place."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    status = 500
+    code = "internal"
+
+    def __init__(self, message: str, *, field: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        error = {"code": self.code, "message": self.message}
+        if self.field:
+            error["field"] = self.field
+        return {"error": error}
+
+
+class InvalidInput(ServiceError):
+    status = 400
+    code = "invalid_input"
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ServiceError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "not_found"
+
+
+class UnknownTitle(NotFound):
+    code = "unknown_title"
+
+
+class UnknownEvent(NotFound):
+    code = "unknown_event"
+
+
+class StoreUnavailable(ServiceError):
+    """Redis did not answer (in time); callers fall back or answer 503."""
+
+    status = 503
+    code = "store_unavailable"
+
+    def __init__(self, message: str = "the decision store is unavailable; retry shortly", **kw):
+        kw.setdefault("headers", {"Retry-After": "1"})
+        super().__init__(message, **kw)

@@ -1,0 +1,69 @@
+"""Every Redis key is built here.
+
+A title's keys share the hash tag ``{t:<title>}`` and so one Redis Cluster slot: a decision or a
+reward touches only that slot and can be one atomic script. Catalog keys share ``{catalog}``;
+a profile's key has ``{p:<profile>}``. Ids are validated before they become part of a key, and
+ids cannot contain braces, so no id can reach another title's or profile's keys.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from service.ids import check_id
+
+_PREFIX = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "aw"
+
+    def __post_init__(self) -> None:
+        if _PREFIX.fullmatch(self.prefix) is None:
+            raise ValueError(f"key prefix must be 1-64 characters of letters, digits, '_', '-', '.', got {self.prefix!r}")
+
+    # catalog (one slot)
+    @property
+    def catalog(self) -> str:
+        """Hash: title id -> title JSON."""
+        return f"{self.prefix}:{{catalog}}:titles"
+
+    @property
+    def catalog_version(self) -> str:
+        return f"{self.prefix}:{{catalog}}:version"
+
+    @property
+    def retired_titles(self) -> str:
+        """Set of deleted titles whose logs are still exportable."""
+        return f"{self.prefix}:{{catalog}}:retired"
+
+    # per title (one slot per title)
+    def _title(self, title: str) -> str:
+        return f"{self.prefix}:{{t:{check_id(title, 'title')}}}"
+
+    def arms(self, title: str) -> str:
+        """Hash of counters: n|<artwork>, s|<artwork>, r|<artwork> and per segment n|<seg>|<artwork>..."""
+        return f"{self._title(title)}:arms"
+
+    def pending(self, title: str, token: str) -> str:
+        """Hash of a decision awaiting its reward; expires with the attribution window."""
+        if re.fullmatch(r"[0-9a-f]{32}", token) is None:
+            raise ValueError("event token must be 32 hex digits")
+        return f"{self._title(title)}:ev:{token}"
+
+    def log(self, title: str) -> str:
+        """Stream of decision and reward records (capped)."""
+        return f"{self._title(title)}:log"
+
+    def model(self, title: str) -> str:
+        """Hash: the title's current VW model (version, bytes, stream position)."""
+        return f"{self._title(title)}:model"
+
+    def title_prefix(self, title: str) -> str:
+        return self._title(title)
+
+    # per profile
+    def profile(self, profile: str) -> str:
+        return f"{self.prefix}:{{p:{check_id(profile, 'profile')}}}:profile"

@@ -1,0 +1,185 @@
+"""The service's OpenAPI 3 description, served at ``/openapi.json`` (and fuzzed by tests)."""
+
+from __future__ import annotations
+
+ID = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}
+NULLABLE_STR = {"type": "string", "nullable": True}
+
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}},
+        }
+    },
+}
+DECISION = {
+    "type": "object",
+    "required": ["profile", "title", "artwork", "event_id", "propensity", "policy", "fallback"],
+    "properties": {
+        "profile": {"type": "string"},
+        "title": {"type": "string"},
+        "artwork": {"type": "string"},
+        "event_id": {**NULLABLE_STR, "description": "null on a fallback answer"},
+        "propensity": {"type": "number", "nullable": True, "minimum": 0, "maximum": 1},
+        "policy": {"type": "string", "enum": ["thompson", "vw", "ab", "fixed"]},
+        "fallback": {"type": "boolean"},
+    },
+}
+ARTWORK = {
+    "type": "object",
+    "required": ["id"],
+    "properties": {"id": ID, "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 32}},
+}
+TITLE = {
+    "type": "object",
+    "required": ["artworks"],
+    "properties": {
+        "id": {"type": "string"},
+        "artworks": {"type": "array", "items": ARTWORK, "minItems": 1, "maxItems": 32},
+        "default": {"type": "string"},
+        "policy": {"type": "string", "enum": ["thompson", "vw", "ab", "fixed"]},
+        "ab": {
+            "type": "object",
+            "properties": {"salt": {"type": "string"}, "weights": {"type": "object", "additionalProperties": {"type": "number"}}},
+        },
+    },
+}
+PROFILE = {
+    "type": "object",
+    "properties": {
+        "segment": {"type": "string", "enum": ["new", "low", "regular", "power"]},
+        "tenure_days": {"type": "number", "minimum": 0},
+        "weekly_hours": {"type": "number", "minimum": 0, "maximum": 168},
+        "affinities": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1}},
+    },
+}
+
+
+def _err(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _ok(schema: dict, description: str = "OK") -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+ADMIN_ERRORS = {"400": _err("malformed body"), "401": _err("no bearer token"), "403": _err("wrong token"), "503": _err("Redis unreachable")}
+
+
+def openapi_document() -> dict:
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Artwork personalization service",
+            "version": "0.1.0",
+            "description": "Chooses the artwork each profile sees for each title (Thompson sampling, VW contextual "
+            "bandit, fixed A/B split or a pinned artwork), logs every decision with its propensity and takes rewards.",
+        },
+        "paths": {
+            "/artwork": {
+                "get": {
+                    "summary": "Choose artworks for a profile and one or more titles",
+                    "parameters": [
+                        {"name": "profile", "in": "query", "required": True, "schema": ID},
+                        {
+                            "name": "title",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "array", "items": ID, "minItems": 1, "maxItems": 50},
+                            "style": "form",
+                            "explode": True,
+                        },
+                        {"name": "device", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 64}},
+                        {"name": "country", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 64}},
+                        {"name": "hour", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0, "maximum": 23}},
+                    ],
+                    "responses": {
+                        "200": _ok(
+                            {
+                                "oneOf": [
+                                    {"$ref": "#/components/schemas/Decision"},
+                                    {
+                                        "type": "object",
+                                        "required": ["profile", "decisions"],
+                                        "properties": {
+                                            "profile": {"type": "string"},
+                                            "decisions": {"type": "array", "items": {"$ref": "#/components/schemas/Decision"}},
+                                        },
+                                    },
+                                ]
+                            },
+                            "one decision (one title) or a batch (several titles, in request order); "
+                            "when Redis is unreachable the default artwork with fallback=true",
+                        ),
+                        "400": _err("missing or malformed profile, title or context"),
+                        "404": _err("unknown title"),
+                    },
+                }
+            },
+            "/reward": {
+                "post": {
+                    "summary": "Report a reward for a decision (accepted whatever the content type, for sendBeacon)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["event_id"],
+                                    "properties": {"event_id": {"type": "string"}, "reward": {"type": "number", "minimum": 0, "maximum": 1, "default": 1}},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _ok({"type": "object", "properties": {"status": {"type": "string", "enum": ["recorded", "duplicate"]}}}),
+                        "400": _err("malformed body"),
+                        "404": _err("unknown or expired event"),
+                        "413": _err("body too large"),
+                        "503": _err("Redis unreachable (Retry-After)"),
+                    },
+                }
+            },
+            "/stats": {"get": {"summary": "Arm statistics of every title", "responses": {"200": _ok({"type": "object"}), "503": _err("Redis unreachable")}}},
+            "/stats/{title}": {
+                "get": {
+                    "summary": "Arm statistics of one title, overall and by segment",
+                    "parameters": [{"name": "title", "in": "path", "required": True, "schema": ID}],
+                    "responses": {"200": _ok({"type": "object"}), "400": _err("malformed title"), "404": _err("unknown title"), "503": _err("Redis unreachable")},
+                }
+            },
+            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _ok({"type": "object"})}}},
+            "/readyz": {"get": {"summary": "Readiness (Redis answers, catalog loaded)", "responses": {"200": _ok({"type": "object"}), "503": _ok({"type": "object"}, "not ready")}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/catalog": {"get": {"summary": "Titles with their artworks, default and policy", "responses": {"200": _ok({"type": "object", "properties": {"titles": {"type": "array", "items": {"$ref": "#/components/schemas/Title"}}}})}}},
+            "/catalog/{title}": {
+                "parameters": [{"name": "title", "in": "path", "required": True, "schema": ID}],
+                "get": {"summary": "One title", "responses": {"200": _ok({"$ref": "#/components/schemas/Title"}), "400": _err("malformed title"), "404": _err("unknown title")}},
+                "put": {
+                    "summary": "Create or replace a title (admin)",
+                    "security": [{"bearer": []}],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Title"}}}},
+                    "responses": {"200": _ok({"$ref": "#/components/schemas/Title"}), "201": _ok({"$ref": "#/components/schemas/Title"}, "created"), **ADMIN_ERRORS, "413": _err("body too large")},
+                },
+                "delete": {"summary": "Delete a title (admin)", "security": [{"bearer": []}], "responses": {"200": _ok({"type": "object"}), "404": _err("unknown title"), **ADMIN_ERRORS}},
+            },
+            "/profiles/{profile}": {
+                "parameters": [{"name": "profile", "in": "path", "required": True, "schema": ID}],
+                "get": {"summary": "A profile's features", "responses": {"200": _ok({"type": "object"}), "400": _err("malformed id"), "404": _err("unknown profile"), "503": _err("Redis unreachable")}},
+                "put": {
+                    "summary": "Write a profile's features (admin; written by an upstream job)",
+                    "security": [{"bearer": []}],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Profile"}}}},
+                    "responses": {"200": _ok({"type": "object"}), **ADMIN_ERRORS, "413": _err("body too large")},
+                },
+            },
+        },
+        "components": {
+            "schemas": {"Error": ERROR, "Decision": DECISION, "Title": TITLE, "Profile": PROFILE},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

@@ -1,0 +1,289 @@
+"""Redis store: every read and write of shared state, in as few round trips as possible.
+
+Round trips of one ``/artwork`` request, whatever the number of titles:
+1. ``read_state``: one pipeline with the profile and the arm counters of every title whose
+   cached counters are stale (the cache lives in ``service.decisions``).
+2. ``record_decisions``: one pipeline with one ``decide`` script per title. Each script
+   atomically counts the impression, stores the decision awaiting its reward (with the
+   attribution window as TTL) and appends the decision record to the title's capped stream.
+A reward is one ``reward`` script: atomic and idempotent (counted once, logged once).
+All of a title's keys share one hash tag, so both scripts run unchanged on a Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import redis
+
+from service.catalog import Profile, Title, profile_from_json, title_from_json
+from service.keys import Keys
+
+# Counter fields in a title's arms hash: "n|<artwork>" impressions, "s|<artwork>" reward sum,
+# "r|<artwork>" rewards received; the same with "|<segment>" after the letter per segment.
+DECIDE_LUA = """
+local art, seg = ARGV[1], ARGV[2]
+redis.call('HINCRBY', KEYS[1], 'n|' .. art, 1)
+redis.call('HINCRBY', KEYS[1], 'n|' .. seg .. '|' .. art, 1)
+redis.call('HSET', KEYS[2], 'artwork', art, 'segment', seg, 'profile', ARGV[3], 'policy', ARGV[4],
+           'propensity', ARGV[5], 'ts', ARGV[6])
+redis.call('EXPIRE', KEYS[2], ARGV[7])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'type', 'decision', 'record', ARGV[9])
+return 1
+"""
+
+REWARD_LUA = """
+local ev = redis.call('HMGET', KEYS[1], 'artwork', 'segment', 'rewarded', 'ts', 'profile', 'policy')
+if not ev[1] then return {'unknown'} end
+if ev[3] then return {'duplicate', ev[1]} end
+local art, seg, r = ev[1], ev[2], ARGV[1]
+redis.call('HSET', KEYS[1], 'rewarded', r)
+redis.call('HINCRBYFLOAT', KEYS[2], 's|' .. art, r)
+redis.call('HINCRBY', KEYS[2], 'r|' .. art, 1)
+redis.call('HINCRBYFLOAT', KEYS[2], 's|' .. seg .. '|' .. art, r)
+redis.call('HINCRBY', KEYS[2], 'r|' .. seg .. '|' .. art, 1)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'type', 'reward', 'event_id', ARGV[2], 'reward', r,
+           'timestamp', ARGV[3], 'artwork', art, 'segment', seg, 'profile', ev[5], 'policy', ev[6],
+           'decided_at', ev[4])
+return {'recorded', art}
+"""
+
+SEED_CATALOG_LUA = """
+local added = 0
+for i = 1, #ARGV, 2 do
+  added = added + redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+if added > 0 then redis.call('INCR', KEYS[2]) end
+return added
+"""
+
+
+@dataclass(frozen=True)
+class ArmCounts:
+    """A title's counters as read from Redis: impressions, reward sums and reward counts."""
+
+    impressions: dict[str, int]
+    reward_sums: dict[str, float]
+    rewards: dict[str, int]
+    segments: dict[str, dict[str, tuple[int, float, int]]]  # segment -> artwork -> (n, s, r)
+
+    @classmethod
+    def from_hash(cls, raw: dict) -> ArmCounts:
+        n: dict[str, int] = {}
+        s: dict[str, float] = {}
+        r: dict[str, int] = {}
+        seg: dict[str, dict[str, list]] = {}
+        for k, v in raw.items():
+            key = k.decode() if isinstance(k, bytes) else k
+            parts = key.split("|")
+            kind = parts[0]
+            if kind not in ("n", "s", "r"):
+                continue
+            value = float(v) if kind == "s" else int(v)
+            if len(parts) == 2:
+                {"n": n, "s": s, "r": r}[kind][parts[1]] = value
+            elif len(parts) == 3:
+                slot = seg.setdefault(parts[1], {}).setdefault(parts[2], [0, 0.0, 0])
+                slot["nsr".index(kind)] = value
+        return cls(n, s, r, {g: {a: tuple(v) for a, v in arts.items()} for g, arts in seg.items()})
+
+    def title_arrays(self, artworks: Sequence[str]) -> tuple[list[int], list[float]]:
+        return [self.impressions.get(a, 0) for a in artworks], [self.reward_sums.get(a, 0.0) for a in artworks]
+
+    def segment_arrays(self, segment: str, artworks: Sequence[str]) -> tuple[list[int], list[float]]:
+        seg = self.segments.get(segment, {})
+        return [seg.get(a, (0, 0.0, 0))[0] for a in artworks], [seg.get(a, (0, 0.0, 0))[1] for a in artworks]
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """One decision as logged (SPEC's log schema, without the reward)."""
+
+    event_id: str
+    token: str
+    timestamp: float
+    profile: str
+    title: str
+    artwork: str
+    propensity: float
+    policy: str
+    candidates: tuple[str, ...]
+    context: dict
+    segment: str
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "event_id": self.event_id,
+                "timestamp": self.timestamp,
+                "profile": self.profile,
+                "title": self.title,
+                "artwork": self.artwork,
+                "propensity": self.propensity,
+                "policy": self.policy,
+                "candidates": list(self.candidates),
+                "context": self.context,
+                "segment": self.segment,
+            },
+            separators=(",", ":"),
+        )
+
+
+@dataclass(frozen=True)
+class RewardOutcome:
+    status: str  # recorded | duplicate | unknown
+    artwork: str | None = None
+
+
+class RedisStore:
+    def __init__(self, client: redis.Redis, keys: Keys, *, attribution_window_s: int, log_maxlen: int):
+        self.client = client
+        self.keys = keys
+        self.window = int(attribution_window_s)
+        self.log_maxlen = int(log_maxlen)
+        self._decide = client.register_script(DECIDE_LUA)
+        self._reward = client.register_script(REWARD_LUA)
+        self._seed = client.register_script(SEED_CATALOG_LUA)
+
+    # -- health
+    def ping(self) -> bool:
+        return bool(self.client.ping())
+
+    # -- catalog
+    def catalog_version(self) -> int:
+        return int(self.client.get(self.keys.catalog_version) or 0)
+
+    def load_catalog(self) -> tuple[int, dict[str, Title]]:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(self.keys.catalog_version)
+        pipe.hgetall(self.keys.catalog)
+        version, raw = pipe.execute()
+        titles = {}
+        for _k, v in raw.items():
+            title = title_from_json(v)
+            titles[title.id] = title
+        return int(version or 0), titles
+
+    def seed_catalog(self, titles: Iterable[Title]) -> int:
+        """Add titles that are not in Redis yet (admin edits win); returns how many were added."""
+        argv: list[str] = []
+        for t in titles:
+            argv += [t.id, json.dumps(t.to_json())]
+        if not argv:
+            return 0
+        return int(self._seed(keys=[self.keys.catalog, self.keys.catalog_version], args=argv))
+
+    def put_title(self, title: Title) -> bool:
+        """Create or replace; returns True if it was new."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self.keys.catalog, title.id, json.dumps(title.to_json()))
+        pipe.srem(self.keys.retired_titles, title.id)
+        pipe.incr(self.keys.catalog_version)
+        created, _, _ = pipe.execute()
+        return bool(created)
+
+    def delete_title(self, title_id: str) -> bool:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(self.keys.catalog, title_id)
+        pipe.sadd(self.keys.retired_titles, title_id)
+        pipe.incr(self.keys.catalog_version)
+        deleted, _, _ = pipe.execute()
+        if not deleted:
+            self.client.srem(self.keys.retired_titles, title_id)
+        return bool(deleted)
+
+    def logged_titles(self) -> list[str]:
+        """Titles whose logs may hold records: the catalog plus deleted titles."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hkeys(self.keys.catalog)
+        pipe.smembers(self.keys.retired_titles)
+        live, retired = pipe.execute()
+        return sorted({(t.decode() if isinstance(t, bytes) else t) for t in [*live, *retired]})
+
+    # -- profiles
+    def put_profile(self, profile_id: str, profile: Profile) -> None:
+        self.client.set(self.keys.profile(profile_id), json.dumps(profile.to_json()))
+
+    def get_profile(self, profile_id: str) -> Profile | None:
+        return profile_from_json(self.client.get(self.keys.profile(profile_id)))
+
+    # -- decisions
+    def read_state(self, profile_id: str, titles: Sequence[str]) -> tuple[Profile | None, dict[str, ArmCounts]]:
+        """Round trip 1: the profile and the counters of ``titles``."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(self.keys.profile(profile_id))
+        for t in titles:
+            pipe.hgetall(self.keys.arms(t))
+        raw_profile, *raw_counts = pipe.execute()
+        return profile_from_json(raw_profile), {t: ArmCounts.from_hash(c) for t, c in zip(titles, raw_counts, strict=True)}
+
+    def read_counts(self, titles: Sequence[str]) -> dict[str, ArmCounts]:
+        pipe = self.client.pipeline(transaction=False)
+        for t in titles:
+            pipe.hgetall(self.keys.arms(t))
+        return {t: ArmCounts.from_hash(c) for t, c in zip(titles, pipe.execute(), strict=True)}
+
+    def record_decisions(self, records: Sequence[DecisionRecord]) -> None:
+        """Round trip 2: one atomic script per decision, all in one pipeline."""
+        pipe = self.client.pipeline(transaction=False)
+        for rec in records:
+            self._decide(
+                keys=[self.keys.arms(rec.title), self.keys.pending(rec.title, rec.token), self.keys.log(rec.title)],
+                args=[
+                    rec.artwork,
+                    rec.segment,
+                    rec.profile,
+                    rec.policy,
+                    repr(rec.propensity),
+                    repr(rec.timestamp),
+                    self.window,
+                    self.log_maxlen,
+                    rec.to_json(),
+                ],
+                client=pipe,
+            )
+        pipe.execute()
+
+    def record_reward(self, title: str, token: str, event_id: str, reward: float, now: float) -> RewardOutcome:
+        result = self._reward(
+            keys=[self.keys.pending(title, token), self.keys.arms(title), self.keys.log(title)],
+            args=[repr(float(reward)), event_id, repr(now), self.log_maxlen],
+        )
+        status = result[0].decode() if isinstance(result[0], bytes) else result[0]
+        artwork = None
+        if len(result) > 1:
+            artwork = result[1].decode() if isinstance(result[1], bytes) else result[1]
+        return RewardOutcome(status=status, artwork=artwork)
+
+    # -- stats and logs
+    def recent_artworks(self, titles: Sequence[str], count: int) -> dict[str, list[str]]:
+        """Artworks of (up to) the last ``count`` decisions of each title, newest first."""
+        pipe = self.client.pipeline(transaction=False)
+        for t in titles:
+            # Rewards share the stream; read twice as many entries to see ~count decisions.
+            pipe.xrevrange(self.keys.log(t), count=2 * count)
+        out: dict[str, list[str]] = {}
+        for t, entries in zip(titles, pipe.execute(), strict=True):
+            arts = []
+            for _id, fields in entries:
+                rec = _decode_fields(fields)
+                if rec.get("type") == "decision":
+                    arts.append(json.loads(rec["record"])["artwork"])
+            out[t] = arts[:count]
+        return out
+
+    def read_log(self, title: str, start: str = "-", count: int = 10_000) -> list[tuple[str, dict]]:
+        """One page of a title's stream, oldest first: (entry id, decoded fields)."""
+        entries = self.client.xrange(self.keys.log(title), min=start, max="+", count=count)
+        return [((i.decode() if isinstance(i, bytes) else i), _decode_fields(f)) for i, f in entries]
+
+    def reset_title_stats(self, title: str) -> None:
+        self.client.delete(self.keys.arms(title))
+
+
+def _decode_fields(fields: dict) -> dict[str, str]:
+    return {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in fields.items()
+    }
