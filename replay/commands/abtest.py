@@ -1,0 +1,288 @@
+"""`python -m replay abtest`: fixed-split A/B analysis of logs, a sample-size planner, and a demo.
+
+Three modes:
+- ``abtest LOGS``: analyse logged impressions (JSON Lines, CSV or Parquet).
+- ``abtest --plan --baseline 0.24 --mde 0.06 [--power 0.8]``: units needed per arm.
+- ``abtest --demo [--seed S]``: the classic notebook: 1,000 simulated users split 50/50 between
+  artwork A (true CTR 24%) and B (30%), analysed exactly like real logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from replay.abtest import (
+    ABTestInputError,
+    ABTestResult,
+    SampleSizePlan,
+    Verdict,
+    analyze,
+    evaluate_criterion,
+    parse_criterion,
+    plan_sample_size,
+    power_two_proportions,
+    units_from_impressions,
+)
+from replay.cli import CliError
+
+_PROPENSITY_TOLERANCE = 1e-6
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("logs", nargs="?", metavar="LOGS", help="logged impressions (.jsonl, .csv or .parquet)")
+    parser.add_argument("--control", metavar="ARTWORK", help="the control arm (default: first artwork in sort order)")
+    parser.add_argument("--unit", choices=("profile", "impression"), default="profile", help="unit of analysis (default: profile, the randomization unit)")
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level; intervals are at 1 - alpha (default 0.05)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--plot", metavar="PNG", help="write the four-panel dashboard to this PNG")
+    parser.add_argument("--criterion", metavar="TEXT", help="success criterion, e.g. 'lift_rel>=10%% and significant'")
+    parser.add_argument("--title", help="analyse this title only (required when the logs hold several)")
+    parser.add_argument("--policy", help="analyse only impressions logged by this policy (e.g. ab)")
+    parser.add_argument("--weights", metavar="ARM=W,...", help="designed split for the SRM check (default: the logged propensities when constant per arm, else equal)")
+    plan = parser.add_argument_group("sample-size planner")
+    plan.add_argument("--plan", action="store_true", help="print the sample size per arm and exit")
+    plan.add_argument("--baseline", type=float, help="control CTR, e.g. 0.24")
+    plan.add_argument("--mde", type=float, help="minimum detectable effect, absolute (0.06 for 24%% -> 30%%)")
+    plan.add_argument("--relative", action="store_true", help="read --mde as relative to the baseline (0.25 for 24%% -> 30%%)")
+    plan.add_argument("--power", type=float, default=0.8, help="target power (default 0.8)")
+    plan.add_argument("--arms", type=int, default=2, help="number of arms in the plan (default 2)")
+    demo = parser.add_argument_group("demo (the classic notebook)")
+    demo.add_argument("--demo", action="store_true", help="simulate users instead of reading LOGS")
+    demo.add_argument("--seed", type=int, default=42, help="random seed of the demo (default 42)")
+    demo.add_argument("--users", type=int, default=1000, help="simulated users (default 1000)")
+    demo.add_argument("--ctrs", default="A=0.24,B=0.30", metavar="ARM=CTR,...", help="true CTRs (default A=0.24,B=0.30)")
+    demo.add_argument("--data-out", metavar="CSV", help="write the simulated user_id,artwork,clicked table")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.plan:
+            return _run_plan(args)
+        criterion = parse_criterion(args.criterion) if args.criterion else None
+        if args.demo:
+            result = _demo_result(args)
+        elif args.logs:
+            result = _logs_result(args)
+        else:
+            raise CliError("give LOGS to analyse, --demo, or --plan --baseline B --mde D")
+        verdict = evaluate_criterion(result.primary, criterion) if criterion else None
+    except ABTestInputError as exc:
+        raise CliError(str(exc)) from None
+    _report(args, result, verdict)
+    return 0
+
+
+# -- modes ------------------------------------------------------------------------------------
+
+
+def _run_plan(args: argparse.Namespace) -> int:
+    if args.baseline is None or args.mde is None:
+        raise CliError("--plan needs --baseline and --mde")
+    try:
+        plan = plan_sample_size(args.baseline, args.mde, alpha=args.alpha, power=args.power, arms=args.arms, relative=args.relative)
+    except ABTestInputError as exc:
+        raise CliError(str(exc)) from None
+    if args.json:
+        print(json.dumps(_plan_json(plan)))
+    else:
+        print(
+            f"To detect {plan.baseline:.2%} -> {plan.target:.2%} (absolute {plan.mde:+.4f}, relative {plan.mde / plan.baseline:+.1%}) "
+            f"with a two-sided z-test at alpha {plan.alpha:g} and power {plan.power:.0%}:"
+        )
+        print(f"  {plan.n_per_arm:,} units per arm, {plan.total:,} in total over {plan.arms} arms (exact power {plan.achieved_power:.3f})")
+    return 0
+
+
+def _plan_json(plan: SampleSizePlan) -> dict:
+    return {
+        "baseline": plan.baseline,
+        "target": plan.target,
+        "mde": plan.mde,
+        "alpha": plan.alpha,
+        "power": plan.power,
+        "arms": plan.arms,
+        "n_per_arm": plan.n_per_arm,
+        "total": plan.total,
+        "achieved_power": plan.achieved_power,
+    }
+
+
+def _parse_pairs(text: str, option: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise CliError(f"{option}: expected ARM=NUMBER,..., got {text!r}") from None
+    return out
+
+
+def _demo_result(args: argparse.Namespace) -> ABTestResult:
+    from replay.ab_demo import simulate_split_experiment
+
+    ctrs = _parse_pairs(args.ctrs, "--ctrs")
+    frame = simulate_split_experiment(args.users, ctrs, np.random.default_rng(args.seed), salt=f"demo-{args.seed}")
+    if args.data_out:
+        frame.to_csv(args.data_out, index=False)
+    if not args.json:
+        print(f"Simulated {len(frame):,} users split 50/50 between {', '.join(f'{a} (true CTR {c:.0%})' for a, c in ctrs.items())}, seed {args.seed}")
+        print(frame.head(8).to_string(index=False))
+        print(f"... {len(frame):,} rows" + (f" (written to {args.data_out})" if args.data_out else ""))
+        _print_design_power(ctrs, len(frame), args.alpha)
+        print()
+    shares = {a: 1.0 / len(ctrs) for a in ctrs}
+    return analyze(frame["artwork"], frame["clicked"], control=args.control, alpha=args.alpha, expected_shares=shares, unit="profile")
+
+
+def _print_design_power(ctrs: dict[str, float], users: int, alpha: float) -> None:
+    """What the demo's design can detect: the planned sample against the true effect."""
+    (control, p_c), *rest = ctrs.items()
+    best, p_t = max(rest, key=lambda kv: kv[1])
+    if p_t == p_c or not 0 < p_c < 1 or not 0 < p_t < 1:
+        return
+    per_arm = users / len(ctrs)
+    power = power_two_proportions(p_c, p_t - p_c, per_arm, per_arm, alpha)
+    plan = plan_sample_size(p_c, p_t - p_c, alpha=alpha, power=0.8, arms=len(ctrs))
+    print(
+        f"Design: ~{per_arm:,.0f} users per arm give {power:.0%} power to detect the true {p_c:.0%} -> {p_t:.0%} "
+        f"({best} vs {control}); 80% power needs {plan.n_per_arm:,} per arm."
+    )
+
+
+def _logs_result(args: argparse.Namespace) -> ABTestResult:
+    from replay.logs import LogSchemaError, load_logs
+
+    try:
+        frame = load_logs(args.logs)
+    except LogSchemaError as exc:
+        raise CliError(str(exc)) from None
+    if args.policy is not None:
+        if "policy" not in frame.columns:
+            raise CliError("--policy: the logs have no policy column")
+        frame = frame[frame["policy"] == args.policy]
+        if frame.empty:
+            raise CliError(f"--policy: zero users: no impressions were logged by policy {args.policy!r}")
+    titles = sorted(frame["title"].unique())
+    if args.title is not None:
+        if args.title not in titles:
+            raise CliError(f"--title: zero users: no impressions of title {args.title!r}; titles are {', '.join(titles[:10])}")
+        frame = frame[frame["title"] == args.title]
+    elif len(titles) > 1:
+        raise CliError(f"--title: the logs hold {len(titles)} titles ({', '.join(titles[:5])}{'...' if len(titles) > 5 else ''}); pick one")
+    units = units_from_impressions(frame, args.unit)
+    shares = _parse_pairs(args.weights, "--weights") if args.weights else _logged_shares(frame)
+    notes = list(units.warnings)
+    if shares is None:
+        notes.append("SRM check against an equal split (the logged propensities are not a fixed split; give --weights)")
+    return analyze(units.arms, units.clicked, control=args.control, alpha=args.alpha, expected_shares=shares, unit=args.unit, warnings=notes)
+
+
+def _logged_shares(frame) -> dict[str, float] | None:
+    """The designed split, read off the logs: an `ab` policy logs each arm's weight as its propensity."""
+    per_arm = frame.groupby("artwork")["propensity"].agg(["min", "max"])
+    constant = (per_arm["max"] - per_arm["min"]).abs().max() <= _PROPENSITY_TOLERANCE
+    if not constant or abs(per_arm["min"].sum() - 1.0) > 1e-3:
+        return None
+    return {str(a): float(w) for a, w in per_arm["min"].items()}
+
+
+# -- output -----------------------------------------------------------------------------------
+
+
+def result_json(result: ABTestResult, verdict: Verdict | None = None) -> dict:
+    """The SPEC's shape; ``comparisons`` only with more than two arms, ``verdict`` only with a criterion."""
+    comp = result.primary
+    out: dict = {
+        "arms": {a.arm: {"n": a.n, "clicks": a.clicks, "ctr": a.ctr} for a in result.arms},
+        "z": comp.z,
+        "p_value": comp.p_value,
+        "ci": list(comp.ci),
+        "lift_abs": comp.lift_abs,
+        "lift_rel": comp.lift_rel,
+        "srm_p_value": result.srm.p_value,
+        "power": comp.power,
+    }
+    if len(result.comparisons) > 1:
+        out["comparisons"] = {
+            c.treatment: {
+                "control": c.control,
+                "z": c.z,
+                "p_value": c.p_value,
+                "p_value_holm": c.p_value_adjusted,
+                "ci": list(c.ci),
+                "lift_abs": c.lift_abs,
+                "lift_rel": c.lift_rel,
+                "power": c.power,
+            }
+            for c in result.comparisons
+        }
+    if verdict is not None:
+        out["verdict"] = {
+            "criterion": verdict.criterion.text,
+            "treatment": verdict.treatment,
+            "met": verdict.met,
+            "checks": [{"clause": c.clause, "passed": c.passed, "observed": c.observed} for c in verdict.checks],
+        }
+    return out
+
+
+def metrics_table(result: ABTestResult) -> str:
+    lines = [f"{'arm':<16}{'n':>10}{'clicks':>10}{'CTR':>9}   {1 - result.alpha:.0%} interval"]
+    for a in result.arms:
+        lo, hi = a.interval(result.alpha)
+        tag = "  (control)" if a.arm == result.control else ""
+        lines.append(f"{a.arm:<16}{a.n:>10,}{a.clicks:>10,}{a.ctr:>9.2%}   [{lo:.2%}, {hi:.2%}]{tag}")
+    lines.append("")
+    lines.append(f"{'comparison':<16}{'lift':>9}{'rel':>9}{'z':>8}{'p':>10}   {'interval of difference':<24}{'power':>7}  significant")
+    for c in result.comparisons:
+        rel = "n/a" if c.lift_rel is None else f"{c.lift_rel:+.1%}"
+        p = c.p_value_adjusted
+        lines.append(
+            f"{c.treatment + ' vs ' + c.control:<16}{c.lift_abs:>+9.4f}{rel:>9}{c.z:>8.3f}{p:>10.4g}   "
+            f"{f'[{c.ci[0]:+.4f}, {c.ci[1]:+.4f}]':<24}{c.power:>7.1%}  {'yes' if c.significant else 'no'}"
+        )
+    srm = result.srm
+    observed = ", ".join(f"{a} {s:.2%}" for a, s in zip(srm.arms, srm.observed_shares, strict=True))
+    expected = ", ".join(f"{s:.2%}" for s in srm.expected_shares)
+    lines.append("")
+    lines.append(f"SRM: observed {observed} vs expected {expected}: chi2 = {srm.chi2:.3f}, p = {srm.p_value:.4g} ({'ALARM' if srm.alarm else 'ok'})")
+    return "\n".join(lines)
+
+
+def _report(args: argparse.Namespace, result: ABTestResult, verdict: Verdict | None) -> None:
+    from replay.ab_dashboard import interpretation
+
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result_json(result, verdict)))
+    else:
+        print(metrics_table(result))
+        if verdict is not None:
+            print()
+            print(f"Success criterion ({verdict.criterion.text}) for {verdict.treatment}: {'MET' if verdict.met else 'NOT met'}")
+            for check in verdict.checks:
+                print(f"  [{'x' if check.passed else ' '}] {check.clause}: {check.observed}")
+        print()
+        print(interpretation(result, verdict))
+    if args.plot:
+        _save_plot(args, result, verdict)
+
+
+def _save_plot(args: argparse.Namespace, result: ABTestResult, verdict: Verdict | None) -> None:
+    from replay.ab_dashboard import dashboard_figure
+
+    title = f"A/B demo (seed {args.seed})" if args.demo else f"A/B test: {Path(args.logs).name}"
+    try:
+        dashboard_figure(result, verdict, title=title).savefig(args.plot, dpi=110)
+    except OSError as exc:
+        raise CliError(f"--plot: cannot write {args.plot}: {exc.strerror or exc}") from None
+    print(f"wrote {args.plot}", file=sys.stderr)
