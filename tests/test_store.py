@@ -1,0 +1,94 @@
+"""Store properties on a real Redis: round trips, exactly-once rewards under concurrency."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
+
+from service.app import create_app
+from service.config import load_settings
+
+TITLE = "stranger-lights"
+
+
+class CountingClient:
+    """Wraps a redis client; counts network round trips (commands and pipeline executions)."""
+
+    def __init__(self, client):
+        self._client = client
+        self.round_trips = 0
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def execute_command(self, *args, **kwargs):
+        self.round_trips += 1
+        return self._client.execute_command(*args, **kwargs)
+
+    def pipeline(self, *args, **kwargs):
+        pipe = self._client.pipeline(*args, **kwargs)
+        original = pipe.execute
+        counter = self
+
+        def execute(*a, **k):
+            counter.round_trips += 1
+            return original(*a, **k)
+
+        pipe.execute = execute
+        return pipe
+
+
+@pytest.mark.parametrize("n_titles", [1, 40])
+def test_a_decision_costs_two_round_trips_whatever_the_batch(app, n_titles):
+    engine = app.extensions["engine"]
+    titles = sorted(engine.catalog.get())
+    batch = (titles * 3)[:n_titles]
+    engine.decide("warmup", batch, {})  # loads scripts once (first EVALSHA of a script)
+    engine.counts.clear()
+    counting = CountingClient(engine.store.client)
+    engine.store.client = counting
+    engine.catalog.clock = lambda: 0.0  # keep the catalog check out of this count
+    decisions = engine.decide("p1", batch, {"device": "tv"})
+    assert [d.title for d in decisions] == batch and not any(d.fallback for d in decisions)
+    assert counting.round_trips == 2
+
+
+def _post_rewards(args):
+    redis_url, prefix, mine, theirs = args
+    app = create_app(load_settings({}, redis_url=redis_url, key_prefix=prefix, load_catalog=False))
+    client = app.test_client()
+    statuses = {"recorded": 0, "duplicate": 0}
+    # Each process posts its own events and then another process's, so first posts and
+    # duplicates of the same event race between processes.
+    for event_id in [*mine, *theirs]:
+        r = client.post("/reward", json={"event_id": event_id, "reward": 1})
+        statuses[r.get_json()["status"]] += 1
+    return statuses
+
+
+@pytest.mark.slow
+def test_rewards_are_counted_exactly_once_across_processes(app, redis_url, key_prefix):
+    client = app.test_client()
+    events = []
+    for _ in range(200):  # 200 batches of 50 decisions = 10,000 decisions
+        body = client.get("/artwork", query_string=[("profile", "p1")] + [("title", TITLE)] * 50).get_json()
+        events += [d["event_id"] for d in body["decisions"]]
+    assert len(set(events)) == 10_000
+    chunks = [events[i::4] for i in range(4)]
+    jobs = [(redis_url, key_prefix, chunks[i], chunks[(i + 1) % 4]) for i in range(4)]
+    with ProcessPoolExecutor(4, mp_context=mp.get_context("fork")) as pool:
+        results = list(pool.map(_post_rewards, jobs))
+    assert sum(r["recorded"] for r in results) == 10_000
+    assert sum(r["duplicate"] for r in results) == 10_000
+    stats = client.get(f"/stats/{TITLE}").get_json()
+    assert stats["impressions"] == 10_000
+    assert stats["rewards"] == 10_000
+    assert stats["reward_sum"] == 10_000
+    # The log holds each reward once.
+    store = app.extensions["store"]
+    entries = store.client.xrange(store.keys.log(TITLE), count=100_000)
+    reward_entries = [f for _, f in entries if f[b"type"] == b"reward"]
+    assert len(reward_entries) == 10_000
+    assert len({f[b"event_id"] for f in reward_entries}) == 10_000
