@@ -57,6 +57,10 @@ class Keys:
         """Stream of decision and reward records (capped)."""
         return f"{self._title(title)}:log"
 
+    def traffic(self, title: str, bucket: int) -> str:
+        """Hash: artwork -> decisions in one time bucket (dashboard history; expires)."""
+        return f"{self._title(title)}:traffic:{int(bucket)}"
+
     def model(self, title: str) -> str:
         """Hash: the title's current VW model (version, bytes, stream position)."""
         return f"{self._title(title)}:model"

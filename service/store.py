@@ -5,7 +5,8 @@ Round trips of one ``/artwork`` request, whatever the number of titles:
    cached counters are stale (the cache lives in ``service.decisions``).
 2. ``record_decisions``: one pipeline with one ``decide`` script per title. Each script
    atomically counts the impression, stores the decision awaiting its reward (with the
-   attribution window as TTL) and appends the decision record to the title's capped stream.
+   attribution window as TTL), appends the decision record to the title's capped stream and
+   counts it in the title's per-minute traffic history (the dashboard's chart).
 A reward is one ``reward`` script: atomic and idempotent (counted once, logged once).
 All of a title's keys share one hash tag, so both scripts run unchanged on a Redis Cluster.
 """
@@ -31,6 +32,8 @@ redis.call('HSET', KEYS[2], 'artwork', art, 'segment', seg, 'profile', ARGV[3], 
            'propensity', ARGV[5], 'ts', ARGV[6])
 redis.call('EXPIRE', KEYS[2], ARGV[7])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'type', 'decision', 'record', ARGV[9])
+redis.call('HINCRBY', KEYS[4], art, 1)
+redis.call('EXPIRE', KEYS[4], ARGV[10])
 return 1
 """
 
@@ -47,8 +50,13 @@ redis.call('HINCRBY', KEYS[2], 'r|' .. seg .. '|' .. art, 1)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'type', 'reward', 'event_id', ARGV[2], 'reward', r,
            'timestamp', ARGV[3], 'artwork', art, 'segment', seg, 'profile', ev[5], 'policy', ev[6],
            'decided_at', ev[4])
-return {'recorded', art}
+return {'recorded', art, ev[6]}
 """
+
+# Traffic history for the dashboard: per title and minute, decisions per artwork (a small hash
+# per bucket, expiring), written by the decide script itself so it costs no extra round trip.
+TRAFFIC_BUCKET_S = 60
+TRAFFIC_RETENTION_S = 2 * 86_400
 
 SEED_CATALOG_LUA = """
 local added = 0
@@ -135,6 +143,7 @@ class DecisionRecord:
 class RewardOutcome:
     status: str  # recorded | duplicate | unknown
     artwork: str | None = None
+    policy: str | None = None  # policy that made the rewarded decision
 
 
 class RedisStore:
@@ -230,7 +239,12 @@ class RedisStore:
         pipe = self.client.pipeline(transaction=False)
         for rec in records:
             self._decide(
-                keys=[self.keys.arms(rec.title), self.keys.pending(rec.title, rec.token), self.keys.log(rec.title)],
+                keys=[
+                    self.keys.arms(rec.title),
+                    self.keys.pending(rec.title, rec.token),
+                    self.keys.log(rec.title),
+                    self.keys.traffic(rec.title, int(rec.timestamp // TRAFFIC_BUCKET_S)),
+                ],
                 args=[
                     rec.artwork,
                     rec.segment,
@@ -241,6 +255,7 @@ class RedisStore:
                     self.window,
                     self.log_maxlen,
                     rec.to_json(),
+                    TRAFFIC_RETENTION_S,
                 ],
                 client=pipe,
             )
@@ -251,11 +266,8 @@ class RedisStore:
             keys=[self.keys.pending(title, token), self.keys.arms(title), self.keys.log(title)],
             args=[repr(float(reward)), event_id, repr(now), self.log_maxlen],
         )
-        status = result[0].decode() if isinstance(result[0], bytes) else result[0]
-        artwork = None
-        if len(result) > 1:
-            artwork = result[1].decode() if isinstance(result[1], bytes) else result[1]
-        return RewardOutcome(status=status, artwork=artwork)
+        status, artwork, policy = ([v.decode() if isinstance(v, bytes) else v for v in result] + [None, None])[:3]
+        return RewardOutcome(status=status, artwork=artwork, policy=policy)
 
     # -- stats and logs
     def recent_artworks(self, titles: Sequence[str], count: int) -> dict[str, list[str]]:
@@ -278,6 +290,20 @@ class RedisStore:
         """One page of a title's stream, oldest first: (entry id, decoded fields)."""
         entries = self.client.xrange(self.keys.log(title), min=start, max="+", count=count)
         return [((i.decode() if isinstance(i, bytes) else i), _decode_fields(f)) for i, f in entries]
+
+    def traffic_history(self, titles: Sequence[str], buckets: int, now: float) -> dict[str, list[tuple[int, dict[str, int]]]]:
+        """Per title, the last ``buckets`` minutes (oldest first): (bucket start epoch s, artwork -> decisions)."""
+        last = int(now // TRAFFIC_BUCKET_S)
+        span = range(last - buckets + 1, last + 1)
+        pipe = self.client.pipeline(transaction=False)
+        for t in titles:
+            for b in span:
+                pipe.hgetall(self.keys.traffic(t, b))
+        raw = iter(pipe.execute())
+        return {
+            t: [(b * TRAFFIC_BUCKET_S, {k: int(v) for k, v in _decode_fields(next(raw)).items()}) for b in span]
+            for t in titles
+        }
 
     def reset_title_stats(self, title: str) -> None:
         self.client.delete(self.keys.arms(title))
