@@ -236,16 +236,16 @@ class RedisStore:
 
     def record_decisions(self, records: Sequence[DecisionRecord]) -> None:
         """Round trip 2: one atomic script per decision, all in one pipeline."""
-        pipe = self.client.pipeline(transaction=False)
-        for rec in records:
-            self._decide(
-                keys=[
+
+        def fill(pipe) -> None:
+            for rec in records:
+                pipe.evalsha(
+                    self._decide.sha,
+                    4,
                     self.keys.arms(rec.title),
                     self.keys.pending(rec.title, rec.token),
                     self.keys.log(rec.title),
                     self.keys.traffic(rec.title, int(rec.timestamp // TRAFFIC_BUCKET_S)),
-                ],
-                args=[
                     rec.artwork,
                     rec.segment,
                     rec.profile,
@@ -256,10 +256,28 @@ class RedisStore:
                     self.log_maxlen,
                     rec.to_json(),
                     TRAFFIC_RETENTION_S,
-                ],
-                client=pipe,
-            )
-        pipe.execute()
+                )
+
+        self._execute_scripts(fill)
+
+    def _execute_scripts(self, fill) -> list:
+        """Run a pipeline of EVALSHA calls, loading the scripts once if Redis lost them.
+
+        redis-py's own pipeline support asks SCRIPT EXISTS before every execution: one extra
+        round trip per request. We send EVALSHA directly; on NOSCRIPT (a restarted or flushed
+        Redis) none of the scripts ran, so loading them and sending again is safe.
+        """
+        for attempt in (0, 1):
+            pipe = self.client.pipeline(transaction=False)
+            fill(pipe)
+            try:
+                return pipe.execute()
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise
+                for script in (self._decide, self._reward, self._seed):
+                    self.client.script_load(script.script)
+        return []
 
     def record_reward(self, title: str, token: str, event_id: str, reward: float, now: float) -> RewardOutcome:
         result = self._reward(
