@@ -1,0 +1,369 @@
+"""A/B test vs Thompson sampling (vs VW) on the same simulated traffic.
+
+The environment is deliberately small: one title, a true CTR per artwork, Bernoulli clicks.
+Every policy in a run faces the same traffic (common random numbers: impression t clicks on
+artwork k iff ``u[t] < ctr[k]`` for one shared uniform ``u[t]``), so differences between policies
+are not differences in luck.
+
+A policy is a small stateful object (``ComparablePolicy``): ``choose(rng, context) -> (arm,
+propensity)``, ``update(arm, reward, context)``, and ``decision() -> arm | None``, the artwork it
+has settled on, if any (A/B: the shipped arm once the planned sample is in; Thompson sampling:
+the arm whose posterior probability of being best exceeds 95%; VW: never, it has no posterior).
+VW runs only if ``bandit.vw_policy`` is importable (see ``vw_policy_factory``).
+
+Metrics per run, averaged over seeds: total clicks; regret = expected clicks of always showing
+the best artwork minus the expected clicks of the artworks actually shown (pseudo-regret: the
+sum of true-CTR gaps, free of click noise); share of impressions on the best artwork; time to a
+decision (impressions seen when ``decision()`` first returned an arm).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from bandit.thompson import ThompsonSampling, decide_from_probabilities, mix_uniform, ts_propensities
+from replay.abtest import analyze_counts, plan_sample_size
+
+SHIP_RULES = ("significant", "best")
+
+
+class ComparisonError(ValueError):
+    """A comparison argument is malformed; the message names it."""
+
+
+class ComparablePolicy(Protocol):
+    name: str
+
+    def choose(self, rng: np.random.Generator, context: dict) -> tuple[int, float]: ...
+
+    def update(self, arm: int, reward: float, context: dict) -> None: ...
+
+    def decision(self) -> int | None: ...
+
+
+# -- the environment ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BernoulliArms:
+    """True CTR per artwork; ``arms`` are display names."""
+
+    ctrs: tuple[float, ...]
+    arms: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.ctrs) < 2:
+            raise ComparisonError(f"ctrs: need at least two artworks, got {len(self.ctrs)}")
+        if not all(0 <= c <= 1 for c in self.ctrs):
+            raise ComparisonError(f"ctrs: each CTR must be in [0, 1], got {self.ctrs}")
+        if not self.arms:
+            object.__setattr__(self, "arms", tuple(chr(ord("A") + i) if i < 26 else f"arm{i}" for i in range(len(self.ctrs))))
+        if len(self.arms) != len(self.ctrs) or len(set(self.arms)) != len(self.arms):
+            raise ComparisonError("arms: need one distinct name per CTR")
+
+    @property
+    def best(self) -> int:
+        return int(np.argmax(self.ctrs))
+
+    def outcomes(self, rng: np.random.Generator, horizon: int) -> np.ndarray:
+        """(horizon, K) 0/1 potential outcomes: what impression t would give for each artwork."""
+        u = rng.random(horizon)
+        return (u[:, None] < np.asarray(self.ctrs)[None, :]).astype(float)
+
+
+# -- policies ----------------------------------------------------------------------------------
+
+
+class FixedSplitABTest:
+    """Equal random split until ``n_per_arm * K`` impressions, then always the shipped arm.
+
+    ship_rule ``significant`` (what teams do): ship the best-CTR treatment among those
+    significantly better than the control (Holm-adjusted), else keep the control.
+    ``best``: ship the highest observed CTR, significant or not.
+    """
+
+    def __init__(self, n_arms: int, n_per_arm: int, alpha: float = 0.05, control: int = 0, ship_rule: str = "significant"):
+        if ship_rule not in SHIP_RULES:
+            raise ComparisonError(f"ship_rule must be one of {SHIP_RULES}, got {ship_rule!r}")
+        self.name = "ab"
+        self.k, self.budget, self.alpha, self.control, self.ship_rule = n_arms, n_per_arm * n_arms, alpha, control, ship_rule
+        self.n = np.zeros(n_arms)
+        self.clicks = np.zeros(n_arms)
+        self.shipped: int | None = None
+
+    def choose(self, rng: np.random.Generator, context: dict) -> tuple[int, float]:
+        if self.shipped is not None:
+            return self.shipped, 1.0
+        return int(rng.integers(self.k)), 1.0 / self.k
+
+    def update(self, arm: int, reward: float, context: dict) -> None:
+        if self.shipped is not None:
+            return
+        self.n[arm] += 1
+        self.clicks[arm] += reward > 0
+        if self.n.sum() >= self.budget:
+            self.shipped = self._winner()
+
+    def _winner(self) -> int:
+        ctr = self.clicks / np.maximum(self.n, 1)
+        if self.ship_rule == "best" or np.any(self.n == 0):
+            return int(np.argmax(ctr))
+        names = [str(i) for i in range(self.k)]
+        result = analyze_counts({names[i]: (int(self.n[i]), int(self.clicks[i])) for i in range(self.k)}, control=names[self.control], alpha=self.alpha)
+        winners = [int(c.treatment) for c in result.comparisons if c.significant and c.lift_abs > 0]
+        return max(winners, key=lambda i: ctr[i]) if winners else self.control
+
+    def decision(self) -> int | None:
+        return self.shipped
+
+
+class ThompsonBandit:
+    """The service's Thompson sampling (``bandit.thompson``), learning online.
+
+    Action probabilities are recomputed every ``refresh`` updates (1: after every click report,
+    like the service reading fresh counts; larger values model a stale counts snapshot).
+    """
+
+    def __init__(self, n_arms: int, sampler: ThompsonSampling | None = None, refresh: int = 1, decision_level: float = 0.95):
+        if refresh < 1:
+            raise ComparisonError(f"refresh must be >= 1, got {refresh}")
+        self.name = "thompson"
+        self.sampler = sampler or ThompsonSampling()
+        self.refresh, self.decision_level = refresh, decision_level
+        self.n = np.zeros(n_arms)
+        self.rewards = np.zeros(n_arms)
+        self._pending = 0
+        self._recompute()
+
+    def _recompute(self) -> None:
+        post = self.sampler.posterior(self.n, self.rewards)
+        self.p_best = ts_propensities(post.alpha, post.beta)  # also the posterior P(arm is best)
+        self.probabilities = mix_uniform(self.p_best, self.sampler.uniform_mix)
+        self._pending = 0
+
+    def choose(self, rng: np.random.Generator, context: dict) -> tuple[int, float]:
+        d = decide_from_probabilities(self.probabilities, rng)
+        return d.arm, d.propensity
+
+    def update(self, arm: int, reward: float, context: dict) -> None:
+        self.n[arm] += 1
+        self.rewards[arm] += reward
+        self._pending += 1
+        if self._pending >= self.refresh:
+            self._recompute()
+
+    def decision(self) -> int | None:
+        best = int(np.argmax(self.p_best))
+        return best if self.p_best[best] > self.decision_level else None
+
+
+class VWBandit:
+    """The VW contextual bandit (``bandit.vw_policy.VWModel``, ``--cb_explore_adf``), learning online.
+
+    The simulated traffic has no profile features, so every decision shares one cold-start
+    context; VW then learns one value per artwork, as a context-free bandit would.
+    """
+
+    def __init__(self, arms: Sequence[str], vw_policy, vw_features):
+        self.name = "vw"
+        self._vw_policy = vw_policy
+        self.model = vw_policy.VWModel.new(vw_policy.VWConfig())
+        context = vw_features.decision_context(None, {}, "new", {a: [] for a in arms})
+        self.example = vw_features.to_example(context, list(arms))
+        self._pmf: np.ndarray | None = None
+
+    def choose(self, rng: np.random.Generator, context: dict) -> tuple[int, float]:
+        self._pmf = self.model.pmf(self.example.lines())
+        d = decide_from_probabilities(self._pmf, rng)
+        return d.arm, d.propensity
+
+    def update(self, arm: int, reward: float, context: dict) -> None:
+        prob = float(self._pmf[arm]) if self._pmf is not None else 1.0 / len(self.example.actions)
+        self.model.learn(self.example.lines((arm, self._vw_policy.cost_of(reward), prob)))
+
+    def decision(self) -> int | None:
+        return None  # VW exposes no posterior; it never declares a winner
+
+
+def vw_policy_factory(arms: Sequence[str]) -> tuple[Callable[[int], ComparablePolicy] | None, str]:
+    """A maker ``seed -> policy`` for VW if ``bandit.vw_policy`` is importable, else (None, why skipped).
+
+    ``bandit.vw_policy.comparison_policy(arms, seed)`` is used when the module provides one;
+    otherwise ``VWBandit`` drives its ``VWModel`` with ``bandit.vw_features`` examples.
+    """
+    try:
+        vw_policy = importlib.import_module("bandit.vw_policy")
+        vw_features = importlib.import_module("bandit.vw_features")
+    except ModuleNotFoundError as exc:
+        if exc.name in ("bandit.vw_policy", "bandit.vw_features"):
+            return None, f"VW skipped: {exc.name} does not exist yet"
+        return None, f"VW skipped: bandit.vw_policy needs {exc.name!r}, which is not installed"
+    custom = getattr(vw_policy, "comparison_policy", None)
+    if custom is not None:
+        return (lambda seed: custom(tuple(arms), seed)), ""
+    try:
+        VWBandit(arms, vw_policy, vw_features).model.close()
+    except (AttributeError, TypeError, ValueError) as exc:  # its API is not the one this adapter knows
+        return None, f"VW skipped: cannot drive bandit.vw_policy ({type(exc).__name__}: {exc})"
+    return (lambda seed: VWBandit(arms, vw_policy, vw_features)), ""
+
+
+# -- the runs ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    clicks: float
+    regret: float
+    best_share: float
+    decided_at: int | None
+    decided_arm: int | None
+    cumulative_regret: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class PolicySummary:
+    """One policy over all seeds (means, and the standard error of the mean regret)."""
+
+    name: str
+    runs: tuple[RunMetrics, ...] = field(repr=False)
+
+    @property
+    def clicks(self) -> float:
+        return float(np.mean([r.clicks for r in self.runs]))
+
+    @property
+    def regret(self) -> float:
+        return float(np.mean([r.regret for r in self.runs]))
+
+    @property
+    def regret_se(self) -> float:
+        values = [r.regret for r in self.runs]
+        return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+
+    @property
+    def best_share(self) -> float:
+        return float(np.mean([r.best_share for r in self.runs]))
+
+    @property
+    def decided_share(self) -> float:
+        return float(np.mean([r.decided_at is not None for r in self.runs]))
+
+    @property
+    def decision_time(self) -> float | None:
+        """Mean impressions to a decision over the runs that reached one (None if none did)."""
+        times = [r.decided_at for r in self.runs if r.decided_at is not None]
+        return float(np.mean(times)) if times else None
+
+    def correct_share(self, best: int) -> float:
+        """Share of runs whose decision was the best artwork (runs with no decision count as wrong)."""
+        return float(np.mean([r.decided_arm == best for r in self.runs]))
+
+    @property
+    def mean_cumulative_regret(self) -> np.ndarray:
+        return np.mean([r.cumulative_regret for r in self.runs], axis=0)
+
+
+@dataclass(frozen=True)
+class ComparisonResult:
+    env: BernoulliArms
+    horizon: int
+    seeds: tuple[int, ...]
+    ab_n_per_arm: int
+    policies: tuple[PolicySummary, ...]
+    notes: tuple[str, ...] = ()
+
+    def policy(self, name: str) -> PolicySummary:
+        return next(p for p in self.policies if p.name == name)
+
+
+def run_policy(policy: ComparablePolicy, env: BernoulliArms, outcomes: np.ndarray, rng: np.random.Generator) -> RunMetrics:
+    """Play ``policy`` over the impressions of ``outcomes`` (horizon x K)."""
+    horizon = outcomes.shape[0]
+    ctr = np.asarray(env.ctrs)
+    chosen = np.empty(horizon, dtype=int)
+    decided_at: int | None = None
+    context: dict = {}
+    for t in range(horizon):
+        if decided_at is None and policy.decision() is not None:
+            decided_at = t
+        arm, _ = policy.choose(rng, context)
+        chosen[t] = arm
+        policy.update(arm, float(outcomes[t, arm]), context)
+    if decided_at is None and policy.decision() is not None:
+        decided_at = horizon
+    gaps = ctr.max() - ctr[chosen]
+    return RunMetrics(
+        clicks=float(outcomes[np.arange(horizon), chosen].sum()),
+        regret=float(gaps.sum()),
+        best_share=float(np.mean(chosen == env.best)),
+        decided_at=decided_at,
+        decided_arm=policy.decision(),
+        cumulative_regret=np.cumsum(gaps),
+    )
+
+
+def compare_policies(
+    env: BernoulliArms,
+    horizon: int = 10_000,
+    seeds: Sequence[int] = tuple(range(10)),
+    alpha: float = 0.05,
+    power: float = 0.8,
+    mde: float | None = None,
+    ship_rule: str = "significant",
+    ts_refresh: int = 1,
+    include: Sequence[str] = ("ab", "thompson", "vw"),
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ComparisonResult:
+    """Run every included policy on each seed's traffic.
+
+    The A/B test is planned for ``mde`` (absolute; default: the true gap between the best
+    artwork and the control, arm 0, i.e. the A/B test is told the right effect size) at
+    ``alpha`` and ``power``.
+    """
+    if horizon < 1:
+        raise ComparisonError(f"horizon must be >= 1, got {horizon}")
+    if not seeds:
+        raise ComparisonError("seeds: need at least one seed")
+    unknown = set(include) - {"ab", "thompson", "vw"}
+    if unknown:
+        raise ComparisonError(f"include: unknown policies {sorted(unknown)}; choose from ab, thompson, vw")
+    k = len(env.ctrs)
+    control_ctr = env.ctrs[0]
+    if mde is None:
+        others = [c for c in env.ctrs[1:]]
+        mde = max(others, key=lambda c: abs(c - control_ctr)) - control_ctr
+    if mde == 0:
+        raise ComparisonError("mde: the artworks' true CTRs are equal; give the effect the A/B test is planned for")
+    n_per_arm = plan_sample_size(control_ctr, mde, alpha=alpha, power=power, arms=k).n_per_arm
+
+    makers: dict[str, Callable[[int], ComparablePolicy]] = {}
+    notes: list[str] = []
+    if "ab" in include:
+        makers["ab"] = lambda seed: FixedSplitABTest(k, n_per_arm, alpha, 0, ship_rule)
+    if "thompson" in include:
+        makers["thompson"] = lambda seed: ThompsonBandit(k, refresh=ts_refresh)
+    if "vw" in include:
+        vw_maker, why = vw_policy_factory(env.arms)
+        if vw_maker is None:
+            notes.append(why)
+        else:
+            makers["vw"] = vw_maker
+
+    runs: dict[str, list[RunMetrics]] = {name: [] for name in makers}
+    total, done = len(seeds) * len(makers), 0
+    for seed in seeds:
+        outcomes = env.outcomes(np.random.default_rng([seed, 0]), horizon)
+        for i, (name, make) in enumerate(makers.items()):
+            # each policy has its own stream for its own coin flips; the traffic is shared
+            runs[name].append(run_policy(make(seed), env, outcomes, np.random.default_rng([seed, 1 + i])))
+            done += 1
+            if on_progress is not None:
+                on_progress(done, total)
+    summaries = tuple(PolicySummary(name, tuple(r)) for name, r in runs.items())
+    return ComparisonResult(env, horizon, tuple(seeds), n_per_arm, summaries, tuple(notes))

@@ -1,0 +1,153 @@
+"""`python -m replay compare`: A/B test vs Thompson sampling (vs VW) on the same simulated traffic."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from replay.bandit_comparison import SHIP_RULES, BernoulliArms, ComparisonError, ComparisonResult, compare_policies
+from replay.cli import CliError
+
+_LABELS = {"ab": "A/B test, then ship", "thompson": "Thompson sampling", "vw": "VW contextual bandit"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ctrs", default="0.24,0.30", help="true CTR per artwork; the first is the A/B control (default 0.24,0.30)")
+    parser.add_argument("--arms", help="artwork names, comma-separated (default A,B,...)")
+    parser.add_argument("--horizon", type=int, default=10_000, help="impressions per run (default 10000)")
+    parser.add_argument("--seeds", type=int, default=20, help="runs to average over (default 20)")
+    parser.add_argument("--seed", type=int, default=0, help="first seed (runs use seed, seed+1, ...)")
+    parser.add_argument("--alpha", type=float, default=0.05, help="A/B significance level (default 0.05)")
+    parser.add_argument("--power", type=float, default=0.8, help="A/B planned power (default 0.8)")
+    parser.add_argument("--mde", type=float, help="absolute effect the A/B test is planned for (default: the true gap to the control)")
+    parser.add_argument("--ship-rule", choices=SHIP_RULES, default="significant", help="A/B: ship only a significant winner (default) or the best observed")
+    parser.add_argument("--ts-refresh", type=int, default=1, help="Thompson sampling: recompute probabilities every N impressions (default 1)")
+    parser.add_argument("--policies", default="ab,thompson,vw", help="which to run (default ab,thompson,vw; vw only if bandit.vw_policy exists)")
+    parser.add_argument("--plot", metavar="PNG", help="write the cumulative regret plot to this PNG")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        ctrs = tuple(float(c) for c in args.ctrs.split(","))
+    except ValueError:
+        raise CliError(f"--ctrs: expected comma-separated numbers, got {args.ctrs!r}") from None
+    arms = tuple(a.strip() for a in args.arms.split(",")) if args.arms else ()
+    if args.seeds < 1:
+        raise CliError(f"--seeds must be >= 1, got {args.seeds}")
+    started = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rcompare: {done}/{total} runs ({time.monotonic() - started:.0f}s)", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    try:
+        env = BernoulliArms(ctrs, arms)
+        result = compare_policies(
+            env,
+            horizon=args.horizon,
+            seeds=tuple(range(args.seed, args.seed + args.seeds)),
+            alpha=args.alpha,
+            power=args.power,
+            mde=args.mde,
+            ship_rule=args.ship_rule,
+            ts_refresh=args.ts_refresh,
+            include=tuple(p.strip() for p in args.policies.split(",") if p.strip()),
+            on_progress=progress,
+        )
+    except (ComparisonError, ValueError) as exc:  # plan_sample_size's ABTestInputError is a ValueError
+        raise CliError(str(exc)) from None
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result_json(result)))
+    else:
+        print(summary_table(result))
+    if args.plot:
+        try:
+            regret_figure(result).savefig(args.plot, dpi=110)
+        except OSError as exc:
+            raise CliError(f"--plot: cannot write {args.plot}: {exc.strerror or exc}") from None
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
+def result_json(result: ComparisonResult) -> dict:
+    env = result.env
+    return {
+        "arms": {a: c for a, c in zip(env.arms, env.ctrs, strict=True)},
+        "best_arm": env.arms[env.best],
+        "horizon": result.horizon,
+        "seeds": len(result.seeds),
+        "ab_n_per_arm": result.ab_n_per_arm,
+        "policies": {
+            p.name: {
+                "clicks": p.clicks,
+                "regret": p.regret,
+                "regret_se": p.regret_se,
+                "best_share": p.best_share,
+                "decision_time": p.decision_time,
+                "decided_share": p.decided_share,
+                "correct_decision_share": p.correct_share(env.best),
+            }
+            for p in result.policies
+        },
+        "notes": list(result.notes),
+    }
+
+
+def summary_table(result: ComparisonResult) -> str:
+    env = result.env
+    truth = ", ".join(f"{a} {c:.1%}" for a, c in zip(env.arms, env.ctrs, strict=True))
+    lines = [
+        f"{len(result.seeds)} runs of {result.horizon:,} impressions; true CTRs {truth}; best fixed artwork {env.arms[env.best]} "
+        f"({env.ctrs[env.best] * result.horizon:,.0f} expected clicks per run)",
+        f"A/B test: equal split until {result.ab_n_per_arm:,} per arm ({result.ab_n_per_arm * len(env.ctrs):,} impressions), then ship",
+        "",
+        f"{'policy':<22}{'clicks':>9}{'regret':>16}{'on best':>9}{'decision at':>13}{'decided':>9}{'correct':>9}",
+    ]
+    for p in result.policies:
+        at = "never" if p.decision_time is None else f"{p.decision_time:,.0f}"
+        correct = f"{p.correct_share(env.best):.0%}" if p.decided_share > 0 else "-"
+        lines.append(
+            f"{_LABELS.get(p.name, p.name):<22}{p.clicks:>9,.1f}{f'{p.regret:.1f} ± {p.regret_se:.1f}':>16}"
+            f"{p.best_share:>9.1%}{at:>13}{p.decided_share:>9.0%}{correct:>9}"
+        )
+    lines.append("")
+    lines.append(
+        "regret: expected clicks lost against always showing the best artwork (± standard error over runs); "
+        "decision at: mean impressions before the A/B test ships / Thompson sampling's P(best) first exceeds 95% "
+        "(VW declares no winner)"
+    )
+    names = [p.name for p in result.policies]
+    if "ab" in names and "thompson" in names:
+        ab, ts = result.policy("ab"), result.policy("thompson")
+        if ab.regret > 0:
+            lines.append(f"Thompson sampling's regret is {ts.regret / ab.regret:.0%} of the A/B test's.")
+    return "\n".join(lines)
+
+
+def regret_figure(result: ComparisonResult) -> Figure:
+    fig = Figure(figsize=(9, 5.5), layout="constrained")
+    ax = fig.subplots()
+    t = np.arange(1, result.horizon + 1)
+    for p in result.policies:
+        curves = np.array([r.cumulative_regret for r in p.runs])
+        mean = curves.mean(axis=0)
+        line = ax.plot(t, mean, lw=2, label=f"{_LABELS.get(p.name, p.name)} (final {mean[-1]:.1f})")[0]
+        if len(p.runs) > 1:
+            lo, hi = np.percentile(curves, [10, 90], axis=0)
+            ax.fill_between(t, lo, hi, color=line.get_color(), alpha=0.15)
+    if any(p.name == "ab" for p in result.policies):
+        ax.axvline(result.ab_n_per_arm * len(result.env.ctrs), color="grey", ls=":", label="A/B planned sample reached")
+    env = result.env
+    truth = ", ".join(f"{a} {c:.0%}" for a, c in zip(env.arms, env.ctrs, strict=True))
+    ax.set_title(f"Cumulative regret vs the best fixed artwork ({truth}; mean of {len(result.seeds)} runs, band 10-90%)")
+    ax.set_xlabel("impressions")
+    ax.set_ylabel("expected clicks lost")
+    ax.legend(loc="upper left")
+    return fig
