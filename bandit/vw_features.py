@@ -1,0 +1,140 @@
+"""Features of one artwork decision, as a logged context and as a VW ``cb_explore_adf`` example.
+
+A decision's *context* is a flat JSON object: it is what the service logs (the SPEC's
+``context`` column) and all that the trainer and the offline tools need to rebuild the exact VW
+example, so serving, online training and offline warm start share one featurization:
+
+- request context: the request's extra query parameters as given (``device``, ``country``,
+  ``hour``, ...), and ``segment``;
+- profile features under ``p.`` (request parameter names cannot contain a dot, so they never
+  collide): ``p.tenure_days``, ``p.weekly_hours``, ``p.aff.<genre>``, or ``p.cold: true`` when the
+  profile is unknown (cold start is a feature, never an error);
+- ``vw.tags``: each candidate artwork's tags; ``vw.v``: the featurization version.
+
+VW namespaces (interactions key on the first letter): ``U`` profile, ``C`` request context,
+``A`` artwork (one line per candidate: its id and its tags). ``-q UA -q CA`` (see
+``bandit.vw_policy``) give profile x artwork and context x artwork weights, e.g.
+"comedy affinity x comedic tag", which is where personalization comes from.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+FEATURE_VERSION = 1
+TAGS_KEY = "vw.tags"
+VERSION_KEY = "vw.v"
+_PROFILE = "p."
+_UNSAFE = re.compile(r"[\s|:]")  # VW text separators
+
+
+class FeatureError(ValueError):
+    """A decision context cannot be turned into VW features; the message names the argument."""
+
+
+@dataclass(frozen=True)
+class ADFExample:
+    """One decision as VW multiline text: the shared line, then one line per candidate."""
+
+    shared: str
+    actions: tuple[str, ...]
+
+    def lines(self, label: tuple[int, float, float] | None = None) -> list[str]:
+        """VW lines; ``label`` = (chosen index, cost, logged probability) marks the chosen action."""
+        lines = [self.shared, *self.actions]
+        if label is not None:
+            index, cost, prob = label
+            if not 0 <= index < len(self.actions):
+                raise FeatureError(f"label index must be in [0, {len(self.actions)}), got {index}")
+            if not 0 < prob <= 1:
+                raise FeatureError(f"label probability must be in (0, 1], got {prob}")
+            lines[index + 1] = f"0:{cost!r}:{prob!r} {self.actions[index]}"
+        return lines
+
+
+def _token(text: object) -> str:
+    return _UNSAFE.sub("_", str(text))[:64] or "_"
+
+
+def decision_context(
+    profile: Mapping | None,
+    request: Mapping[str, str],
+    segment: str,
+    artwork_tags: Mapping[str, Sequence[str]],
+) -> dict:
+    """The logged context of a decision.
+
+    profile: ``{"tenure_days", "weekly_hours", "affinities"}`` (any may be missing) or None.
+    request: the request's context parameters; artwork_tags: candidate id -> tags, in order.
+    """
+    if not isinstance(request, Mapping):
+        raise FeatureError("request must be a mapping of context parameters")
+    if not isinstance(artwork_tags, Mapping) or not artwork_tags:
+        raise FeatureError("artwork_tags must map at least one candidate artwork to its tags")
+    ctx: dict = {k: v for k, v in request.items() if "." not in k}
+    ctx["segment"] = segment
+    if profile is None:
+        ctx["p.cold"] = True
+    else:
+        for name in ("tenure_days", "weekly_hours"):
+            value = profile.get(name)
+            if value is not None:
+                ctx[_PROFILE + name] = float(value)
+        for genre, value in sorted((profile.get("affinities") or {}).items()):
+            ctx[f"{_PROFILE}aff.{genre}"] = float(value)
+    ctx[TAGS_KEY] = {a: list(tags) for a, tags in artwork_tags.items()}
+    ctx[VERSION_KEY] = FEATURE_VERSION
+    return ctx
+
+
+def has_features(context: object) -> bool:
+    """Whether a logged context carries this featurization (decisions of policy ``vw`` do)."""
+    return isinstance(context, Mapping) and context.get(VERSION_KEY) == FEATURE_VERSION
+
+
+def _profile_namespace(context: Mapping) -> str:
+    parts = [f"seg={_token(context.get('segment', 'new'))}"]
+    if context.get("p.cold"):
+        parts.append("cold")
+    for key, value in context.items():
+        if not key.startswith(_PROFILE) or key == "p.cold":
+            continue
+        x = float(value)
+        if not math.isfinite(x):
+            continue
+        name = key[len(_PROFILE):]
+        if name in ("tenure_days", "weekly_hours"):
+            # Heavy-tailed counts: log scale keeps one weight meaningful from new to veteran.
+            parts.append(f"{name}:{math.log1p(max(x, 0.0)):.4g}")
+        else:
+            parts.append(f"{_token(name)}:{x:.4g}")
+    return "|U " + " ".join(parts)
+
+
+def _context_namespace(context: Mapping) -> str:
+    parts = []
+    for key, value in context.items():
+        if "." in key or key == "segment" or isinstance(value, dict | list):
+            continue
+        if key == "hour" and str(value).isdigit():
+            # Dayparts generalize across neighbouring hours better than 24 one-hot hours alone.
+            parts.append(f"daypart={('night', 'morning', 'afternoon', 'evening')[int(value) % 24 // 6]}")
+        parts.append(f"{_token(key)}={_token(value)}")
+    return "|C " + " ".join(parts) if parts else "|C"
+
+
+def to_example(context: Mapping, candidates: Sequence[str]) -> ADFExample:
+    """The VW example of a decision among ``candidates`` (in order), from its logged context."""
+    if not has_features(context):
+        raise FeatureError(f"context must be a decision context of feature version {FEATURE_VERSION}")
+    if not candidates:
+        raise FeatureError("candidates must name at least one artwork")
+    tags = context.get(TAGS_KEY) or {}
+    shared = f"shared {_profile_namespace(context)} {_context_namespace(context)}"
+    actions = tuple(
+        "|A " + " ".join([f"art={_token(a)}", *(f"tag={_token(t)}" for t in tags.get(a, ()))]) for a in candidates
+    )
+    return ADFExample(shared, actions)
