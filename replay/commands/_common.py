@@ -1,0 +1,50 @@
+"""Helpers shared by the replay command modules (argument types, log loading)."""
+
+from __future__ import annotations
+
+import argparse
+
+from replay.cli import CliError
+from replay.logs import FORMATS, LogArrays, LogSchemaError, encode_logs, load_logs
+
+
+def add_logs_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("logs", metavar="LOGS", help="logged impressions (.jsonl, .csv or .parquet)")
+    parser.add_argument("--format", choices=FORMATS, help="log format (default: from the file name)")
+
+
+def load(args: argparse.Namespace) -> LogArrays:
+    try:
+        return encode_logs(load_logs(args.logs, args.format))
+    except LogSchemaError as exc:
+        raise CliError(str(exc)) from None
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {value}")
+    return value

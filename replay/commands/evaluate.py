@@ -1,0 +1,84 @@
+"""`python -m replay evaluate LOGS --policy NAME ...`: estimate policies' values from logs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from replay.cli import CliError
+from replay.commands._common import add_logs_argument, load, non_negative_int, positive_int, probability
+from replay.estimators import ESTIMATORS, EstimatorInputError
+from replay.evaluation import evaluate_policies
+from replay.policies import POLICIES, PolicyError, PolicyOptions, make_policy
+from replay.progress import Progress, progress_enabled
+from replay.report import estimates_json, estimates_table, plot_estimates
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_logs_argument(parser)
+    parser.add_argument("--policy", action="append", required=True, metavar="NAME",
+                        help=f"policy to evaluate, repeatable: {', '.join(POLICIES)} or table:PATH")
+    parser.add_argument("--estimator", action="append", choices=list(ESTIMATORS),
+                        help="estimator, repeatable (default: all of replay, ips, snips, dm, dr)")
+    parser.add_argument("--bootstrap", type=non_negative_int, default=0, metavar="N",
+                        help="percentile interval from N Poisson-bootstrap replicates (default: normal approximation)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of replay's rejection sampling, TS and bootstrap (default 0)")
+    parser.add_argument("--level", type=probability, default=0.95, help="interval level (default 0.95)")
+    parser.add_argument("--json", action="store_true", help='print {"n", "policies": {NAME: {EST: {"value", "ci"}}}}')
+    parser.add_argument("--plot", metavar="PNG", help="write a PNG of the estimates with their intervals")
+    parser.add_argument("--no-segments", action="store_true", help="skip the breakdown by segment")
+    parser.add_argument("--ts-batch", type=positive_int, default=PolicyOptions.ts_batch, metavar="B",
+                        help="thompson refreshes a title's posteriors every B accepted events (default %(default)s)")
+    parser.add_argument("--ts-uniform-mix", type=float, default=PolicyOptions.ts_uniform_mix,
+                        help="thompson's uniform mix, as the service's TS_UNIFORM_MIX (default %(default)s)")
+    parser.add_argument("--progress", action="store_true", help="show a progress bar even when stderr is not a terminal")
+
+
+def run(args: argparse.Namespace) -> int:
+    options = PolicyOptions(ts_batch=args.ts_batch, ts_uniform_mix=args.ts_uniform_mix)
+    try:
+        policies = [make_policy(spec, options) for spec in args.policy]
+    except (PolicyError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    names = [p.name for p in policies]
+    if len(set(names)) != len(names):
+        raise CliError(f"a policy is named twice: {names}")
+    logs = load(args)
+    estimators = list(dict.fromkeys(args.estimator or list(ESTIMATORS)))
+    enabled = progress_enabled(args.progress)
+    bars: dict[str, Progress] = {}
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            for other in bars.values():
+                other.close()
+            bar = bars[stage] = Progress(total, stage, enabled)
+        bar(done)
+
+    try:
+        evaluation = evaluate_policies(
+            logs, policies, estimators, np.random.default_rng(args.seed), level=args.level,
+            bootstrap=args.bootstrap, by_segment=not args.no_segments and not args.json, on_progress=on_progress,
+        )
+    except (PolicyError, EstimatorInputError) as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        for bar in bars.values():
+            bar.close()
+    if args.plot:
+        try:
+            plot_estimates(evaluation, args.plot)
+        except OSError as exc:
+            raise CliError(f"cannot write plot {args.plot}: {exc.strerror}") from None
+    if args.json:
+        print(json.dumps(estimates_json(evaluation)))
+        for name, ests in evaluation.estimates.items():
+            for w in dict.fromkeys(w for e in ests for w in e.warnings):
+                print(f"warning: {name}: {w}", file=sys.stderr)
+    else:
+        print(estimates_table(evaluation))
+    return 0

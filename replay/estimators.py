@@ -1,0 +1,456 @@
+"""Off-policy estimators of a target policy's value (expected reward per impression).
+
+One small class per estimator, in the style of Open Bandit Pipeline's ``obp/ope/estimators.py``:
+``Replay`` (Li, Chu, Langford, Wang 2011), ``IPS``, ``SNIPS``, ``DM`` and ``DR``.
+
+Every estimator is a smooth function of *sums over rows*. ``partial(data)`` returns those sums
+for one partition (a vector, or a (B, m) matrix under Poisson bootstrap weights); partitions
+combine by adding their sums; ``finish(sums)`` turns the combined sums into a value and a
+standard error. ``estimate`` runs that loop over chunks of one in-memory input, which is also
+the shape a distributed engine needs (map: ``partial``; reduce: ``+``).
+
+Inputs are validated once, when ``EstimatorInput`` is built, with errors naming the argument.
+Intervals: normal approximation from the per-row terms (delta method for the ratio
+estimators) by default; with ``bootstrap=B``, the percentile interval of a Poisson bootstrap
+(each row gets a Poisson(1) weight per replicate, which is what lets it run per partition).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import ClassVar
+
+import numpy as np
+from scipy.stats import norm
+
+TINY_PROPENSITY = 1e-3
+LOW_ESS_SHARE = 0.01
+DEFAULT_CHUNK = 131_072
+
+
+class EstimatorInputError(ValueError):
+    """An estimator input is malformed; the message names the argument."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One estimator's answer. ``ci`` is the interval at ``level``; ``ess`` the effective sample size."""
+
+    estimator: str
+    value: float
+    ci: tuple[float, float]
+    se: float
+    ess: float
+    n: int
+    level: float = 0.95
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class EstimatorInput:
+    """Per-row arrays for one target policy on one log (validated on construction).
+
+    reward, propensity: logged reward r_i in [0, 1] and logging propensity mu(a_i|x_i) in (0, 1].
+    action: slot of the logged artwork (column of ``pi`` and ``q_hat``).
+    pi_chosen: target policy's probability of the logged artwork, pi(a_i|x_i).
+    pi: (n, K) target distribution over slots (rows sum to <= 1; mass on artworks that are not
+        in the log is simply absent). May be an unbiased one-sample estimate of it (the
+        ``logged`` policy uses the one-hot of the logged action). Needed by DM and DR.
+    q_hat: (n, K) modelled expected reward per slot; needed by DM and DR.
+    accepted: replay's rejection-sampling outcome per row (set by learning policies, which
+        accept while they learn; fixed policies get it from ``Replay`` itself).
+    group: optional (n,) integer (the title) used to find target actions never logged.
+    """
+
+    reward: np.ndarray
+    propensity: np.ndarray
+    action: np.ndarray
+    pi_chosen: np.ndarray
+    pi: np.ndarray | None = None
+    q_hat: np.ndarray | None = None
+    accepted: np.ndarray | None = None
+    group: np.ndarray | None = None
+    validate: bool = field(default=True, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.validate:
+            _validate(self)
+
+    @property
+    def n(self) -> int:
+        return int(self.reward.size)
+
+    @cached_property
+    def w(self) -> np.ndarray:
+        """Importance weights pi(a_i|x_i) / mu(a_i|x_i)."""
+        return self.pi_chosen / self.propensity
+
+    @cached_property
+    def q_chosen(self) -> np.ndarray:
+        return np.take_along_axis(self._need_q(), self.action[:, None], axis=1)[:, 0]
+
+    @cached_property
+    def dm_term(self) -> np.ndarray:
+        """Model's value of the target distribution per row: sum_a pi(a|x_i) q_hat(x_i, a)."""
+        if self.pi is None:
+            raise EstimatorInputError("pi is required by DM and DR (the target distribution over all artworks)")
+        return np.einsum("ij,ij->i", self.pi, self._need_q())
+
+    def _need_q(self) -> np.ndarray:
+        if self.q_hat is None:
+            raise EstimatorInputError("q_hat is required by DM and DR (a reward model; see replay.policies.RewardModel)")
+        return self.q_hat
+
+    def slice(self, start: int, stop: int) -> EstimatorInput:
+        """Rows [start, stop) as a new input, already validated (views, no copies)."""
+        s = slice(start, stop)
+        return EstimatorInput(
+            self.reward[s], self.propensity[s], self.action[s], self.pi_chosen[s],
+            None if self.pi is None else self.pi[s], None if self.q_hat is None else self.q_hat[s],
+            None if self.accepted is None else self.accepted[s], None if self.group is None else self.group[s],
+            validate=False,
+        )
+
+    def chunks(self, size: int = DEFAULT_CHUNK) -> Iterator[EstimatorInput]:
+        for start in range(0, self.n, size):
+            yield self.slice(start, min(start + size, self.n))
+
+    def with_accepted(self, accepted: np.ndarray) -> EstimatorInput:
+        return replace(self, accepted=np.asarray(accepted, dtype=bool), validate=False)
+
+
+def _validate(d: EstimatorInput) -> None:
+    def arr(name: str, dtype=float) -> np.ndarray:
+        value = np.asarray(getattr(d, name), dtype=dtype)
+        object.__setattr__(d, name, value)
+        return value
+
+    r = arr("reward")
+    if r.ndim != 1 or r.size == 0:
+        raise EstimatorInputError(f"reward must be a non-empty 1-d array, got shape {r.shape}")
+    n = r.size
+    for name in ("propensity", "pi_chosen"):
+        if arr(name).shape != (n,):
+            raise EstimatorInputError(f"{name} must have shape ({n},) like reward, got {getattr(d, name).shape}")
+    a = np.asarray(d.action)
+    if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer):
+        raise EstimatorInputError(f"action must be ({n},) integers, got shape {a.shape} dtype {a.dtype}")
+    if not (r.min() >= 0 and r.max() <= 1):
+        raise EstimatorInputError("reward must be in [0, 1] (and not NaN)")
+    p = d.propensity
+    if not (p.min() > 0 and p.max() <= 1):
+        raise EstimatorInputError("propensity must be in (0, 1] (and not NaN)")
+    pc = d.pi_chosen
+    if not (pc.min() >= 0 and pc.max() <= 1 + 1e-9):
+        raise EstimatorInputError("pi_chosen must be in [0, 1] (and not NaN)")
+    if a.min() < 0:
+        raise EstimatorInputError("action must be non-negative slot indices")
+    for name in ("pi", "q_hat"):
+        m = getattr(d, name)
+        if m is None:
+            continue
+        m = arr(name)
+        if m.ndim != 2 or m.shape[0] != n:
+            raise EstimatorInputError(f"{name} must have shape ({n}, K), got {m.shape}")
+        if a.max() >= m.shape[1]:
+            raise EstimatorInputError(f"action has slot {int(a.max())} but {name} has only {m.shape[1]} columns")
+        if not m.min() >= 0:
+            raise EstimatorInputError(f"{name} must be non-negative (and not NaN)")
+    if d.pi is not None and not d.pi.sum(axis=1).max() <= 1 + 1e-6:
+        raise EstimatorInputError("pi rows must sum to at most 1")
+    if d.q_hat is not None and not d.q_hat.max() <= 1:
+        raise EstimatorInputError("q_hat must be in [0, 1]")
+    if d.pi is not None and d.q_hat is not None and d.pi.shape != d.q_hat.shape:
+        raise EstimatorInputError(f"pi and q_hat must have the same shape, got {d.pi.shape} and {d.q_hat.shape}")
+    if d.accepted is not None and arr("accepted", bool).shape != (n,):
+        raise EstimatorInputError(f"accepted must have shape ({n},)")
+    if d.group is not None and np.asarray(d.group).shape != (n,):
+        raise EstimatorInputError(f"group must have shape ({n},)")
+
+
+def _sums(columns: Sequence[np.ndarray], weights: np.ndarray | None) -> np.ndarray:
+    """Column sums (m,), or per bootstrap replicate (B, m) when weights is (B, n)."""
+    if weights is None:
+        return np.array([c.sum() for c in columns])
+    return weights @ np.column_stack(columns)
+
+
+def _count(d: EstimatorInput, weights: np.ndarray | None) -> np.ndarray:
+    return np.array([d.n], dtype=float) if weights is None else weights.sum(axis=1)[:, None]
+
+
+class Estimator(ABC):
+    """Sufficient-statistics estimator: ``partial`` per partition, add, then ``finish``."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def partial(self, data: EstimatorInput, weights: np.ndarray | None = None) -> np.ndarray:
+        """Sums over this partition's rows: shape (m,), or (B, m) under bootstrap weights (B, n)."""
+
+    @abstractmethod
+    def finish(self, sums: np.ndarray) -> tuple[float, float, float]:
+        """(value, standard error, effective sample size) from combined sums of shape (m,)."""
+
+    def point(self, sums: np.ndarray) -> np.ndarray:
+        """Values for a (B, m) stack of bootstrap sums."""
+        return np.array([self.finish(s)[0] for s in sums])
+
+    def prepare(self, data: EstimatorInput, rng: np.random.Generator | None) -> EstimatorInput:
+        """Whole-input step before partitioning (only Replay needs one)."""
+        return data
+
+    def estimate(
+        self,
+        data: EstimatorInput,
+        *,
+        level: float = 0.95,
+        bootstrap: int = 0,
+        rng: np.random.Generator | None = None,
+        chunk_size: int = DEFAULT_CHUNK,
+    ) -> Estimate:
+        return estimate_many([self], data, level=level, bootstrap=bootstrap, rng=rng, chunk_size=chunk_size)[0]
+
+
+def _ratio_se(num: float, den: float, s_ww: float, s_wwr: float, s_wwrr: float) -> tuple[float, float]:
+    """Self-normalized ratio sum(w r)/sum(w) and its delta-method standard error."""
+    if den <= 0:
+        return float("nan"), float("nan")
+    v = num / den
+    resid_sq = max(s_wwrr - 2 * v * s_wwr + v * v * s_ww, 0.0)
+    return v, float(np.sqrt(resid_sq) / den)
+
+
+def _mean_se(n: float, s1: float, s2: float) -> tuple[float, float]:
+    if n <= 0:
+        return float("nan"), float("nan")
+    mean = s1 / n
+    if n < 2:
+        return mean, float("nan")
+    var = max(s2 / n - mean * mean, 0.0) * n / (n - 1)
+    return mean, float(np.sqrt(var / n))
+
+
+def _ess(sw: float, sww: float) -> float:
+    return float(sw * sw / sww) if sww > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class IPS(Estimator):
+    """Inverse propensity scoring: mean of w_i r_i. Unbiased when every target action can be logged."""
+
+    name: ClassVar[str] = "ips"
+
+    def partial(self, data, weights=None):
+        t = data.w * data.reward
+        return np.hstack([_count(data, weights), _sums((t, t * t, data.w, data.w * data.w), weights)])
+
+    def finish(self, sums):
+        n, s1, s2, sw, sww = sums
+        v, se = _mean_se(n, s1, s2)
+        return v, se, _ess(sw, sww)
+
+    def point(self, sums):
+        return sums[:, 1] / sums[:, 0]
+
+
+@dataclass(frozen=True)
+class SNIPS(Estimator):
+    """Self-normalized IPS: sum(w r) / sum(w). Slightly biased, much lower variance than IPS."""
+
+    name: ClassVar[str] = "snips"
+
+    def partial(self, data, weights=None):
+        w, r = data.w, data.reward
+        ww = w * w
+        wwr = ww * r
+        return np.hstack([_count(data, weights), _sums((w, w * r, ww, wwr, wwr * r), weights)])
+
+    def finish(self, sums):
+        _n, sw, swr, sww, swwr, swwrr = sums
+        v, se = _ratio_se(swr, sw, sww, swwr, swwrr)
+        return v, se, _ess(sw, sww)
+
+    def point(self, sums):
+        return sums[:, 2] / sums[:, 1]
+
+
+@dataclass(frozen=True)
+class DM(Estimator):
+    """Direct method: mean over rows of sum_a pi(a|x) q_hat(x, a).
+
+    Its interval reflects only row-to-row variation, not the reward model's error (the usual
+    convention, as in OBP); its bias is the model's bias.
+    """
+
+    name: ClassVar[str] = "dm"
+
+    def partial(self, data, weights=None):
+        d = data.dm_term
+        return np.hstack([_count(data, weights), _sums((d, d * d), weights)])
+
+    def finish(self, sums):
+        n, s1, s2 = sums
+        v, se = _mean_se(n, s1, s2)
+        return v, se, float(n)
+
+    def point(self, sums):
+        return sums[:, 1] / sums[:, 0]
+
+
+@dataclass(frozen=True)
+class DR(Estimator):
+    """Doubly robust (Dudik, Langford, Li 2011): DM term + w (r - q_hat(x, a_logged))."""
+
+    name: ClassVar[str] = "dr"
+
+    def partial(self, data, weights=None):
+        t = data.dm_term + data.w * (data.reward - data.q_chosen)
+        return np.hstack([_count(data, weights), _sums((t, t * t, data.w, data.w * data.w), weights)])
+
+    def finish(self, sums):
+        n, s1, s2, sw, sww = sums
+        v, se = _mean_se(n, s1, s2)
+        return v, se, _ess(sw, sww)
+
+    def point(self, sums):
+        return sums[:, 1] / sums[:, 0]
+
+
+@dataclass(frozen=True)
+class Replay(Estimator):
+    """Li et al. (2011) replay: mean reward of the rows the target policy "accepts".
+
+    Row i is accepted with probability pi(a_i|x_i) / (M mu(a_i|x_i)), M >= max of that ratio,
+    so accepted rows are draws of (x, a ~ pi) and their mean reward is unbiased for the policy's
+    value. With uniform logging and a deterministic policy this is Li's "keep the row when the
+    policy picks the logged arm". Learning policies supply ``accepted`` themselves (they update
+    on the accepted rows, in log order); fixed policies are accepted here with M = max ratio
+    over the log, drawing from ``rng``. The effective sample size is the number accepted.
+    """
+
+    name: ClassVar[str] = "replay"
+
+    def prepare(self, data, rng):
+        if data.accepted is not None:
+            return data
+        if rng is None:
+            raise EstimatorInputError("rng is required by replay for a policy that did not accept rows itself")
+        return data.with_accepted(replay_acceptance(data.pi_chosen, data.propensity, rng))
+
+    def partial(self, data, weights=None):
+        if data.accepted is None:
+            raise EstimatorInputError("accepted is required (call Replay.prepare on the whole input first)")
+        acc = data.accepted.astype(float)
+        ar = acc * data.reward
+        return _sums((acc, ar, ar * data.reward), weights)
+
+    def finish(self, sums):
+        n, s1, s2 = sums
+        v, se = _mean_se(n, s1, s2)
+        return v, se, float(n)
+
+    def point(self, sums):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return sums[:, 1] / sums[:, 0]
+
+
+def replay_acceptance(
+    pi_chosen: np.ndarray, propensity: np.ndarray, rng: np.random.Generator, bound: float | None = None
+) -> np.ndarray:
+    """Rejection sampling: accept row i with probability pi_i / (M mu_i), M = bound or max(pi/mu)."""
+    ratio = np.asarray(pi_chosen, float) / np.asarray(propensity, float)
+    m = float(bound) if bound is not None else float(ratio.max())
+    if m <= 0:
+        return np.zeros(ratio.shape, dtype=bool)
+    return rng.random(ratio.size) < ratio / m
+
+
+ESTIMATORS: dict[str, type[Estimator]] = {c.name: c for c in (Replay, IPS, SNIPS, DM, DR)}
+
+
+def diagnose(data: EstimatorInput) -> tuple[str, ...]:
+    """Warnings shared by the estimators: tiny propensities, unlogged target actions, low ESS."""
+    out: list[str] = []
+    pmin = float(data.propensity.min())
+    if pmin < TINY_PROPENSITY:
+        out.append(f"tiny logged propensities (min {pmin:.2g}): IPS-type estimates have huge variance")
+    w = data.w
+    ess = _ess(float(w.sum()), float((w * w).sum()))
+    if ess < LOW_ESS_SHARE * data.n:
+        out.append(f"effective sample size {ess:.0f} is under {LOW_ESS_SHARE:.0%} of {data.n} rows")
+    if data.pi is not None:
+        groups = np.zeros(data.n, dtype=np.int64) if data.group is None else np.asarray(data.group, np.int64)
+        k = data.pi.shape[1]
+        logged = np.bincount(groups * k + data.action, minlength=(groups.max() + 1) * k).reshape(-1, k) > 0
+        unlogged_mass = float((data.pi * ~logged[groups]).sum()) / data.n
+        if unlogged_mass > 1e-9:
+            out.append(
+                f"the policy puts {unlogged_mass:.1%} of its mass on artworks never logged for the title: "
+                "IPS/SNIPS/replay cannot see them (biased); DM/DR extrapolate with the reward model"
+            )
+        missing = 1.0 - float(data.pi.sum()) / data.n
+        if missing > 1e-6:
+            out.append(f"{missing:.1%} of the policy's mass is on artworks absent from the log (counted as reward 0)")
+    return tuple(out)
+
+
+def estimate_many(
+    estimators: Sequence[Estimator],
+    data: EstimatorInput,
+    *,
+    level: float = 0.95,
+    bootstrap: int = 0,
+    rng: np.random.Generator | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    on_progress: Callable[[int], None] | None = None,
+    warnings: tuple[str, ...] | None = None,
+) -> list[Estimate]:
+    """Run several estimators in one pass over chunks of ``data`` (shared weights per chunk)."""
+    if not 0 < level < 1:
+        raise EstimatorInputError(f"level must be in (0, 1), got {level!r}")
+    if bootstrap < 0 or int(bootstrap) != bootstrap:
+        raise EstimatorInputError(f"bootstrap must be a non-negative integer, got {bootstrap!r}")
+    if bootstrap and rng is None:
+        raise EstimatorInputError("rng is required when bootstrap > 0")
+    if chunk_size < 1:
+        raise EstimatorInputError(f"chunk_size must be >= 1, got {chunk_size!r}")
+    prepared = [e.prepare(data, rng) for e in estimators]
+    totals: list[np.ndarray | None] = [None] * len(estimators)
+    boots: list[np.ndarray | None] = [None] * len(estimators)
+    done = 0
+    for start in range(0, data.n, chunk_size):
+        stop = min(start + chunk_size, data.n)
+        chunk_views: dict[int, EstimatorInput] = {}
+        weights = rng.poisson(1.0, size=(bootstrap, stop - start)).astype(float) if bootstrap else None
+        for j, (est, d) in enumerate(zip(estimators, prepared, strict=True)):
+            # Estimators sharing one prepared input share one chunk, so w is computed once.
+            view = chunk_views.setdefault(id(d), d.slice(start, stop))
+            part = est.partial(view)
+            totals[j] = part if totals[j] is None else totals[j] + part
+            if weights is not None:
+                bpart = est.partial(view, weights)
+                boots[j] = bpart if boots[j] is None else boots[j] + bpart
+        done = stop
+        if on_progress is not None:
+            on_progress(done)
+    shared = diagnose(data) if warnings is None else warnings
+    z = float(norm.ppf(0.5 + level / 2))
+    results = []
+    for est, total, boot in zip(estimators, totals, boots, strict=True):
+        value, se, ess = est.finish(total)
+        if boot is not None:
+            vals = est.point(boot)
+            vals = vals[np.isfinite(vals)]
+            lo, hi = (np.quantile(vals, [(1 - level) / 2, (1 + level) / 2]) if vals.size else (np.nan, np.nan))
+            ci = (float(lo), float(hi))
+        else:
+            ci = (value - z * se, value + z * se)
+        own = list(shared) if est.name != "dm" else [w for w in shared if "DM/DR" in w or "absent" in w]
+        if est.name == "replay" and ess < 30:
+            own.append(f"replay accepted only {ess:.0f} rows")
+        results.append(Estimate(est.name, float(value), ci, float(se), float(ess), data.n, level, tuple(own)))
+    return results

@@ -1,0 +1,468 @@
+"""Logged impressions: load JSON Lines, CSV or Parquet into one validated table, then encode it.
+
+The schema is the one in SPEC.md ("Logged impressions"). Nothing is dropped or guessed: the first
+row that breaks the schema raises ``LogSchemaError`` naming its line/row number and column (and
+how many other rows break the same column).
+
+``load_logs`` returns a pandas DataFrame with normalized dtypes (``timestamp`` as float epoch
+seconds, ``candidates`` as tuples, ``context`` as dicts). ``encode_logs`` turns that table into
+``LogArrays``: integer codes and numpy arrays in timestamp order, which is what estimators and
+policies consume.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REQUIRED = ("event_id", "timestamp", "profile", "title", "artwork", "propensity", "reward")
+OPTIONAL = ("policy", "candidates", "context", "segment")
+_ID_COLUMNS = ("event_id", "profile", "title", "artwork")
+FORMATS = ("jsonl", "csv", "parquet")
+UNKNOWN_SEGMENT = "(none)"
+
+
+class LogSchemaError(ValueError):
+    """A log breaks the schema. ``row`` is a human label such as "line 12" or "row 3"."""
+
+    def __init__(self, source: str, row: str | None, column: str | None, message: str):
+        self.source, self.row, self.column, self.message = source, row, column, message
+        where = ", ".join(p for p in (row, f"column '{column}'" if column else None) if p)
+        super().__init__(f"{source}: {where}: {message}" if where else f"{source}: {message}")
+
+
+def detect_format(path: str | Path) -> str:
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    name = "".join(suffixes[-2:]) if suffixes[-1:] == [".gz"] else "".join(suffixes[-1:])
+    for fmt, exts in (("jsonl", (".jsonl", ".ndjson", ".json", ".jsonl.gz")), ("csv", (".csv", ".csv.gz")),
+                      ("parquet", (".parquet", ".pq"))):
+        if name in exts:
+            return fmt
+    raise LogSchemaError(str(path), None, None, "unknown log format: use a .jsonl, .csv or .parquet file name")
+
+
+def load_logs(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
+    """Read and validate a log file; ``fmt`` is one of FORMATS (default: from the file name)."""
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    if fmt not in FORMATS:
+        raise LogSchemaError(str(path), None, None, f"format must be one of {FORMATS}, got {fmt!r}")
+    if not path.is_file():
+        raise LogSchemaError(str(path), None, None, "no such file")
+    if fmt == "jsonl":
+        frame, labels = _read_jsonl(path)
+    elif fmt == "csv":
+        frame, labels = _read_csv(path)
+    else:
+        frame, labels = _read_parquet(path)
+    return validate_logs(frame, source=str(path), row_label=labels)
+
+
+def _read_jsonl(path: Path) -> tuple[pd.DataFrame, Callable[[int], str]]:
+    records, lines = [], []
+    opener = _open_text(path)
+    with opener as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise LogSchemaError(str(path), f"line {lineno}", None, f"not valid JSON ({exc.msg})") from None
+            if not isinstance(rec, dict):
+                raise LogSchemaError(str(path), f"line {lineno}", None, "a record must be a JSON object")
+            records.append(rec)
+            lines.append(lineno)
+    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame(columns=list(REQUIRED))
+    line_arr = np.asarray(lines)
+    return frame, lambda i: f"line {int(line_arr[i])}"
+
+
+def _open_text(path: Path):
+    if path.suffix.lower() == ".gz":
+        import gzip
+
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def _read_csv(path: Path) -> tuple[pd.DataFrame, Callable[[int], str]]:
+    try:
+        # Everything as text: numbers and JSON cells are parsed by the validator, which can then
+        # name the offending row instead of letting pandas guess a dtype.
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], skipinitialspace=False)
+    except pd.errors.ParserError as exc:
+        raise LogSchemaError(str(path), None, None, f"malformed CSV ({exc})") from None
+    except pd.errors.EmptyDataError:
+        frame = pd.DataFrame(columns=list(REQUIRED))
+    frame = frame.replace("", None)
+    # line 1 is the header; assumes no quoted newlines inside cells (row number is exact anyway).
+    return frame, lambda i: f"line {i + 2} (row {i + 1})"
+
+
+def _read_parquet(path: Path) -> tuple[pd.DataFrame, Callable[[int], str]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+        raise LogSchemaError(str(path), None, None, f"not a readable Parquet file ({exc})") from None
+    if "candidates" in table.column_names:
+        table = _candidates_as_categorical(table)
+    frame = table.to_pandas()
+    return frame, lambda i: f"row {i + 1}"
+
+
+def _candidates_as_categorical(table):
+    """Encode a list<string> candidates column as a dictionary of JSON texts (fast to validate)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    i = table.column_names.index("candidates")
+    col = table.column(i)
+    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)) or not pa.types.is_string(col.type.value_type):
+        return table
+    joined = pc.binary_join(col, "\x1f").combine_chunks().dictionary_encode()
+    texts = [json.dumps(v.split("\x1f")) if v else "[]" for v in joined.dictionary.to_pylist()]
+    cat = pa.DictionaryArray.from_arrays(joined.indices, pa.array(texts, pa.string()))
+    return table.set_column(i, "candidates", cat)
+
+
+def validate_logs(
+    frame: pd.DataFrame, source: str = "<logs>", row_label: Callable[[int], str] | None = None
+) -> pd.DataFrame:
+    """Check a raw table against the schema and return it normalized (a new frame).
+
+    Raises LogSchemaError for the first column found broken, naming its first bad row.
+    """
+    label = row_label or (lambda i: f"row {i + 1}")
+    if not isinstance(frame, pd.DataFrame):
+        raise LogSchemaError(source, None, None, "logs must be a table")
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise LogSchemaError(source, None, missing[0], f"required column missing (have: {', '.join(map(str, frame.columns))})")
+    if len(frame) == 0:
+        raise LogSchemaError(source, None, None, "no logged impressions")
+    frame = frame.reset_index(drop=True)
+    out: dict[str, object] = {}
+
+    def fail(column: str, bad: np.ndarray, message: Callable[[int], str]) -> None:
+        idx = np.flatnonzero(bad)
+        if idx.size:
+            first = int(idx[0])
+            more = f" ({idx.size - 1} more rows with this problem)" if idx.size > 1 else ""
+            raise LogSchemaError(source, label(first), column, message(first) + more)
+
+    for col in _ID_COLUMNS:
+        out[col] = _string_column(frame[col], col, fail, required=True)
+    if out["event_id"].nunique() != len(frame):
+        dup = out["event_id"].duplicated(keep="first").to_numpy()
+        ids = out["event_id"]
+        fail("event_id", dup, lambda i: f"duplicate event_id {ids.iloc[i]!r} (event ids must be unique)")
+    out["timestamp"] = _timestamp_column(frame["timestamp"], fail)
+    prop = _numeric_column(frame["propensity"], "propensity", fail)
+    fail("propensity", ~((prop > 0) & (prop <= 1)), lambda i: f"must be in (0, 1], got {prop[i]!r}")
+    out["propensity"] = prop
+    reward = _numeric_column(frame["reward"], "reward", fail)
+    fail("reward", ~((reward >= 0) & (reward <= 1)), lambda i: f"must be in [0, 1], got {reward[i]!r}")
+    out["reward"] = reward
+    if "policy" in frame.columns:
+        out["policy"] = _string_column(frame["policy"], "policy", fail, required=False)
+    if "segment" in frame.columns:
+        out["segment"] = _string_column(frame["segment"], "segment", fail, required=False)
+    if "candidates" in frame.columns:
+        codes, cands = _candidates_column(frame["candidates"], fail)
+        art_codes, arts = pd.factorize(out["artwork"])
+        combo_key = (codes.astype(np.int64) + 1) * len(arts) + art_codes
+        keys = pd.unique(combo_key)
+        bad_keys = [key for key in keys.tolist() if key >= len(arts) and arts[key % len(arts)] not in cands[key // len(arts) - 1]]
+        if bad_keys:
+            not_in = np.isin(combo_key, bad_keys)
+            fail("candidates", not_in,
+                 lambda i: f"the logged artwork {arts[art_codes[i]]!r} is not among the candidates {list(cands[codes[i]])}")
+        table = np.empty(len(cands) + 1, dtype=object)
+        table[:-1] = cands
+        table[-1] = None
+        out["candidates"] = pd.Series(table[codes], dtype=object)
+    if "context" in frame.columns:
+        out["context"] = pd.Series(_context_column(frame["context"], fail), dtype=object)
+    return pd.DataFrame(out)
+
+
+def _string_column(col: pd.Series, name: str, fail, required: bool) -> pd.Series:
+    is_missing = pd.isna(col).to_numpy()
+    if required:
+        fail(name, is_missing, lambda i: "missing value")
+    if not pd.api.types.is_string_dtype(col.dtype) or col.dtype == object:
+        values = col.astype(object).to_numpy()
+        is_str = np.fromiter((isinstance(v, str) for v in values), dtype=bool, count=len(values))
+        fail(name, ~is_missing & ~is_str, lambda i: f"must be a string, got {values[i]!r}")
+        col = col.astype(object).where(~is_missing, None).astype("str") if not is_missing.any() else col.astype(object)
+    lengths = col.str.len().to_numpy(dtype=float, na_value=np.nan)
+    fail(name, lengths == 0, lambda i: "empty string")
+    return col
+
+
+def _numeric_column(col: pd.Series, name: str, fail) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(col.dtype):
+        fail(name, np.ones(len(col), dtype=bool), lambda i: f"must be a number, got {col.iloc[i]!r}")
+    if pd.api.types.is_numeric_dtype(col.dtype):
+        values = col.to_numpy(dtype=float, na_value=np.nan)
+        fail(name, np.isnan(values), lambda i: "missing value")
+        return values
+    raw = col.astype(object).to_numpy()
+    is_bool = np.fromiter((isinstance(v, bool) for v in raw), dtype=bool, count=len(raw))
+    fail(name, is_bool, lambda i: f"must be a number, got {raw[i]!r}")
+    values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    missing = pd.isna(col).to_numpy()
+    fail(name, missing, lambda i: "missing value")
+    fail(name, np.isnan(values), lambda i: f"must be a number, got {raw[i]!r}")
+    return values
+
+
+def _timestamp_column(col: pd.Series, fail) -> np.ndarray:
+    missing = pd.isna(col).to_numpy()
+    fail("timestamp", missing, lambda i: "missing value")
+    if pd.api.types.is_datetime64_any_dtype(col.dtype):
+        ts = col.dt.tz_localize("UTC") if col.dt.tz is None else col.dt.tz_convert("UTC")
+        return (ts - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=float)
+    if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
+        values = col.to_numpy(dtype=float)
+        fail("timestamp", ~np.isfinite(values), lambda i: f"must be epoch seconds or ISO-8601, got {values[i]!r}")
+        return values
+    raw = col.astype(object).to_numpy()
+    numeric = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    out = numeric.copy()
+    is_text = np.isnan(numeric)
+    if is_text.any():
+        text = pd.Series(raw[is_text]).map(lambda v: v if isinstance(v, str) else None)
+        parsed = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+        secs = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=float, na_value=np.nan)
+        out[is_text] = secs
+    fail("timestamp", ~np.isfinite(out), lambda i: f"must be epoch seconds or ISO-8601, got {raw[i]!r}")
+    return out
+
+
+def _candidates_column(col: pd.Series, fail) -> tuple[np.ndarray, list[tuple[str, ...] | None]]:
+    """Per-row codes into a list of distinct candidate tuples (None = not given).
+
+    Only distinct values are parsed: logs repeat a handful of candidate lists millions of times.
+    """
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        codes, uniques = col.cat.codes.to_numpy(), list(col.cat.categories)
+    else:
+        raw = col.astype(object).to_numpy()
+        keyed = [v if v is None or isinstance(v, str | float) else _list_key(v) for v in raw]
+        codes, uniques = pd.factorize(pd.Series(keyed, dtype=object), use_na_sentinel=True)
+        uniques = list(uniques)
+    parsed: list[tuple[str, ...] | None] = []
+    problems: list[str | None] = []
+    for v in uniques:
+        tup, why = _parse_candidates(v)
+        parsed.append(tup)
+        problems.append(why)
+    bad_codes = np.array([p is not None for p in problems] + [False])  # last entry: missing (-1)
+    fail("candidates", bad_codes[codes], lambda i: problems[codes[i]] or "")
+    return np.asarray(codes), parsed
+
+
+def _list_key(v) -> object:
+    if isinstance(v, np.ndarray):
+        v = v.tolist()
+    return tuple(v) if isinstance(v, list | tuple) else repr(v)
+
+
+def _parse_candidates(v) -> tuple[tuple[str, ...] | None, str | None]:
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except json.JSONDecodeError:
+            return None, f"must be a JSON list of strings, got {v!r}"
+        if isinstance(v, list):
+            v = tuple(v)
+    if not isinstance(v, tuple) or not v or not all(isinstance(x, str) and x for x in v):
+        return None, f"must be a non-empty list of artwork ids, got {v!r}"
+    if len(set(v)) != len(v):
+        return None, f"lists an artwork twice: {list(v)}"
+    return v, None
+
+
+def _context_column(col: pd.Series, fail) -> list[dict | None]:
+    raw = col.astype(object).to_numpy()
+    out: list[dict | None] = []
+    bad = np.zeros(len(raw), dtype=bool)
+    for i, v in enumerate(raw):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            out.append(None)
+            continue
+        if isinstance(v, str):
+            try:
+                v = json.loads(v)
+            except json.JSONDecodeError:
+                v = None
+        if not isinstance(v, dict):
+            bad[i] = True
+            out.append(None)
+            continue
+        out.append({k: x for k, x in v.items() if x is not None})
+    fail("context", bad, lambda i: f"must be a JSON object, got {raw[i]!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class LogArrays:
+    """Logs as arrays, rows in timestamp order (stable: ties keep file order).
+
+    Artworks are coded per title: ``arms[t]`` lists title t's artworks and ``action`` is the
+    slot of the logged artwork in its title's list, so policy matrices are (n, K) with K the
+    largest number of artworks of any title. ``mask[i, j]`` says slot j was a candidate in row i
+    (from the ``candidates`` column when given, otherwise every artwork logged for the title).
+    """
+
+    titles: tuple[str, ...]
+    arms: tuple[tuple[str, ...], ...]
+    segments: tuple[str, ...]
+    title: np.ndarray  # (n,) int
+    action: np.ndarray  # (n,) int slot in arms[title]
+    segment: np.ndarray  # (n,) int index in segments
+    propensity: np.ndarray
+    reward: np.ndarray
+    mask: np.ndarray  # (n, K) bool
+    profile: np.ndarray  # (n,) int codes into profiles
+    profiles: tuple[str, ...]
+    logging_policy: np.ndarray  # (n,) int codes into logging_policies
+    logging_policies: tuple[str, ...]
+    order: np.ndarray  # (n,) row positions in the validated frame
+    features: np.ndarray | None = None  # (n, d) numeric context features, standardized later
+    feature_names: tuple[str, ...] = ()
+    has_segment: bool = False
+    has_candidates: bool = False
+
+    @property
+    def n(self) -> int:
+        return int(self.title.size)
+
+    @property
+    def k(self) -> int:
+        return int(self.mask.shape[1])
+
+    def take(self, rows: np.ndarray) -> LogArrays:
+        """A sub-log (rows in the given order); used to evaluate per segment or per partition."""
+        f = self.features[rows] if self.features is not None else None
+        return LogArrays(
+            self.titles, self.arms, self.segments, self.title[rows], self.action[rows], self.segment[rows],
+            self.propensity[rows], self.reward[rows], self.mask[rows], self.profile[rows], self.profiles,
+            self.logging_policy[rows], self.logging_policies, self.order[rows], f, self.feature_names,
+            self.has_segment, self.has_candidates,
+        )
+
+
+def encode_logs(frame: pd.DataFrame) -> LogArrays:
+    """Encode a validated frame (from ``load_logs`` or ``validate_logs``) into LogArrays."""
+    order = np.argsort(frame["timestamp"].to_numpy(dtype=float), kind="stable")
+    df = frame.iloc[order]
+    title_codes, titles = pd.factorize(df["title"], sort=True)
+    # Distinct candidate lists per row (a handful), so per-row work stays vectorized.
+    if "candidates" in df.columns:
+        cand_codes, cand_uniques = pd.factorize(df["candidates"], use_na_sentinel=True)
+    else:
+        cand_codes, cand_uniques = None, []
+    art_codes, art_names = pd.factorize(df["artwork"])
+    pair_codes, pair_keys = pd.factorize(title_codes.astype(np.int64) * len(art_names) + art_codes)
+    pairs = [(key // len(art_names), art_names[key % len(art_names)]) for key in pair_keys.tolist()]
+    # Each title's artworks: its candidates (first-seen order, which is the catalog order the
+    # service logs), then any other logged artwork, sorted.
+    arms_lists: list[dict[str, None]] = [{} for _ in titles]
+    if cand_codes is not None:
+        n_c = len(cand_uniques) + 1
+        for key in pd.unique(title_codes.astype(np.int64) * n_c + (cand_codes + 1)).tolist():  # first-seen order
+            t, c = divmod(key, n_c)
+            if c > 0:
+                arms_lists[t].update(dict.fromkeys(cand_uniques[c - 1]))
+    logged_by_title: list[set[str]] = [set() for _ in titles]
+    for t, art in pairs:
+        logged_by_title[t].add(art)
+    for t in range(len(titles)):
+        arms_lists[t].update(dict.fromkeys(sorted(logged_by_title[t] - set(arms_lists[t]))))
+    arms = tuple(tuple(a) for a in arms_lists)
+    k = max(len(a) for a in arms)
+    slot_of_pair = np.array([arms[t].index(art) for t, art in pairs], dtype=np.int32)
+    action = slot_of_pair[pair_codes]
+    n_arms = np.array([len(a) for a in arms])
+    mask = np.arange(k)[None, :] < n_arms[title_codes][:, None]
+    if cand_codes is not None:
+        n_c = len(cand_uniques) + 1
+        combo_codes, combos = pd.factorize(title_codes.astype(np.int64) * n_c + (cand_codes + 1))
+        rows = np.zeros((combos.size, k), dtype=bool)
+        for j, key in enumerate(combos.tolist()):
+            t, c = divmod(key, n_c)
+            if c == 0:
+                rows[j, : n_arms[t]] = True
+            else:
+                rows[j, [arms[t].index(art) for art in cand_uniques[c - 1]]] = True
+        mask = rows[combo_codes]
+    if "segment" in df.columns:
+        seg_values = df["segment"].astype(object).fillna(UNKNOWN_SEGMENT)
+        seg_codes, segments = pd.factorize(seg_values, sort=True)
+        has_segment = True
+    else:
+        seg_codes, segments, has_segment = np.zeros(len(df), dtype=np.int64), [UNKNOWN_SEGMENT], False
+    prof_codes, profiles = pd.factorize(df["profile"])
+    if "policy" in df.columns:
+        pol_codes, pols = pd.factorize(df["policy"].astype(object).fillna("(unnamed)"), sort=True)
+    else:
+        pol_codes, pols = np.zeros(len(df), dtype=np.int64), ["(unnamed)"]
+    features, names = _context_features(df["context"]) if "context" in df.columns else (None, ())
+    return LogArrays(
+        titles=tuple(titles), arms=arms, segments=tuple(segments),
+        title=title_codes.astype(np.int32), action=action.astype(np.int32), segment=np.asarray(seg_codes, np.int32),
+        propensity=df["propensity"].to_numpy(dtype=float), reward=df["reward"].to_numpy(dtype=float), mask=mask,
+        profile=prof_codes.astype(np.int64), profiles=tuple(profiles),
+        logging_policy=np.asarray(pol_codes, np.int32), logging_policies=tuple(pols), order=order,
+        features=features, feature_names=names, has_segment=has_segment, has_candidates=cand_codes is not None,
+    )
+
+
+def _context_features(col: pd.Series) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """Numeric and boolean context values as columns (missing -> column mean); text is ignored."""
+    records = [c if c is not None else {} for c in col.to_numpy(dtype=object)]
+    table = pd.DataFrame.from_records(records)
+    keep: list[str] = []
+    for name in table.columns:
+        if name == "segment":
+            continue
+        values = pd.to_numeric(table[name], errors="coerce") if table[name].dtype != bool else table[name].astype(float)
+        non_null = table[name].notna()
+        if non_null.any() and values[non_null].notna().all():
+            table[name] = values.astype(float)
+            keep.append(str(name))
+    if not keep:
+        return None, ()
+    x = table[keep].to_numpy(dtype=float)
+    means = np.nanmean(x, axis=0)
+    x = np.where(np.isnan(x), means[None, :], x)
+    return x, tuple(keep)
+
+
+def write_logs(frame: pd.DataFrame, path: str | Path, fmt: str | None = None) -> None:
+    """Write a log table as JSON Lines, CSV (lists/objects as JSON text) or Parquet."""
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    if fmt == "parquet":
+        frame.to_parquet(path, index=False)
+    elif fmt == "csv":
+        out = frame.copy()
+        for col in ("candidates", "context"):
+            if col in out.columns:
+                out[col] = [None if v is None else json.dumps(list(v) if col == "candidates" else v) for v in out[col]]
+        out.to_csv(path, index=False)
+    elif fmt == "jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        raise LogSchemaError(str(path), None, None, f"format must be one of {FORMATS}, got {fmt!r}")

@@ -1,0 +1,360 @@
+"""Policies to evaluate offline.
+
+A policy's contract: given the logs (rows in time order), the probability it gives each
+candidate artwork in each row. ``Policy.evaluate(logs, rng)`` returns a ``PolicyOutput``:
+
+- ``pi`` (n, K): probability of each artwork slot of the row's title (see ``LogArrays``);
+- ``pi_chosen`` (n,): probability of the artwork that was actually logged;
+- ``accepted`` (n,) or None: for learning policies, the rows replay accepted and learned from.
+
+Fixed policies only implement ``probabilities(logs)``. Learning policies (``thompson``; ``vw``
+once it lands) replay the log in order and update on the rows they accept (Li et al. 2011),
+and report the distribution they had at each row, which IPS/SNIPS/DR then use.
+
+Policies are registered by name in ``POLICIES``; a spec on the command line is ``NAME`` or
+``NAME:ARG`` (``table:PATH``). To add one, write a factory ``(arg, options) -> Policy`` and
+register it with ``register_policy``; see ``_vw_factory`` for the hook the VW policy fills.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from bandit.ab_assignment import ABSplit, assign
+from bandit.thompson import ThompsonSampling
+from replay.logs import LogArrays
+
+
+class PolicyError(ValueError):
+    """A policy cannot be built or applied; the message says which and why."""
+
+
+@dataclass(frozen=True, eq=False)
+class PolicyOutput:
+    pi: np.ndarray
+    pi_chosen: np.ndarray
+    accepted: np.ndarray | None = None
+    warnings: tuple[str, ...] = ()
+
+
+class Policy(Protocol):
+    name: str
+
+    def evaluate(self, logs: LogArrays, rng: np.random.Generator) -> PolicyOutput: ...
+
+
+@dataclass(frozen=True)
+class PolicyOptions:
+    """Knobs shared by policy factories (the CLI fills them from flags)."""
+
+    ts_batch: int = 200
+    ts_prior: tuple[float, float] = (1.0, 1.0)
+    ts_segment_strength: float = 200.0
+    ts_uniform_mix: float = 0.01
+
+    def thompson(self) -> ThompsonSampling:
+        return ThompsonSampling(self.ts_prior, self.ts_segment_strength, self.ts_uniform_mix)
+
+
+class FixedPolicy:
+    """A policy whose probabilities do not depend on the rewards it sees."""
+
+    name = "fixed"
+
+    def probabilities(self, logs: LogArrays) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def evaluate(self, logs: LogArrays, rng: np.random.Generator) -> PolicyOutput:
+        pi = self.probabilities(logs)
+        return PolicyOutput(pi, np.take_along_axis(pi, logs.action[:, None], axis=1)[:, 0])
+
+
+def _normalize_rows(pi: np.ndarray) -> np.ndarray:
+    total = pi.sum(axis=1, keepdims=True)
+    return np.divide(pi, total, out=np.zeros_like(pi), where=total > 0)
+
+
+@dataclass(frozen=True)
+class UniformPolicy(FixedPolicy):
+    """Every candidate artwork of the row with equal probability."""
+
+    name: str = "uniform"
+
+    def probabilities(self, logs: LogArrays) -> np.ndarray:
+        return _normalize_rows(logs.mask.astype(float))
+
+
+@dataclass(frozen=True)
+class LoggedPolicy:
+    """The logging policy itself: its value is the on-policy average reward.
+
+    Only the logged artwork's probability is known, so ``pi`` is the one-hot of the logged
+    action: an unbiased one-draw sample of the logging distribution, which is all DM/DR need.
+    """
+
+    name: str = "logged"
+
+    def evaluate(self, logs: LogArrays, rng: np.random.Generator) -> PolicyOutput:
+        pi = np.zeros((logs.n, logs.k))
+        pi[np.arange(logs.n), logs.action] = 1.0
+        return PolicyOutput(pi, logs.propensity.copy(), accepted=np.ones(logs.n, dtype=bool))
+
+
+@dataclass(frozen=True)
+class TablePolicy(FixedPolicy):
+    """A fixed stochastic policy: ``table[title][artwork] = probability`` (absent artwork: 0)."""
+
+    table: dict[str, dict[str, float]] = field(default_factory=dict)
+    name: str = "table"
+
+    def probabilities(self, logs: LogArrays) -> np.ndarray:
+        missing = [t for t in logs.titles if t not in self.table]
+        if missing:
+            raise PolicyError(f"policy {self.name}: no probabilities for title {missing[0]!r} ({len(missing)} titles missing)")
+        per_title = np.zeros((len(logs.titles), logs.k))
+        for t, title in enumerate(logs.titles):
+            probs = self.table[title]
+            per_title[t, : len(logs.arms[t])] = [probs.get(a, 0.0) for a in logs.arms[t]]
+        pi = per_title[logs.title]
+        if logs.has_candidates:
+            # The row's candidates are what could be shown: renormalize over them.
+            pi = _normalize_rows(pi * logs.mask)
+        return pi
+
+
+def read_policy_table(path: str | Path) -> dict[str, dict[str, float]]:
+    """Read a ``title,artwork,probability`` CSV; per title the probabilities must sum to 1."""
+    path = Path(path)
+    if not path.is_file():
+        raise PolicyError(f"policy table {path}: no such file")
+    table: dict[str, dict[str, float]] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        need = ("title", "artwork", "probability")
+        if reader.fieldnames is None or any(c not in reader.fieldnames for c in need):
+            raise PolicyError(f"policy table {path}: needs columns {','.join(need)}, got {reader.fieldnames}")
+        for line, row in enumerate(reader, start=2):
+            title, art, raw = (row.get("title") or "").strip(), (row.get("artwork") or "").strip(), row.get("probability")
+            if not title or not art:
+                raise PolicyError(f"policy table {path}: line {line}: empty title or artwork")
+            try:
+                p = float(raw)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                raise PolicyError(f"policy table {path}: line {line}, column 'probability': not a number: {raw!r}") from None
+            if not (0.0 <= p <= 1.0) or math.isnan(p):
+                raise PolicyError(f"policy table {path}: line {line}, column 'probability': must be in [0, 1], got {p}")
+            if art in table.setdefault(title, {}):
+                raise PolicyError(f"policy table {path}: line {line}: artwork {art!r} listed twice for title {title!r}")
+            table[title][art] = p
+    if not table:
+        raise PolicyError(f"policy table {path}: no rows")
+    for title, probs in table.items():
+        total = sum(probs.values())
+        if abs(total - 1.0) > 1e-6:
+            raise PolicyError(f"policy table {path}: probabilities of title {title!r} sum to {total:.6g}, not 1")
+    return table
+
+
+@dataclass(frozen=True)
+class ABPolicy(FixedPolicy):
+    """The service's fixed split: ``ABSplit.equal(title's artworks, salt=title)``, by profile.
+
+    Deterministic given the profile, so ``pi`` is one-hot. The title's artworks are taken in
+    the order of the logs' ``candidates`` (the catalog order); without that column, sorted.
+    """
+
+    name: str = "ab"
+
+    def probabilities(self, logs: LogArrays) -> np.ndarray:
+        n_prof = len(logs.profiles)
+        pair = logs.title.astype(np.int64) * n_prof + logs.profile
+        uniq, inverse = np.unique(pair, return_inverse=True)
+        splits = [ABSplit.equal(arms, salt=title) for title, arms in zip(logs.titles, logs.arms, strict=True)]
+        slot = np.fromiter(
+            (assign(splits[p // n_prof], logs.profiles[p % n_prof]).index for p in uniq.tolist()),
+            dtype=np.int64, count=uniq.size,
+        )
+        pi = np.zeros((logs.n, logs.k))
+        pi[np.arange(logs.n), slot[inverse]] = 1.0
+        return pi
+
+
+class ThompsonLearner:
+    """Thompson sampling state over titles x segments, refreshed in batches.
+
+    Counts are kept per (title, segment, artwork slot). The action distribution of each
+    (title, segment) is the service's: ``ThompsonSampling.action_probabilities`` of the segment
+    posterior (or of the title posterior when the logs have no segments), i.e. exact quadrature
+    with the uniform mix. It is recomputed for a title after every ``batch`` of that title's
+    new events, as the service recomputes it once per counts snapshot; between refreshes the
+    policy acts on the stale snapshot. That keeps millions of rows affordable (one quadrature
+    per segment per refresh instead of per row) and is documented as the replayed policy's
+    semantics: "TS whose posteriors are refreshed every ``batch`` of a title's impressions".
+    """
+
+    def __init__(self, ts: ThompsonSampling, arms_per_title: np.ndarray, n_segments: int, k: int,
+                 use_segments: bool, batch: int):
+        if batch < 1:
+            raise PolicyError(f"ts batch must be >= 1, got {batch}")
+        self.ts, self.batch, self.use_segments = ts, int(batch), use_segments
+        self.arms = np.asarray(arms_per_title, dtype=int)
+        t_n = self.arms.size
+        self.n = np.zeros((t_n, n_segments, k))
+        self.s = np.zeros((t_n, n_segments, k))
+        self.pending = np.zeros(t_n, dtype=np.int64)
+        self.probs = np.zeros((t_n, n_segments, k))
+        self.refreshes = 0
+        for t in range(t_n):
+            self.refresh(t)
+
+    def refresh(self, t: int) -> None:
+        kt = self.arms[t]
+        n_t, s_t = self.n[t, :, :kt].sum(axis=0), self.s[t, :, :kt].sum(axis=0)
+        if not self.use_segments:
+            p = self.ts.action_probabilities(self.ts.posterior(n_t, s_t))
+            self.probs[t, :, :kt] = p[None, :]
+        else:
+            for g in range(self.n.shape[1]):
+                post = self.ts.segment_posterior(n_t, s_t, self.n[t, g, :kt], self.s[t, g, :kt])
+                self.probs[t, g, :kt] = self.ts.action_probabilities(post)
+        self.pending[t] = 0
+        self.refreshes += 1
+
+    def update(self, title: np.ndarray, segment: np.ndarray, action: np.ndarray, reward: np.ndarray) -> None:
+        np.add.at(self.n, (title, segment, action), 1.0)
+        np.add.at(self.s, (title, segment, action), reward)
+        self.pending += np.bincount(title, minlength=self.pending.size)
+
+    def first_refresh(self, event_titles: np.ndarray) -> int:
+        """Index of the first event (in order) that completes a title's batch, or -1."""
+        if event_titles.size == 0:
+            return -1
+        order = np.argsort(event_titles, kind="stable")
+        sorted_t = event_titles[order]
+        starts = np.flatnonzero(np.r_[True, sorted_t[1:] != sorted_t[:-1]])
+        group_start = np.repeat(starts, np.diff(np.r_[starts, sorted_t.size]))
+        rank = np.empty_like(order)
+        rank[order] = np.arange(sorted_t.size) - group_start
+        hit = np.flatnonzero(self.pending[event_titles] + rank + 1 >= self.batch)
+        return int(hit[0]) if hit.size else -1
+
+
+@dataclass(frozen=True)
+class ThompsonPolicy:
+    """Thompson sampling learning as it replays (see ``ThompsonLearner`` for the batching)."""
+
+    options: PolicyOptions = PolicyOptions()
+    name: str = "thompson"
+
+    def evaluate(self, logs: LogArrays, rng: np.random.Generator,
+                 on_progress: Callable[[int], None] | None = None) -> PolicyOutput:
+        arms = np.array([len(a) for a in logs.arms])
+        learner = ThompsonLearner(self.options.thompson(), arms, len(logs.segments), logs.k,
+                                  logs.has_segment, self.options.ts_batch)
+        n = logs.n
+        pi = np.empty((n, logs.k))
+        accepted = np.zeros(n, dtype=bool)
+        u = rng.random(n)
+        # Rejection bound M = 1 / min propensity >= pi/mu for every row, fixed before learning
+        # starts, as replay of a learning policy requires.
+        ratio_scale = logs.propensity.min() / logs.propensity
+        start, window = 0, 4096
+        while start < n:
+            stop = min(n, start + window)
+            t, g, a = logs.title[start:stop], logs.segment[start:stop], logs.action[start:stop]
+            p = learner.probs[t, g]
+            if logs.has_candidates:
+                p = _normalize_rows(p * logs.mask[start:stop])
+            acc = u[start:stop] < p[np.arange(stop - start), a] * ratio_scale[start:stop]
+            acc_rows = np.flatnonzero(acc)
+            j = learner.first_refresh(t[acc_rows])
+            end = stop if j < 0 else start + int(acc_rows[j]) + 1
+            m = end - start
+            pi[start:end] = p[:m]
+            accepted[start:end] = acc[:m]
+            keep = acc_rows[acc_rows < m]
+            learner.update(t[keep], g[keep], a[keep], logs.reward[start:end][keep])
+            if j >= 0:
+                learner.refresh(int(t[acc_rows[j]]))
+                window = max(1024, 2 * m)
+            else:
+                window = min(window * 2, 1 << 18)
+            start = end
+            if on_progress is not None:
+                on_progress(start)
+        pi_chosen = pi[np.arange(n), logs.action]
+        return PolicyOutput(pi, pi_chosen, accepted=accepted)
+
+
+def _vw_factory(arg: str | None, options: PolicyOptions) -> Policy:
+    """Hook for the VW policy: a module ``replay.vw_policy`` exposing ``make_policy(arg, options)``.
+
+    The returned object follows the ``Policy`` protocol; a learning VW policy should accept rows
+    like ``ThompsonPolicy`` (rejection bound 1/min propensity, update on accepted rows in log
+    order) and return ``accepted`` in its PolicyOutput; a saved model (``vw:MODEL_PATH``) can
+    instead be a ``FixedPolicy``.
+    """
+    try:
+        import replay.vw_policy as vw_policy  # noqa: PLC0415 - optional, heavy (vowpalwabbit)
+    except ModuleNotFoundError as exc:
+        if exc.name != "replay.vw_policy":
+            raise
+        raise PolicyError("policy 'vw' is not available in this build yet (replay.vw_policy is missing)") from None
+    return vw_policy.make_policy(arg, options)
+
+
+PolicyFactory = Callable[[str | None, PolicyOptions], Policy]
+
+
+def _no_arg(cls) -> PolicyFactory:
+    def make(arg: str | None, options: PolicyOptions) -> Policy:
+        if arg:
+            raise PolicyError(f"policy {cls().name!r} takes no argument, got {arg!r}")
+        return cls()
+
+    return make
+
+
+def _table_factory(arg: str | None, options: PolicyOptions) -> Policy:
+    if not arg:
+        raise PolicyError("policy 'table' needs a CSV path: table:PATH")
+    return TablePolicy(read_policy_table(arg), name=f"table:{arg}")
+
+
+def _thompson_factory(arg: str | None, options: PolicyOptions) -> Policy:
+    if arg:
+        raise PolicyError(f"policy 'thompson' takes no argument, got {arg!r} (use --ts-batch)")
+    return ThompsonPolicy(options)
+
+
+POLICIES: dict[str, PolicyFactory] = {
+    "uniform": _no_arg(UniformPolicy),
+    "logged": _no_arg(LoggedPolicy),
+    "ab": _no_arg(ABPolicy),
+    "table": _table_factory,
+    "thompson": _thompson_factory,
+    "vw": _vw_factory,
+}
+
+
+def register_policy(name: str, factory: PolicyFactory) -> None:
+    """Make ``name`` (and ``name:ARG``) available to ``make_policy`` and the CLI."""
+    if not name or ":" in name:
+        raise PolicyError(f"policy name must be non-empty without ':', got {name!r}")
+    POLICIES[name] = factory
+
+
+def make_policy(spec: str, options: PolicyOptions | None = None) -> Policy:
+    """Build a policy from ``NAME`` or ``NAME:ARG``."""
+    name, _, arg = spec.partition(":")
+    factory = POLICIES.get(name)
+    if factory is None:
+        raise PolicyError(f"unknown policy {name!r}; known: {', '.join(sorted(POLICIES))}")
+    return factory(arg or None, options or PolicyOptions())

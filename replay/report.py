@@ -1,0 +1,147 @@
+"""Presenting results: text tables, the SPEC's JSON shape, PNG plots, segment breakdowns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from replay.estimators import Estimate
+from replay.evaluation import Evaluation
+from replay.integrity import IntegrityReport
+
+
+def _fmt(x: float, digits: int = 4) -> str:
+    return "nan" if x != x else f"{x:.{digits}f}"
+
+
+def estimates_json(evaluation: Evaluation) -> dict:
+    """Exactly the SPEC shape: {"n", "policies": {NAME: {ESTIMATOR: {"value", "ci"}}}} (NaN -> null)."""
+
+    def num(x: float) -> float | None:
+        return None if x != x else float(x)
+
+    return {
+        "n": evaluation.n,
+        "policies": {
+            name: {e.estimator: {"value": num(e.value), "ci": [num(e.ci[0]), num(e.ci[1])]} for e in ests}
+            for name, ests in evaluation.estimates.items()
+        },
+    }
+
+
+def _rows(estimates: dict[str, tuple[Estimate, ...]], first: str) -> list[list[str]]:
+    rows = [[first, "estimator", "value", "95% interval", "ess"]]
+    for name, ests in estimates.items():
+        for e in ests:
+            lvl = f"{e.level:.0%}"
+            rows[0][3] = f"{lvl} interval"
+            rows.append([name, e.estimator, _fmt(e.value), f"[{_fmt(e.ci[0])}, {_fmt(e.ci[1])}]", f"{e.ess:,.0f}"])
+    return rows
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def estimates_table(evaluation: Evaluation) -> str:
+    """One line per policy and estimator, then warnings, then the segment breakdown if any."""
+    out = [f"{evaluation.n:,} logged impressions", "", _table(_rows(evaluation.estimates, "policy"))]
+    notes = []
+    for name, ests in evaluation.estimates.items():
+        seen: dict[str, list[str]] = {}
+        for e in ests:
+            for w in e.warnings:
+                seen.setdefault(w, []).append(e.estimator)
+        for w in evaluation.policy_warnings.get(name, ()):
+            seen.setdefault(w, [])
+        notes += [f"  {name} ({', '.join(who)}): {w}" if who else f"  {name}: {w}" for w, who in seen.items()]
+    if notes:
+        out += ["", "warnings:", *notes]
+    if evaluation.by_segment:
+        out += ["", "by segment:", segment_table(evaluation)]
+    return "\n".join(out)
+
+
+def segment_table(evaluation: Evaluation) -> str:
+    rows = [["segment", "policy", "estimator", "value", "interval", "ess"]]
+    for seg, per_policy in evaluation.by_segment.items():
+        for name, ests in per_policy.items():
+            for e in ests:
+                rows.append([seg, name, e.estimator, _fmt(e.value), f"[{_fmt(e.ci[0])}, {_fmt(e.ci[1])}]", f"{e.ess:,.0f}"])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def plot_estimates(evaluation: Evaluation, path: str | Path) -> None:
+    """PNG: each policy's estimates as points with interval bars (one colour per estimator)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    policies = list(evaluation.estimates)
+    names = sorted({e.estimator for ests in evaluation.estimates.values() for e in ests},
+                   key=["replay", "ips", "snips", "dm", "dr"].index)
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(policies) * max(len(names), 1) / 3), 4), dpi=110)
+    width = 0.8 / max(len(names), 1)
+    for j, est in enumerate(names):
+        xs, ys, lo, hi = [], [], [], []
+        for i, p in enumerate(policies):
+            for e in evaluation.estimates[p]:
+                if e.estimator == est and e.value == e.value:
+                    xs.append(i - 0.4 + width * (j + 0.5))
+                    ys.append(e.value)
+                    lo.append(e.value - e.ci[0])
+                    hi.append(e.ci[1] - e.value)
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, label=est)
+    ax.set_xticks(range(len(policies)), policies, rotation=15)
+    ax.set_ylabel("estimated value (reward per impression)")
+    ax.set_title(f"Off-policy estimates, n={evaluation.n:,}")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def integrity_json(report: IntegrityReport) -> dict:
+    return {
+        "flagged": report.flagged,
+        "alpha": report.alpha,
+        "groups": [
+            {
+                "title": g.title, "policy": g.policy, "n": g.n,
+                "artworks": {a: {"served": o, "expected": round(e, 3), "implied_rows": round(s, 3)}
+                             for a, o, e, s in zip(g.artworks, g.observed, g.expected, g.implied, strict=True)},
+                "chi2": g.statistic, "dof": g.dof, "p_value": g.p_value,
+                "min_propensity": g.min_propensity, "ess": g.ess, "flags": list(g.flags),
+            }
+            for g in report.groups
+        ],
+    }
+
+
+def integrity_table(report: IntegrityReport) -> str:
+    rows = [["title", "policy", "rows", "chi2", "dof", "p", "min prop", "ess", "status"]]
+    for g in report.groups:
+        rows.append([g.title, g.policy, f"{g.n:,}", f"{g.statistic:.2f}", f"{g.dof:.1f}", f"{g.p_value:.3g}",
+                     f"{g.min_propensity:.3g}", f"{g.ess:,.0f}", "FLAGGED" if g.flags else "ok"])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    details = []
+    for g in report.groups:
+        if g.flags:
+            details.append(f"{g.title} / {g.policy}:")
+            details += [f"  - {f}" for f in g.flags]
+            details += [f"    {a}: served {o}, expected {e:.1f}" for a, o, e in zip(g.artworks, g.observed, g.expected, strict=True)]
+    verdict = ("FLAGGED: do not trust off-policy estimates from these logs until this is explained"
+               if report.flagged else "ok: logged propensities are consistent with what was served")
+    return "\n".join([*lines, "", *details, verdict] if details else [*lines, "", verdict])
