@@ -1,0 +1,184 @@
+"""A/B vs Thompson sampling (vs VW) on shared simulated traffic."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from replay.abtest import plan_sample_size
+from replay.bandit_comparison import (
+    BernoulliArms,
+    ComparisonError,
+    FixedSplitABTest,
+    ThompsonBandit,
+    compare_policies,
+    run_policy,
+)
+from replay.cli import main
+
+CLASSIC = BernoulliArms((0.24, 0.30), ("A", "B"))
+
+
+@pytest.fixture(scope="module")
+def classic_comparison():
+    """The 24%/30% problem over 10,000 impressions, six seeds (about 20 s: TS recomputes its
+    quadrature after every impression, as the service does)."""
+    return compare_policies(CLASSIC, horizon=10_000, seeds=range(6), include=("ab", "thompson"))
+
+
+def test_thompson_regret_is_at_most_half_of_the_ab_test(classic_comparison):
+    ab, ts = classic_comparison.policy("ab"), classic_comparison.policy("thompson")
+    assert ts.regret <= 0.5 * ab.regret
+    assert ts.clicks > ab.clicks - 0.5 * ab.regret  # the regret gap shows up in realized clicks too
+
+
+def test_ab_explores_exactly_its_planned_sample(classic_comparison):
+    planned = plan_sample_size(0.24, 0.06, alpha=0.05, power=0.8).n_per_arm
+    ab = classic_comparison.policy("ab")
+    assert classic_comparison.ab_n_per_arm == planned
+    assert all(r.decided_at == 2 * planned for r in ab.runs)
+    # during exploration half the traffic is on the worse artwork: regret >= gap * explored/2 (about)
+    assert ab.regret >= 0.06 * planned * 0.9
+
+
+def test_thompson_decides_for_the_best_artwork_sooner(classic_comparison):
+    ab, ts = classic_comparison.policy("ab"), classic_comparison.policy("thompson")
+    assert ts.decided_share == 1.0 and ts.correct_share(CLASSIC.best) == 1.0
+    assert ts.decision_time < ab.decision_time
+    assert ts.best_share > ab.best_share
+
+
+def test_shared_traffic_is_coupled_across_artworks():
+    outcomes = CLASSIC.outcomes(np.random.default_rng(0), 50_000)
+    assert outcomes.shape == (50_000, 2)
+    assert np.all(outcomes[:, 1] >= outcomes[:, 0])  # whoever clicks the 24% artwork clicks the 30% one
+    assert outcomes.mean(axis=0) == pytest.approx([0.24, 0.30], abs=0.01)
+
+
+class AlwaysArm:
+    """A minimal policy: the harness needs nothing beyond choose/update/decision."""
+
+    def __init__(self, arm: int):
+        self.name, self.arm = f"always-{arm}", arm
+
+    def choose(self, rng, context):
+        return self.arm, 1.0
+
+    def update(self, arm, reward, context):
+        pass
+
+    def decision(self):
+        return self.arm
+
+
+@pytest.mark.parametrize(("arm", "regret", "share"), [(1, 0.0, 1.0), (0, 0.06 * 1000, 0.0)])
+def test_regret_accounting_with_fixed_policies(arm, regret, share):
+    outcomes = CLASSIC.outcomes(np.random.default_rng(1), 1000)
+    run = run_policy(AlwaysArm(arm), CLASSIC, outcomes, np.random.default_rng(2))
+    assert run.regret == pytest.approx(regret)
+    assert run.best_share == share
+    assert run.clicks == outcomes[:, arm].sum()
+    assert run.cumulative_regret[-1] == pytest.approx(regret)
+    assert run.decided_at == 0
+
+
+@pytest.mark.parametrize(("ship_rule", "expected"), [("significant", 0), ("best", 1)])
+def test_ab_ship_rule(ship_rule, expected):
+    ab = FixedSplitABTest(2, n_per_arm=100, ship_rule=ship_rule)
+    for i in range(200):  # B looks better (32% vs 28%) but not significantly so
+        arm = i % 2
+        ab.update(arm, float((i // 2) % 25 < (8 if arm else 7)), {})
+    assert ab.decision() == expected
+    assert ab.choose(np.random.default_rng(0), {}) == (expected, 1.0)
+
+
+def test_ab_ships_a_significant_winner():
+    ab = FixedSplitABTest(3, n_per_arm=1000)
+    rng = np.random.default_rng(0)
+    ctr = [0.2, 0.2, 0.3]
+    while ab.decision() is None:
+        arm, prop = ab.choose(rng, {})
+        assert prop == pytest.approx(1 / 3)
+        ab.update(arm, float(rng.random() < ctr[arm]), {})
+    assert ab.decision() == 2
+
+
+def test_thompson_policy_logs_valid_propensities():
+    ts = ThompsonBandit(3)
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        arm, prop = ts.choose(rng, {})
+        assert 0 < prop <= 1 and prop == pytest.approx(ts.probabilities[arm])
+        ts.update(arm, float(rng.random() < [0.1, 0.5, 0.2][arm]), {})
+    assert ts.probabilities.sum() == pytest.approx(1.0)
+    assert ts.decision() == 1
+
+
+def test_vw_is_skipped_with_a_note_when_missing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "bandit.vw_policy", None)
+    result = compare_policies(CLASSIC, horizon=200, seeds=[0], include=("ab", "vw"))
+    assert [p.name for p in result.policies] == ["ab"]
+    assert "VW skipped" in result.notes[0]
+
+
+def test_vw_runs_when_available():
+    pytest.importorskip("bandit.vw_policy")
+    result = compare_policies(CLASSIC, horizon=500, seeds=[0], include=("vw",))
+    if result.notes:
+        pytest.skip(result.notes[0])
+    vw = result.policy("vw")
+    assert vw.runs[0].cumulative_regret.shape == (500,)
+    assert 0 <= vw.best_share <= 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"env": None, "horizon": 0}, "horizon"),
+        ({"env": None, "seeds": []}, "seeds"),
+        ({"env": None, "include": ("ab", "greedy")}, "unknown policies"),
+        ({"env": BernoulliArms((0.2, 0.2))}, "mde"),
+    ],
+)
+def test_bad_comparison_arguments(kwargs, words):
+    env = kwargs.pop("env") or CLASSIC
+    with pytest.raises(ComparisonError, match=words):
+        compare_policies(env, **kwargs)
+
+
+@pytest.mark.parametrize(("ctrs", "words"), [((0.3,), "two"), ((0.2, 1.5), "[0, 1]")])
+def test_bad_environment(ctrs, words):
+    with pytest.raises(ComparisonError, match=words.replace("[", r"\[").replace("]", r"\]")):
+        BernoulliArms(ctrs)
+
+
+def test_cli_compare_json_plot_and_progress(tmp_path, capsys):
+    png = tmp_path / "regret.png"
+    code = main(["compare", "--horizon", "1500", "--seeds", "2", "--policies", "ab,thompson", "--json", "--plot", str(png)])
+    assert code == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert set(out["policies"]) == {"ab", "thompson"}
+    for summary in out["policies"].values():
+        assert {"clicks", "regret", "best_share", "decision_time"} <= set(summary)
+    assert out["best_arm"] == "B"
+    assert "2/4 runs" in captured.err and "4/4 runs" in captured.err
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--ctrs", "0.3"], "two artworks"),
+        (["--ctrs", "a,b"], "--ctrs"),
+        (["--policies", "ab,greedy"], "unknown policies"),
+        (["--seeds", "0"], "--seeds"),
+    ],
+)
+def test_cli_compare_bad_input(capsys, argv, words):
+    assert main(["compare", "--horizon", "100", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and words in err and "\n" not in err
