@@ -8,13 +8,15 @@ import numpy as np
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from service import admin, api, ops
+from service import admin, api, dashboard, ops
 from service.config import Settings, load_settings
 from service.decisions import DecisionEngine
 from service.errors import ServiceError
+from service.json_logging import configure_logging
 from service.keys import Keys
-from service.metrics import NullMetrics
+from service.prometheus_metrics import PrometheusMetrics
 from service.redis_conn import STORE_ERRORS, connect
+from service.request_hooks import register_request_hooks
 from service.store import RedisStore
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,7 @@ CORS_PATHS = ("/artwork", "/reward")
 
 def create_app(settings: Settings | None = None, *, redis_client=None, metrics=None) -> Flask:
     settings = settings or load_settings()
-    logging.basicConfig(level=settings.log_level.upper())
+    configure_logging(settings.log_level, settings.log_format)
     app = Flask(__name__)
     app.config["SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -40,13 +42,15 @@ def create_app(settings: Settings | None = None, *, redis_client=None, metrics=N
     engine = DecisionEngine(store, settings, np.random.default_rng(settings.rng_seed))
     app.extensions["store"] = store
     app.extensions["engine"] = engine
-    app.extensions["metrics"] = metrics or NullMetrics()
+    app.extensions["metrics"] = metrics or PrometheusMetrics(settings.prometheus_multiproc_dir)
     engine.on_fallback = app.extensions["metrics"].observe_fallback
 
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(dashboard.bp)
     register_error_handlers(app)
+    register_request_hooks(app)
     register_cors(app, settings.cors_origins)
 
     engine.catalog.refresh()  # seeds the catalog into Redis if Redis answers; never fails

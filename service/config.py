@@ -40,6 +40,8 @@ class Settings:
     recent_traffic_window: int = 1_000
     rng_seed: int | None = None
     log_level: str = "INFO"
+    log_format: str = "json"
+    prometheus_multiproc_dir: str = ""
 
 
 # env var -> (field, parser, description). Order is the README's order.
@@ -71,6 +73,12 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _log_format(text: str) -> str:
+    if text.strip().lower() not in ("json", "text"):
+        raise ValueError(f"expected json or text, got {text!r}")
+    return text.strip().lower()
+
+
 def _optional_int(text: str) -> int | None:
     return int(text) if text.strip() else None
 
@@ -96,6 +104,8 @@ VARIABLES: dict[str, tuple[str, object, str]] = {
     "RECENT_TRAFFIC_WINDOW": ("recent_traffic_window", _positive_int, "Decisions per title behind the 'recent traffic share' statistic."),
     "RNG_SEED": ("rng_seed", _optional_int, "Seed of the worker's random generator (tests; unset in production)."),
     "LOG_LEVEL": ("log_level", str, "Python logging level."),
+    "LOG_FORMAT": ("log_format", _log_format, "`json`: one JSON object per line with the request id; `text`: plain lines."),
+    "PROMETHEUS_MULTIPROC_DIR": ("prometheus_multiproc_dir", str, "Directory where gunicorn workers share `/metrics` samples (set by `gunicorn.conf.py`; empty: one process)."),
 }
 
 

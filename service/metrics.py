@@ -1,6 +1,6 @@
 """Telemetry hooks. The app calls these; ``NullMetrics`` records nothing.
 
-A Prometheus implementation plugs in by providing the same methods.
+``service.prometheus_metrics.PrometheusMetrics`` provides the same methods (the app's default).
 """
 
 from __future__ import annotations
@@ -21,6 +21,13 @@ class NullMetrics:
 
     def observe_store_error(self, operation: str, exc: BaseException) -> None:
         pass
+
+    def observe_model_version(self, title: str, version: float) -> None:
+        """Called by whatever loads a title's model (e.g. a new VW model version)."""
+
+    def totals(self) -> dict:
+        """Health counters for the dashboard: fallbacks, store errors, responses by status class."""
+        return {"fallbacks": {}, "store_errors": {}, "responses": {}}
 
     def render(self) -> tuple[bytes, str]:
         return b"", "text/plain; version=0.0.4; charset=utf-8"

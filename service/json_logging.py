@@ -1,0 +1,53 @@
+"""Structured logs: one JSON object per line on stderr.
+
+Every record has ``time``, ``level``, ``logger`` and ``message``; records logged while a request
+is served also carry ``request_id`` (and the access line ``method``, ``path``, ``status``,
+``duration_ms``, passed as ``extra``). A traceback is folded into the ``exception`` field, so a
+record is always exactly one line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+from flask import g, has_request_context
+
+# Attributes a caller may pass with ``extra=`` that become fields of the JSON object.
+EXTRA_FIELDS = ("request_id", "method", "path", "status", "duration_ms", "remote_addr")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if getattr(record, "request_id", None) is None and has_request_context():
+            entry["request_id"] = g.get("request_id")
+        for name in EXTRA_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                entry[name] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+class _ServiceHandler(logging.StreamHandler):
+    """Marks the handler this module installed, so configuring again replaces it."""
+
+
+def configure_logging(level: str, fmt: str = "json") -> None:
+    """Install one stderr handler on the root logger (JSON or plain text); idempotent."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _ServiceHandler)]:
+        root.removeHandler(handler)
+    handler = _ServiceHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level.upper())
