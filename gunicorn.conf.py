@@ -1,0 +1,52 @@
+"""gunicorn settings: ``gunicorn -c gunicorn.conf.py 'service.app:create_app()'``.
+
+Sets up prometheus_client's multiprocess mode so ``/metrics`` sums every worker's samples
+(see service/prometheus_metrics.py), and makes gunicorn's own log lines JSON like the app's.
+Workers, bind address and the rest stay on the command line / gunicorn's usual variables.
+"""
+
+import glob
+import os
+import shutil
+import tempfile
+
+# Before anything imports prometheus_client (the workers import the app after this file ran):
+# it chooses its multiprocess value storage at import time. Without a directory from the
+# environment each server start gets a fresh one, removed at exit.
+_created_dir = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _created_dir = tempfile.mkdtemp(prefix="artwork-prometheus-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _created_dir
+
+# The app writes its own JSON access line (with the request id); gunicorn's would duplicate it.
+accesslog = None
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "service.json_logging.JsonFormatter"}},
+    "handlers": {
+        "error_console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
+    },
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False, "qualname": "gunicorn.error"},
+    },
+    "root": {"level": "INFO", "handlers": []},
+}
+
+
+def on_starting(server) -> None:
+    # Samples of a previous run in a reused directory would be summed into this one's.
+    for path in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
+        os.remove(path)
+
+
+def child_exit(server, worker) -> None:
+    # Drops the dead worker's live gauges; its counters stay in the sums.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    if _created_dir is not None:
+        shutil.rmtree(_created_dir, ignore_errors=True)
