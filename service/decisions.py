@@ -25,6 +25,7 @@ from service.catalog import Profile, Title, load_catalog_file
 from service.config import Settings
 from service.errors import UnknownTitle
 from service.ids import new_event_id
+from service.models import ModelCache, ModelStore
 from service.redis_conn import STORE_ERRORS
 from service.store import ArmCounts, DecisionRecord, RedisStore
 
@@ -59,6 +60,7 @@ class Choice:
 
     artwork: str
     propensity: float
+    context: dict | None = None  # logged instead of the request context when a policy has features
 
 
 class CatalogCache:
@@ -151,8 +153,9 @@ class DecisionEngine:
             "thompson": self._choose_thompson,
             "fixed": self._choose_fixed,
             "ab": self._choose_ab,
-            "vw": self._choose_uniform,
+            "vw": self._choose_vw,
         }
+        self.models = ModelCache(ModelStore(store.client, store.keys))
         self.on_fallback: Callable[[str, str], None] = lambda title, reason: None
 
     def titles_for(self, title_ids: Sequence[str]) -> list[Title]:
@@ -167,8 +170,10 @@ class DecisionEngine:
         try:
             need = [t.id for t in titles if t.policy == "thompson"]
             stale = self.counts.stale(list(dict.fromkeys(need)))
-            profile, fresh = self.store.read_state(profile_id, stale)  # round trip 1
+            vw_titles = list(dict.fromkeys(t.id for t in titles if t.policy == "vw"))
+            profile, fresh, versions = self.store.read_state_with_models(profile_id, stale, vw_titles)  # round trip 1
             self.counts.put(fresh)
+            self.models.observe(versions)
             segment = profile.derived_segment if profile is not None else "new"
             now = time.time()
             records = []
@@ -186,7 +191,7 @@ class DecisionEngine:
                         propensity=choice.propensity,
                         policy=title.policy,
                         candidates=title.artwork_ids,
-                        context={**context, "segment": segment},
+                        context=choice.context if choice.context is not None else {**context, "segment": segment},
                         segment=segment,
                     )
                 )
@@ -229,6 +234,6 @@ class DecisionEngine:
         a = assign(ABSplit(title.artwork_ids, config.weights, config.salt), profile_id)
         return Choice(a.arm, a.propensity)
 
-    def _choose_uniform(self, title: Title, *_args) -> Choice:
-        k = len(title.artworks)
-        return Choice(title.artwork_ids[int(self.rng.integers(k))], 1.0 / k)
+    def _choose_vw(self, title: Title, segment: str, profile_id: str, profile: Profile | None, context) -> Choice:
+        c = self.models.choose(title, segment, profile, context, self.rng)
+        return Choice(c.artwork, c.propensity, c.context)

@@ -221,12 +221,28 @@ class RedisStore:
     # -- decisions
     def read_state(self, profile_id: str, titles: Sequence[str]) -> tuple[Profile | None, dict[str, ArmCounts]]:
         """Round trip 1: the profile and the counters of ``titles``."""
+        profile, counts, _ = self.read_state_with_models(profile_id, titles, ())
+        return profile, counts
+
+    def read_state_with_models(
+        self, profile_id: str, titles: Sequence[str], model_titles: Sequence[str]
+    ) -> tuple[Profile | None, dict[str, ArmCounts], dict[str, int]]:
+        """Round trip 1, plus the published VW model version of ``model_titles`` (0: none).
+
+        One HGET per VW title rides along in the same pipeline, so workers notice a new model
+        without an extra round trip (the model itself is loaded off the request path).
+        """
         pipe = self.client.pipeline(transaction=False)
         pipe.get(self.keys.profile(profile_id))
         for t in titles:
             pipe.hgetall(self.keys.arms(t))
-        raw_profile, *raw_counts = pipe.execute()
-        return profile_from_json(raw_profile), {t: ArmCounts.from_hash(c) for t, c in zip(titles, raw_counts, strict=True)}
+        for t in model_titles:
+            pipe.hget(self.keys.model(t), "version")
+        raw_profile, *rest = pipe.execute()
+        raw_counts, raw_versions = rest[: len(titles)], rest[len(titles) :]
+        counts = {t: ArmCounts.from_hash(c) for t, c in zip(titles, raw_counts, strict=True)}
+        versions = {t: int(v or 0) for t, v in zip(model_titles, raw_versions, strict=True)}
+        return profile_from_json(raw_profile), counts, versions
 
     def read_counts(self, titles: Sequence[str]) -> dict[str, ArmCounts]:
         pipe = self.client.pipeline(transaction=False)
