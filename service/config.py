@@ -39,6 +39,13 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     recent_traffic_window: int = 1_000
     rng_seed: int | None = None
+    vw_exploration: str = "squarecb"
+    vw_epsilon: float = 0.05
+    vw_gamma_scale: float = 10.0
+    trainer_publish_every: int = 1_000
+    trainer_publish_s: float = 10.0
+    trainer_poll_s: float = 0.5
+    trainer_grace_s: float = 1.0
     log_level: str = "INFO"
     log_format: str = "json"
     prometheus_multiproc_dir: str = ""
@@ -83,6 +90,21 @@ def _optional_int(text: str) -> int | None:
     return int(text) if text.strip() else None
 
 
+def _vw_exploration(text: str) -> str:
+    from bandit.vw_policy import EXPLORATIONS  # noqa: PLC0415 - keeps VW out of config imports
+
+    if text.strip() not in EXPLORATIONS:
+        raise ValueError(f"expected one of {', '.join(EXPLORATIONS)}, got {text!r}")
+    return text.strip()
+
+
+def _unit_float(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise ValueError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
 VARIABLES: dict[str, tuple[str, object, str]] = {
     "REDIS_URL": ("redis_url", str, "Redis to use (`redis://`, `rediss://`, `unix://`)."),
     "REDIS_CLUSTER": ("redis_cluster", _bool, "1: `REDIS_URL` names a node of a Redis Cluster."),
@@ -103,6 +125,13 @@ VARIABLES: dict[str, tuple[str, object, str]] = {
     "MAX_BODY_BYTES": ("max_body_bytes", _positive_int, "Largest request body accepted (413 beyond)."),
     "RECENT_TRAFFIC_WINDOW": ("recent_traffic_window", _positive_int, "Decisions per title behind the 'recent traffic share' statistic."),
     "RNG_SEED": ("rng_seed", _optional_int, "Seed of the worker's random generator (tests; unset in production)."),
+    "VW_EXPLORATION": ("vw_exploration", _vw_exploration, "Exploration of new VW models: `squarecb` (default: adapts exploration to the predicted reward gaps), `epsilon`, `bag`, `cover`, `softmax`. A published model keeps the exploration it was trained with."),
+    "VW_EPSILON": ("vw_epsilon", _unit_float, "Uniform share of `epsilon` (and `bag`/`cover`) exploration: every artwork keeps a propensity >= epsilon/K."),
+    "VW_GAMMA_SCALE": ("vw_gamma_scale", _non_negative_float, "SquareCB greediness scale (larger: exploits sooner)."),
+    "TRAINER_PUBLISH_EVERY": ("trainer_publish_every", _positive_int, "The trainer publishes a model snapshot after this many new examples..."),
+    "TRAINER_PUBLISH_S": ("trainer_publish_s", _non_negative_float, "...or this many seconds after the first unpublished example."),
+    "TRAINER_POLL_S": ("trainer_poll_s", _non_negative_float, "How long the trainer sleeps when it has caught up with the logs."),
+    "TRAINER_GRACE_S": ("trainer_grace_s", _non_negative_float, "Extra wait after a decision's attribution window before the trainer learns it (clock and expiry slack)."),
     "LOG_LEVEL": ("log_level", str, "Python logging level."),
     "LOG_FORMAT": ("log_format", _log_format, "`json`: one JSON object per line with the request id; `text`: plain lines."),
     "PROMETHEUS_MULTIPROC_DIR": ("prometheus_multiproc_dir", str, "Directory where gunicorn workers share `/metrics` samples (set by `gunicorn.conf.py`; empty: one process)."),

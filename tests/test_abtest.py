@@ -406,3 +406,29 @@ def test_cli_plan(capsys):
 def test_cli_without_logs_or_mode_is_an_error(capsys):
     assert main(["abtest"]) == 2
     assert "LOGS" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_cli_reads_every_log_format_and_uses_logged_weights(tmp_path, capsys, suffix):
+    rng = np.random.default_rng(11)
+    to_a = rng.random(4000) < 0.7
+    frame = pd.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in range(4000)],
+            "timestamp": 1_700_000_000 + np.arange(4000),
+            "profile": [f"p{i}" for i in range(4000)],
+            "title": "t1",
+            "artwork": np.where(to_a, "A", "B"),
+            "propensity": np.where(to_a, 0.7, 0.3),  # an `ab` policy logs each arm's weight
+            "reward": (rng.random(4000) < 0.25).astype(float),
+        }
+    )
+    path = tmp_path / f"logs{suffix}"
+    {".jsonl": lambda p: frame.to_json(p, orient="records", lines=True), ".csv": lambda p: frame.to_csv(p, index=False),
+     ".parquet": lambda p: frame.to_parquet(p)}[suffix](path)
+    assert main(["abtest", str(path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["arms"]["A"]["n"] == int(to_a.sum())
+    assert out["srm_p_value"] > 0.001  # 70/30 as designed
+    assert main(["abtest", str(path), "--json", "--weights", "A=0.5,B=0.5"]) == 0
+    assert json.loads(capsys.readouterr().out)["srm_p_value"] < 1e-10  # not the 50/50 someone claims

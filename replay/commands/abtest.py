@@ -133,7 +133,8 @@ def _demo_result(args: argparse.Namespace) -> ABTestResult:
     if args.data_out:
         frame.to_csv(args.data_out, index=False)
     if not args.json:
-        print(f"Simulated {len(frame):,} users split 50/50 between {', '.join(f'{a} (true CTR {c:.0%})' for a, c in ctrs.items())}, seed {args.seed}")
+        split = "50/50" if len(ctrs) == 2 else "equally"
+        print(f"Simulated {len(frame):,} users split {split} between {', '.join(f'{a} (true CTR {c:.0%})' for a, c in ctrs.items())}, seed {args.seed}")
         print(frame.head(8).to_string(index=False))
         print(f"... {len(frame):,} rows" + (f" (written to {args.data_out})" if args.data_out else ""))
         _print_design_power(ctrs, len(frame), args.alpha)
