@@ -1,0 +1,225 @@
+"""Estimators: closed forms, partition invariance, validation, unbiasedness with known truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from statsmodels.stats.weightstats import DescrStatsW
+
+from replay.estimators import (
+    DM,
+    DR,
+    ESTIMATORS,
+    IPS,
+    SNIPS,
+    EstimatorInput,
+    EstimatorInputError,
+    Replay,
+    estimate_many,
+    replay_acceptance,
+)
+from replay.evaluation import policy_input
+from replay.logs import encode_logs, validate_logs
+from replay.policies import TablePolicy
+from replay.reward_model import fit_reward_model
+from replay.simulation import segmented_titles, simulate_logs
+
+# A small log to compute by hand: 4 rows, 2 artworks.
+R = [1.0, 0.0, 1.0, 0.5]
+MU = [0.5, 0.25, 0.8, 0.5]
+A = [0, 1, 0, 1]
+PI = [[0.7, 0.3], [0.2, 0.8], [1.0, 0.0], [0.5, 0.5]]
+Q = [[0.6, 0.2], [0.5, 0.4], [0.9, 0.1], [0.3, 0.3]]
+ACC = [True, False, True, True]
+
+
+def small() -> EstimatorInput:
+    pc = [PI[i][A[i]] for i in range(4)]
+    return EstimatorInput(np.array(R), np.array(MU), np.array(A), np.array(pc), np.array(PI), np.array(Q), np.array(ACC))
+
+
+def hand_values() -> dict[str, float]:
+    n = len(R)
+    w = [PI[i][A[i]] / MU[i] for i in range(n)]
+    dm = [sum(PI[i][j] * Q[i][j] for j in range(2)) for i in range(n)]
+    acc_r = [R[i] for i in range(n) if ACC[i]]
+    return {
+        "replay": sum(acc_r) / len(acc_r),
+        "ips": sum(w[i] * R[i] for i in range(n)) / n,
+        "snips": sum(w[i] * R[i] for i in range(n)) / sum(w),
+        "dm": sum(dm) / n,
+        "dr": sum(dm[i] + w[i] * (R[i] - Q[i][A[i]]) for i in range(n)) / n,
+    }
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_small_log_matches_closed_form(name):
+    est = ESTIMATORS[name]().estimate(small(), rng=np.random.default_rng(0))
+    assert est.value == pytest.approx(hand_values()[name], rel=1e-12)
+    assert est.ci[0] <= est.value <= est.ci[1]
+
+
+@pytest.mark.parametrize("cls", [IPS, DM, DR])
+def test_mean_estimators_interval_matches_statsmodels(cls):
+    rng = np.random.default_rng(3)
+    n, k = 500, 3
+    pi = rng.dirichlet(np.ones(k), size=n)
+    a = rng.integers(k, size=n)
+    mu = rng.uniform(0.2, 1.0, size=n)
+    r = rng.random(n)
+    q = rng.random((n, k))
+    d = EstimatorInput(r, mu, a, pi[np.arange(n), a], pi, q)
+    terms = {IPS: d.w * r, DM: d.dm_term, DR: d.dm_term + d.w * (r - d.q_chosen)}[cls]
+    lo, hi = DescrStatsW(terms).zconfint_mean(alpha=0.05)
+    est = cls().estimate(d)
+    assert est.ci == pytest.approx((lo, hi), rel=1e-9)
+
+
+def test_snips_delta_method_matches_statsmodels_ratio():
+    # The delta-method SE of sum(w r)/sum(w) equals the SE of the mean of w (r - V) / mean(w).
+    rng = np.random.default_rng(4)
+    n = 800
+    mu = rng.uniform(0.1, 1.0, n)
+    pc = rng.uniform(0, 1, n)
+    r = (rng.random(n) < 0.3).astype(float)
+    d = EstimatorInput(r, mu, np.zeros(n, dtype=int), pc)
+    est = SNIPS().estimate(d)
+    v = (d.w * r).sum() / d.w.sum()
+    resid = DescrStatsW(d.w * (r - v))
+    assert est.se == pytest.approx(resid.std * np.sqrt(n) / d.w.sum(), rel=1e-9)
+
+
+def test_ess_closed_form():
+    d = small()
+    w = d.w
+    assert IPS().estimate(d).ess == pytest.approx(w.sum() ** 2 / (w * w).sum())
+    assert Replay().estimate(d).ess == sum(ACC)
+
+
+inputs = st.integers(min_value=1, max_value=60).flatmap(
+    lambda n: st.tuples(
+        st.just(n),
+        st.integers(min_value=1, max_value=4),
+        st.integers(min_value=0, max_value=2**31 - 1),
+        st.integers(min_value=1, max_value=n + 3),
+    )
+)
+
+
+@given(inputs)
+@settings(max_examples=40, deadline=None)
+def test_partitions_combine_to_the_whole(params):
+    n, k, seed, chunk = params
+    rng = np.random.default_rng(seed)
+    pi = rng.dirichlet(np.ones(k), size=n)
+    a = rng.integers(k, size=n)
+    d = EstimatorInput(rng.random(n), rng.uniform(0.05, 1, n), a, pi[np.arange(n), a], pi, rng.random((n, k)),
+                       rng.random(n) < 0.5)
+    ests = [cls() for cls in ESTIMATORS.values()]
+    whole = estimate_many(ests, d, chunk_size=n)
+    parts = estimate_many(ests, d, chunk_size=chunk)
+    for x, y in zip(whole, parts, strict=True):
+        np.testing.assert_allclose([x.value, x.se, x.ess], [y.value, y.se, y.ess], rtol=1e-9, equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    ("field", "bad", "message"),
+    [
+        ("propensity", [0.0, 0.5], "propensity"),
+        ("propensity", [1.5, 0.5], "propensity"),
+        ("propensity", [np.nan, 0.5], "propensity"),
+        ("reward", [2.0, 0.0], "reward"),
+        ("reward", [-0.1, 0.0], "reward"),
+        ("pi_chosen", [1.2, 0.5], "pi_chosen"),
+        ("action", [0.5, 1.0], "action"),
+        ("pi", [[0.9, 0.9], [0.5, 0.5]], "pi"),
+        ("q_hat", [[1.5, 0.0], [0.5, 0.5]], "q_hat"),
+        ("reward", [1.0], "reward"),
+    ],
+)
+def test_invalid_inputs_name_the_argument(field, bad, message):
+    good = {"reward": [1.0, 0.0], "propensity": [0.5, 0.5], "action": [0, 1], "pi_chosen": [0.5, 0.5],
+            "pi": [[0.5, 0.5], [0.5, 0.5]], "q_hat": [[0.1, 0.2], [0.3, 0.4]]}
+    good[field] = bad
+    with pytest.raises(EstimatorInputError, match=message):
+        EstimatorInput(**{k: np.array(v) for k, v in good.items()})
+
+
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=20))
+@settings(max_examples=60, deadline=None)
+def test_propensity_validation_accepts_exactly_unit_interval(props):
+    p = np.array(props)
+    n = p.size
+    ok = bool(np.all((p > 0) & (p <= 1)))
+    build = lambda: EstimatorInput(np.zeros(n), p, np.zeros(n, dtype=int), np.zeros(n))  # noqa: E731
+    if ok:
+        assert build().n == n
+    else:
+        with pytest.raises(EstimatorInputError, match="propensity"):
+            build()
+
+
+def test_replay_acceptance_probability_is_pi_over_m_mu():
+    rng = np.random.default_rng(11)
+    n = 200_000
+    mu = np.where(np.arange(n) % 2 == 0, 0.25, 0.75)
+    pi = np.where(np.arange(n) % 2 == 0, 0.5, 0.5)
+    acc = replay_acceptance(pi, mu, rng)
+    m = max(0.5 / 0.25, 0.5 / 0.75)
+    for parity, mu_val in ((0, 0.25), (1, 0.75)):
+        expected = 0.5 / (m * mu_val)
+        observed = acc[parity::2].mean()
+        assert abs(observed - expected) <= 4 * np.sqrt(expected * (1 - expected) / (n / 2))
+
+
+def test_bootstrap_interval_close_to_normal_interval():
+    rng = np.random.default_rng(5)
+    n = 20_000
+    r = (rng.random(n) < 0.3).astype(float)
+    mu = np.full(n, 0.5)
+    d = EstimatorInput(r, mu, np.zeros(n, dtype=int), np.full(n, 0.5))
+    normal = IPS().estimate(d)
+    boot = IPS().estimate(d, bootstrap=300, rng=np.random.default_rng(6))
+    width = normal.ci[1] - normal.ci[0]
+    assert boot.ci[0] == pytest.approx(normal.ci[0], abs=0.15 * width)
+    assert boot.ci[1] == pytest.approx(normal.ci[1], abs=0.15 * width)
+
+
+def test_warnings_for_tiny_propensities_and_unlogged_actions():
+    n = 100
+    d = EstimatorInput(np.zeros(n), np.full(n, 1e-4), np.zeros(n, dtype=int), np.full(n, 1e-4),
+                       np.tile([0.5, 0.5], (n, 1)), np.zeros((n, 2)))
+    warns = " ".join(IPS().estimate(d).warnings)
+    assert "tiny" in warns
+    assert "never logged" in warns
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_unbiased_on_uniform_logs_with_known_truth(seed):
+    """Uniform logging over 3 artworks, 100,000 events, table target policy with known value."""
+    env = segmented_titles(np.random.default_rng(100), n_titles=2, n_artworks=3)
+    rng = np.random.default_rng(seed)
+    logs = encode_logs(validate_logs(simulate_logs(env, rng, 100_000, "uniform")))
+    target = np.array([[0.6, 0.3, 0.1], [0.1, 0.2, 0.7]])
+    truth = env.policy_value(target)
+    policy = TablePolicy(env.table(target))
+    q_hat = fit_reward_model(logs).predict(logs)
+    data = policy_input(logs, policy.evaluate(logs, rng), q_hat)
+    ips, snips, dr = estimate_many([IPS(), SNIPS(), DR()], data)
+    for est in (ips, snips, dr):
+        assert abs(est.value - truth) < 3 * est.se, (est.estimator, est.value, truth, est.se)
+    assert dr.ci[1] - dr.ci[0] <= ips.ci[1] - ips.ci[0]
+
+
+def test_dm_recovers_truth_when_reward_model_is_right():
+    env = segmented_titles(np.random.default_rng(100), n_titles=2, n_artworks=3)
+    rng = np.random.default_rng(9)
+    logs = encode_logs(validate_logs(simulate_logs(env, rng, 60_000, "uniform")))
+    target = np.array([[0.6, 0.3, 0.1], [0.1, 0.2, 0.7]])
+    data = policy_input(logs, TablePolicy(env.table(target)).evaluate(logs, rng), fit_reward_model(logs).predict(logs))
+    dm = DM().estimate(data)
+    # Cell means over ~5,000 rows each: the model's own error is about 0.005.
+    assert abs(dm.value - env.policy_value(target)) < 0.01
+    assert DR().estimate(data).value == pytest.approx(env.policy_value(target), abs=0.01)
