@@ -1,0 +1,279 @@
+"""The VW trainer worker: learns each title's decisions from its log, publishes model snapshots.
+
+``python -m service.trainer [--title T ...] [--once]`` (Procfile ``worker:``). Settings come
+from the same environment as the service (``ATTRIBUTION_WINDOW_S``, ``VW_*``, ``TRAINER_*``).
+
+Per title whose policy is ``vw`` (or each ``--title``), the trainer reads the title's stream in
+order. A decision of policy ``vw`` (its context carries the VW features) waits in memory until
+its attribution window has closed, i.e. until the trainer has read the stream past
+``decision time + ATTRIBUTION_WINDOW_S + TRAINER_GRACE_S``: by then every reward it can get is
+in the stream (the reward script only logs rewards inside the window), so it is learned once,
+with cost = -reward (0 without a reward) and the logged propensity. Decisions are learned in
+log order.
+
+Exactly once across restarts: the model is published together with ``position`` (every VW
+decision up to that stream id is in the model) in one script, fenced on the version the trainer
+last saw. A restarted trainer loads the model and reads from its position; what it had learned
+after the last publish is learned again into the published model, which never had it. A
+second trainer, or a warm start published meanwhile, makes the publish fail: the trainer then
+reloads the published model and goes on from its position.
+
+Memory: the decisions of one attribution window per title wait in memory (production: 24 h of a
+title's VW traffic; a decision is ~1 KB). If the capped stream drops decisions before the
+trainer reads them (``DECISION_LOG_MAXLEN`` too small for the window), they are lost to learning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import redis
+
+from bandit.vw_features import FeatureError, has_features, to_example
+from bandit.vw_policy import VWConfig, VWModel, cost_of
+from service.config import Settings, load_settings
+from service.keys import Keys
+from service.models import ModelConflict, ModelStore, add_to_digest
+from service.redis_conn import connect
+from service.store import RedisStore
+
+log = logging.getLogger("service.trainer")
+
+
+def _ms(entry_id: str) -> int:
+    return int(entry_id.split("-", 1)[0])
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What one pass over a title did."""
+
+    title: str
+    read: int
+    learned: int
+    published: int | None  # new version, if any
+    buffered: int
+
+
+@dataclass
+class _Pending:
+    entry_id: str
+    event_id: str
+    record: dict
+    reward: float = 0.0
+
+
+class TitleTrainer:
+    """One title's model, stream position and decisions awaiting their window."""
+
+    def __init__(self, title: str, store: RedisStore, models: ModelStore, settings: Settings,
+                 config: VWConfig, clock: Callable[[], float] = time.monotonic, batch: int = 2_000):
+        self.title = title
+        self.store = store
+        self.models = models
+        self.settings = settings
+        self.config = config
+        self.clock = clock
+        self.batch = batch
+        self.wait_ms = int(1000 * (settings.attribution_window_s + settings.trainer_grace_s))
+        self._reset_from_published()
+
+    def _reset_from_published(self) -> None:
+        published = self.models.load(self.title)
+        if published is None:
+            self.model = VWModel.new(self.config)
+            self.version, self.position, self.learned, self.digest = 0, "0-0", 0, 0
+            log.info("trainer: title=%s starts a new model (%s)", self.title, self.config.arguments())
+        else:
+            self.model = VWModel.from_bytes(published.data)
+            self.version, self.position = published.version, published.position
+            self.learned, self.digest = published.learned, published.digest
+            log.info("trainer: title=%s resumes version=%d learned=%d position=%s (%s)", self.title,
+                     self.version, self.learned, self.position, published.source)
+        self.cursor = self.position  # read position (ahead of ``position`` by the waiting decisions)
+        self.waiting: deque[_Pending] = deque()
+        self.by_event: dict[str, _Pending] = {}
+        self.unpublished = 0
+        self.first_unpublished_at: float | None = None
+        self.seen_until_ms = 0
+
+    def step(self) -> StepReport:
+        """Read the next page of the log, learn every decision whose window closed, maybe publish."""
+        now_s, now_us = self.store.client.time()
+        now_ms = now_s * 1000 + now_us // 1000
+        entries = self.store.read_log(self.title, start=f"({self.cursor}", count=self.batch)
+        for entry_id, fields in entries:
+            self._take(entry_id, fields)
+            self.cursor = entry_id
+        # A short page means we have read everything up to ``now_ms``; a full one, up to its end.
+        self.seen_until_ms = now_ms - 1 if len(entries) < self.batch else _ms(self.cursor)
+        learned = self._learn_closed()
+        version = self._maybe_publish()
+        return StepReport(self.title, len(entries), learned, version, len(self.waiting))
+
+    def _take(self, entry_id: str, fields: dict[str, str]) -> None:
+        kind = fields.get("type")
+        if kind == "decision":
+            record = json.loads(fields["record"])
+            if record.get("policy") == "vw" and has_features(record.get("context")):
+                p = _Pending(entry_id, record["event_id"], record)
+                self.waiting.append(p)
+                self.by_event[p.event_id] = p
+        elif kind == "reward":
+            p = self.by_event.get(fields.get("event_id", ""))
+            if p is not None:  # else: a reward of a decision learned before our position, or not VW
+                p.reward = float(fields["reward"])
+
+    def _learn_closed(self) -> int:
+        n = 0
+        while self.waiting and _ms(self.waiting[0].entry_id) + self.wait_ms <= self.seen_until_ms:
+            p = self.waiting.popleft()
+            del self.by_event[p.event_id]
+            rec = p.record
+            try:
+                candidates = rec["candidates"]
+                example = to_example(rec["context"], candidates)
+                label = (candidates.index(rec["artwork"]), cost_of(p.reward), float(rec["propensity"]))
+                self.model.learn(example.lines(label))
+            except (KeyError, ValueError, FeatureError) as exc:
+                log.warning("trainer: title=%s skips malformed decision %s: %s", self.title, p.event_id, exc)
+            else:
+                self.learned += 1
+                self.digest = add_to_digest(self.digest, p.event_id)
+                n += 1
+            self.position = p.entry_id
+            self.unpublished += 1
+            if self.first_unpublished_at is None:
+                self.first_unpublished_at = self.clock()
+        if not self.waiting:
+            # Nothing waits: everything read is done (rewards of learned decisions, other policies).
+            self.position = self.cursor
+        return n
+
+    def _maybe_publish(self, force: bool = False) -> int | None:
+        if self.unpublished == 0:
+            return None
+        due = self.unpublished >= self.settings.trainer_publish_every or (
+            self.clock() - (self.first_unpublished_at or 0.0) >= self.settings.trainer_publish_s
+        )
+        if not (due or force):
+            return None
+        return self.publish()
+
+    def publish(self) -> int | None:
+        started = time.perf_counter()
+        data = self.model.to_bytes()
+        try:
+            version = self.models.publish(
+                self.title, data, position=self.position, learned=self.learned, digest=self.digest,
+                expected_version=self.version,
+            )
+        except ModelConflict as exc:
+            log.warning("trainer: %s; reloading the published model", exc)
+            self.model.close()
+            self._reset_from_published()
+            return None
+        log.info(
+            "trainer: title=%s published version=%d learned=%d (+%d) position=%s waiting=%d bytes=%d in %.1f ms",
+            self.title, version, self.learned, self.unpublished, self.position, len(self.waiting), len(data),
+            (time.perf_counter() - started) * 1000,
+        )
+        self.version = version
+        self.unpublished = 0
+        self.first_unpublished_at = None
+        return version
+
+    def close(self) -> None:
+        self.model.close()
+
+
+class Trainer:
+    """Trains every VW title of the catalog (or the given titles), one step each per pass."""
+
+    def __init__(self, settings: Settings, client: redis.Redis, titles: Sequence[str] = (),
+                 config: VWConfig | None = None):
+        self.settings = settings
+        keys = Keys(settings.key_prefix)
+        self.store = RedisStore(client, keys, attribution_window_s=settings.attribution_window_s,
+                                log_maxlen=settings.decision_log_maxlen)
+        self.models = ModelStore(client, keys)
+        self.fixed_titles = tuple(titles)
+        self.config = config or VWConfig(settings.vw_exploration, epsilon=settings.vw_epsilon,
+                                         gamma_scale=settings.vw_gamma_scale)
+        self.trainers: dict[str, TitleTrainer] = {}
+
+    def titles(self) -> list[str]:
+        if self.fixed_titles:
+            return list(self.fixed_titles)
+        _version, catalog = self.store.load_catalog()
+        return sorted(t.id for t in catalog.values() if t.policy == "vw")
+
+    def step(self) -> list[StepReport]:
+        reports = []
+        for title in self.titles():
+            trainer = self.trainers.get(title)
+            if trainer is None:
+                trainer = self.trainers[title] = TitleTrainer(title, self.store, self.models, self.settings, self.config)
+            reports.append(trainer.step())
+        return reports
+
+    def run(self, stop: threading.Event) -> None:
+        """Step until ``stop`` is set; sleep ``TRAINER_POLL_S`` when caught up; publish on the way out."""
+        while not stop.is_set():
+            try:
+                reports = self.step()
+            except redis.RedisError as exc:
+                log.warning("trainer: Redis error, retrying: %s", exc)
+                stop.wait(max(self.settings.trainer_poll_s, 0.5))
+                continue
+            if not any(r.read for r in reports):
+                stop.wait(self.settings.trainer_poll_s)
+        self.close(publish=True)
+
+    def close(self, publish: bool = False) -> None:
+        for trainer in self.trainers.values():
+            if publish:
+                try:
+                    trainer.publish()
+                except redis.RedisError as exc:
+                    log.warning("trainer: final publish of %s failed: %s", trainer.title, exc)
+            trainer.close()
+        self.trainers.clear()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service.trainer", description=__doc__.splitlines()[0])
+    parser.add_argument("--title", action="append", default=[], help="train this title only (repeatable)")
+    parser.add_argument("--once", action="store_true", help="one pass over the log, publish, exit")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    # The web's short timeout is for requests; the trainer reads pages and writes models.
+    settings = replace(settings, redis_timeout_s=max(settings.redis_timeout_s, 5.0))
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    trainer = Trainer(settings, connect(settings), args.title)
+    if args.once:
+        while any(r.read for r in trainer.step()):
+            pass
+        trainer.close(publish=True)
+        return 0
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info("trainer: started (window %ss + grace %ss, publish every %d examples or %ss)",
+             settings.attribution_window_s, settings.trainer_grace_s, settings.trainer_publish_every,
+             settings.trainer_publish_s)
+    trainer.run(stop)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
