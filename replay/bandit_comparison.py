@@ -14,7 +14,9 @@ VW runs only if ``bandit.vw_policy`` is importable (see ``vw_policy_factory``).
 Metrics per run, averaged over seeds: total clicks; regret = expected clicks of always showing
 the best artwork minus the expected clicks of the artworks actually shown (pseudo-regret: the
 sum of true-CTR gaps, free of click noise); share of impressions on the best artwork; time to a
-decision (impressions seen when ``decision()`` first returned an arm).
+decision (impressions seen when ``decision()`` first returned an arm, and whether that arm was
+the best) and time to the right decision (when it first returned the best arm: for Thompson
+sampling, the first time the best arm's posterior probability of being best exceeds 95%).
 """
 
 from __future__ import annotations
@@ -221,8 +223,9 @@ class RunMetrics:
     clicks: float
     regret: float
     best_share: float
-    decided_at: int | None
-    decided_arm: int | None
+    decided_at: int | None  # impressions seen when decision() first returned an arm
+    first_decision: int | None  # that arm
+    best_decided_at: int | None  # impressions seen when decision() first returned the best arm
     cumulative_regret: np.ndarray = field(repr=False)
 
 
@@ -261,8 +264,14 @@ class PolicySummary:
         return float(np.mean(times)) if times else None
 
     def correct_share(self, best: int) -> float:
-        """Share of runs whose decision was the best artwork (runs with no decision count as wrong)."""
-        return float(np.mean([r.decided_arm == best for r in self.runs]))
+        """Share of runs whose first decision was the best artwork (no decision counts as wrong)."""
+        return float(np.mean([r.first_decision == best for r in self.runs]))
+
+    @property
+    def best_decision_time(self) -> float | None:
+        """Mean impressions until the policy first settled on the best artwork (runs that did)."""
+        times = [r.best_decided_at for r in self.runs if r.best_decided_at is not None]
+        return float(np.mean(times)) if times else None
 
     @property
     def mean_cumulative_regret(self) -> np.ndarray:
@@ -288,22 +297,28 @@ def run_policy(policy: ComparablePolicy, env: BernoulliArms, outcomes: np.ndarra
     ctr = np.asarray(env.ctrs)
     chosen = np.empty(horizon, dtype=int)
     decided_at: int | None = None
+    first_decision: int | None = None
+    best_decided_at: int | None = None
     context: dict = {}
-    for t in range(horizon):
-        if decided_at is None and policy.decision() is not None:
-            decided_at = t
+    for t in range(horizon + 1):
+        decision = policy.decision()
+        if decision is not None and decided_at is None:
+            decided_at, first_decision = t, decision
+        if decision == env.best and best_decided_at is None:
+            best_decided_at = t
+        if t == horizon:
+            break
         arm, _ = policy.choose(rng, context)
         chosen[t] = arm
         policy.update(arm, float(outcomes[t, arm]), context)
-    if decided_at is None and policy.decision() is not None:
-        decided_at = horizon
     gaps = ctr.max() - ctr[chosen]
     return RunMetrics(
         clicks=float(outcomes[np.arange(horizon), chosen].sum()),
         regret=float(gaps.sum()),
         best_share=float(np.mean(chosen == env.best)),
         decided_at=decided_at,
-        decided_arm=policy.decision(),
+        first_decision=first_decision,
+        best_decided_at=best_decided_at,
         cumulative_regret=np.cumsum(gaps),
     )
 

@@ -46,8 +46,8 @@ def test_ab_explores_exactly_its_planned_sample(classic_comparison):
 
 def test_thompson_decides_for_the_best_artwork_sooner(classic_comparison):
     ab, ts = classic_comparison.policy("ab"), classic_comparison.policy("thompson")
-    assert ts.decided_share == 1.0 and ts.correct_share(CLASSIC.best) == 1.0
-    assert ts.decision_time < ab.decision_time
+    assert ts.decided_share == 1.0 and ts.correct_share(CLASSIC.best) >= 5 / 6
+    assert ts.best_decision_time < ab.decision_time
     assert ts.best_share > ab.best_share
 
 
@@ -82,7 +82,8 @@ def test_regret_accounting_with_fixed_policies(arm, regret, share):
     assert run.best_share == share
     assert run.clicks == outcomes[:, arm].sum()
     assert run.cumulative_regret[-1] == pytest.approx(regret)
-    assert run.decided_at == 0
+    assert run.decided_at == 0 and run.first_decision == arm
+    assert run.best_decided_at == (0 if arm == CLASSIC.best else None)
 
 
 @pytest.mark.parametrize(("ship_rule", "expected"), [("significant", 0), ("best", 1)])

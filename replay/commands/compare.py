@@ -93,6 +93,7 @@ def result_json(result: ComparisonResult) -> dict:
                 "decision_time": p.decision_time,
                 "decided_share": p.decided_share,
                 "correct_decision_share": p.correct_share(env.best),
+                "best_decision_time": p.best_decision_time,
             }
             for p in result.policies
         },
@@ -108,20 +109,22 @@ def summary_table(result: ComparisonResult) -> str:
         f"({env.ctrs[env.best] * result.horizon:,.0f} expected clicks per run)",
         f"A/B test: equal split until {result.ab_n_per_arm:,} per arm ({result.ab_n_per_arm * len(env.ctrs):,} impressions), then ship",
         "",
-        f"{'policy':<22}{'clicks':>9}{'regret':>16}{'on best':>9}{'decision at':>13}{'decided':>9}{'correct':>9}",
+        f"{'policy':<22}{'clicks':>9}{'regret':>16}{'on best':>9}{'decision at':>13}{'decided':>9}{'right':>7}{'best at':>9}",
     ]
     for p in result.policies:
         at = "never" if p.decision_time is None else f"{p.decision_time:,.0f}"
         correct = f"{p.correct_share(env.best):.0%}" if p.decided_share > 0 else "-"
+        best_at = "never" if p.best_decision_time is None else f"{p.best_decision_time:,.0f}"
         lines.append(
             f"{_LABELS.get(p.name, p.name):<22}{p.clicks:>9,.1f}{f'{p.regret:.1f} ± {p.regret_se:.1f}':>16}"
-            f"{p.best_share:>9.1%}{at:>13}{p.decided_share:>9.0%}{correct:>9}"
+            f"{p.best_share:>9.1%}{at:>13}{p.decided_share:>9.0%}{correct:>7}{best_at:>9}"
         )
     lines.append("")
     lines.append(
         "regret: expected clicks lost against always showing the best artwork (± standard error over runs); "
-        "decision at: mean impressions before the A/B test ships / Thompson sampling's P(best) first exceeds 95% "
-        "(VW declares no winner)"
+        "decision at: mean impressions before the A/B test ships / Thompson sampling's P(best) of some artwork first "
+        "exceeds 95% (VW declares no winner); right: share of runs whose first decision was the best artwork; "
+        "best at: mean impressions until the best artwork was chosen (runs that chose it)"
     )
     names = [p.name for p in result.policies]
     if "ab" in names and "thompson" in names:
