@@ -138,3 +138,19 @@ def to_example(context: Mapping, candidates: Sequence[str]) -> ADFExample:
         "|A " + " ".join([f"art={_token(a)}", *(f"tag={_token(t)}" for t in tags.get(a, ()))]) for a in candidates
     )
     return ADFExample(shared, actions)
+
+
+def log_context(context: Mapping | None, segment: str | None = None) -> dict:
+    """The featurized context of any logged decision.
+
+    A ``vw`` decision's context is returned as logged. Other decisions (policies that log only
+    the request context and segment) get the same layout without profile features or tags, so
+    offline training can learn from them too (profile and tag weights then start at zero).
+    """
+    if has_features(context):
+        return dict(context)  # type: ignore[arg-type]
+    ctx = {k: v for k, v in (context or {}).items() if isinstance(k, str) and "." not in k}
+    if segment is not None or "segment" not in ctx:
+        ctx["segment"] = segment or "new"
+    ctx[VERSION_KEY] = FEATURE_VERSION
+    return ctx
