@@ -1,6 +1,6 @@
 """Structured logs: one JSON object per line on stderr.
 
-Every record has ``time``, ``level``, ``logger`` and ``message``; records logged while a request
+Every record has ``time``, ``level``, ``logger``, ``message`` and ``pid``; records logged while a request
 is served also carry ``request_id`` (and the access line ``method``, ``path``, ``status``,
 ``duration_ms``, passed as ``extra``). A traceback is folded into the ``exception`` field, so a
 record is always exactly one line.
@@ -26,6 +26,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,  # which gunicorn worker
         }
         if getattr(record, "request_id", None) is None and has_request_context():
             entry["request_id"] = g.get("request_id")

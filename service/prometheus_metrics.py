@@ -14,6 +14,7 @@ Nothing here touches Redis, so the ``/artwork`` path keeps its two Redis round t
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
@@ -85,21 +86,30 @@ class PrometheusMetrics:
             registry=own,
             multiprocess_mode="mostrecent",
         )
+        # The engine reports a failed decision round trip per title (observe_fallback), then the
+        # request's decisions; the reason is kept per thread to count the Redis error once.
+        self._fallback_reason = threading.local()
 
     # -- the hooks the app calls
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, method, str(status)).observe(seconds)
 
     def observe_decisions(self, decisions: Iterable) -> None:
+        fell_back = False
         for d in decisions:
-            if not d.fallback:
+            if d.fallback:
+                fell_back = True
+            else:
                 self.decisions.labels(d.title, d.policy).inc()
+        if fell_back:
+            self.store_errors.labels("decide", getattr(self._fallback_reason, "value", "unknown")).inc()
 
     def observe_reward(self, title: str, outcome) -> None:
         self.rewards.labels(title, outcome.policy or "unknown", outcome.status).inc()
 
     def observe_fallback(self, title: str, reason: str) -> None:
         self.fallbacks.labels(title, reason).inc()
+        self._fallback_reason.value = reason
 
     def observe_store_error(self, operation: str, exc: BaseException) -> None:
         self.store_errors.labels(operation, type(exc).__name__).inc()
