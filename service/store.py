@@ -40,7 +40,7 @@ return 1
 REWARD_LUA = """
 local ev = redis.call('HMGET', KEYS[1], 'artwork', 'segment', 'rewarded', 'ts', 'profile', 'policy')
 if not ev[1] then return {'unknown'} end
-if ev[3] then return {'duplicate', ev[1]} end
+if ev[3] then return {'duplicate', ev[1], ev[6]} end
 local art, seg, r = ev[1], ev[2], ARGV[1]
 redis.call('HSET', KEYS[1], 'rewarded', r)
 redis.call('HINCRBYFLOAT', KEYS[2], 's|' .. art, r)
