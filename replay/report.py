@@ -66,16 +66,18 @@ def estimates_table(evaluation: Evaluation) -> str:
 
 
 def segment_table(evaluation: Evaluation) -> str:
-    rows = [["segment", "policy", "estimator", "value", "interval", "ess"]]
+    """One row per (segment, policy), one column per estimator: value and (ess)."""
+    names: list[str] = []
+    for per_policy in evaluation.by_segment.values():
+        for ests in per_policy.values():
+            names += [e.estimator for e in ests if e.estimator not in names]
+    rows = [["segment", "policy", *names]]
     for seg, per_policy in evaluation.by_segment.items():
         for name, ests in per_policy.items():
-            for e in ests:
-                rows.append([seg, name, e.estimator, _fmt(e.value), f"[{_fmt(e.ci[0])}, {_fmt(e.ci[1])}]", f"{e.ess:,.0f}"])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-             for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+            by = {e.estimator: e for e in ests}
+            rows.append([seg, name, *(f"{_fmt(by[x].value)} ±{_fmt((by[x].ci[1] - by[x].ci[0]) / 2, 3)}"
+                                      if x in by else "" for x in names)])
+    return _table(rows)
 
 
 def plot_estimates(evaluation: Evaluation, path: str | Path) -> None:
