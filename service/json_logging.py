@@ -40,7 +40,19 @@ class JsonFormatter(logging.Formatter):
 
 
 class _ServiceHandler(logging.StreamHandler):
-    """Marks the handler this module installed, so configuring again replaces it."""
+    """Writes to whatever ``sys.stderr`` is at the time (as ``logging.lastResort`` does), and
+    marks the handler this module installed, so configuring again replaces it."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
 
 
 def configure_logging(level: str, fmt: str = "json") -> None:
@@ -48,7 +60,7 @@ def configure_logging(level: str, fmt: str = "json") -> None:
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, _ServiceHandler)]:
         root.removeHandler(handler)
-    handler = _ServiceHandler(sys.stderr)
+    handler = _ServiceHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root.addHandler(handler)
     root.setLevel(level.upper())
