@@ -155,6 +155,23 @@ def openapi_document() -> dict:
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _ok({"type": "object"})}}},
             "/readyz": {"get": {"summary": "Readiness (Redis answers, catalog loaded)", "responses": {"200": _ok({"type": "object"}), "503": _ok({"type": "object"}, "not ready")}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/dashboard": {
+                "get": {
+                    "summary": "Ops dashboard (HTML page polling /dashboard/data)",
+                    "parameters": [
+                        {"name": "refresh", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 3600, "default": 5}, "description": "seconds between refreshes"},
+                        {"name": "minutes", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 2880, "default": 60}, "description": "traffic history shown"},
+                    ],
+                    "responses": {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}, "400": _err("bad parameter")},
+                }
+            },
+            "/dashboard/data": {
+                "get": {
+                    "summary": "The dashboard's data: /stats per title plus its per-minute traffic history, and health counters",
+                    "parameters": [{"name": "minutes", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 2880, "default": 60}}],
+                    "responses": {"200": _ok({"type": "object"}), "400": _err("bad parameter"), "503": _err("Redis unreachable")},
+                }
+            },
             "/catalog": {"get": {"summary": "Titles with their artworks, default and policy", "responses": {"200": _ok({"type": "object", "properties": {"titles": {"type": "array", "items": {"$ref": "#/components/schemas/Title"}}}})}}},
             "/catalog/{title}": {
                 "parameters": [{"name": "title", "in": "path", "required": True, "schema": ID}],
