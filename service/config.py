@@ -42,6 +42,7 @@ class Settings:
     vw_exploration: str = "squarecb"
     vw_epsilon: float = 0.05
     vw_gamma_scale: float = 10.0
+    vw_min_learn_p: float = 0.2
     trainer_publish_every: int = 1_000
     trainer_publish_s: float = 10.0
     trainer_poll_s: float = 0.5
@@ -128,6 +129,7 @@ VARIABLES: dict[str, tuple[str, object, str]] = {
     "VW_EXPLORATION": ("vw_exploration", _vw_exploration, "Exploration of new VW models: `squarecb` (default: adapts exploration to the predicted reward gaps), `epsilon`, `bag`, `cover`, `softmax`. A published model keeps the exploration it was trained with."),
     "VW_EPSILON": ("vw_epsilon", _unit_float, "Uniform share of `epsilon` (and `bag`/`cover`) exploration: every artwork keeps a propensity >= epsilon/K."),
     "VW_GAMMA_SCALE": ("vw_gamma_scale", _non_negative_float, "SquareCB greediness scale (larger: exploits sooner)."),
+    "VW_MIN_LEARN_P": ("vw_min_learn_p", _unit_float, "Floor on logged propensities when the trainer learns (caps importance weights at 1/value; stabilizes learning from delayed, batched rewards)."),
     "TRAINER_PUBLISH_EVERY": ("trainer_publish_every", _positive_int, "The trainer publishes a model snapshot after this many new examples..."),
     "TRAINER_PUBLISH_S": ("trainer_publish_s", _non_negative_float, "...or this many seconds after the first unpublished example."),
     "TRAINER_POLL_S": ("trainer_poll_s", _non_negative_float, "How long the trainer sleeps when it has caught up with the logs."),
