@@ -18,7 +18,7 @@ import numpy as np
 
 from bandit.thompson import ThompsonSampling, decide_from_probabilities
 from bandit.vw_features import decision_context, to_example
-from bandit.vw_policy import VWConfig, VWModel, cost_of, sample_action
+from bandit.vw_policy import VWConfig, VWModel, cost_of, learning_probability, sample_action
 
 ARTWORKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("a-comedic", ("comedic", "ensemble", "bright")),
@@ -123,6 +123,7 @@ def segment_of(features: dict) -> str:
 def run_vw(profiles: tuple[SimProfile, ...], traffic: Traffic, rng: np.random.Generator,
            config: VWConfig | None = None, model: VWModel | None = None) -> SimResult:
     """VW serving and learning online, one event at a time (no reward delay)."""
+    config = config or VWConfig()
     model = model or VWModel.new(config)
     arts, tags = artwork_ids(), artwork_tags()
     n = traffic.u.size
@@ -134,7 +135,7 @@ def run_vw(profiles: tuple[SimProfile, ...], traffic: Traffic, rng: np.random.Ge
         pmf = model.pmf(ex.lines())
         d = sample_action(pmf, rng)
         r = float(traffic.u[i] < CTR[prof.group, d.arm])
-        model.learn(ex.lines((d.arm, cost_of(r), d.propensity)))
+        model.learn(ex.lines((d.arm, cost_of(r), learning_probability(d.propensity, config.min_learn_p))))
         action[i], reward[i], expected[i] = d.arm, r, pmf @ CTR[prof.group]
     return SimResult(action, reward, expected)
 

@@ -46,7 +46,7 @@ class ADFExample:
         """VW lines; ``label`` = (chosen index, cost, logged probability) marks the chosen action."""
         lines = [self.shared, *self.actions]
         if label is not None:
-            index, cost, prob = label
+            index, cost, prob = int(label[0]), float(label[1]), float(label[2])  # numpy scalars repr as np.float64(...)
             if not 0 <= index < len(self.actions):
                 raise FeatureError(f"label index must be in [0, {len(self.actions)}), got {index}")
             if not 0 < prob <= 1:

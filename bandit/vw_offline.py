@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bandit.vw_features import FeatureError, has_features, log_context, to_example
-from bandit.vw_policy import VWModel, cost_of
+from bandit.vw_policy import VWModel, cost_of, learning_probability
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class OfflineReport:
     reward_sum: float
 
 
-def learn_logged(model: VWModel, decisions: Iterable[LoggedDecision]) -> OfflineReport:
+def learn_logged(model: VWModel, decisions: Iterable[LoggedDecision], min_learn_p: float = 0.2) -> OfflineReport:
     """Learn every usable decision; a row whose artwork is not among its candidates is skipped."""
     learned = full = skipped = 0
     first_skip: str | None = None
@@ -44,7 +44,8 @@ def learn_logged(model: VWModel, decisions: Iterable[LoggedDecision]) -> Offline
                 raise FeatureError(f"artwork {d.artwork!r} is not among the candidates")
             ctx = log_context(d.context, d.segment)
             example = to_example(ctx, list(d.candidates))
-            model.learn(example.lines((list(d.candidates).index(d.artwork), cost_of(d.reward), float(d.propensity))))
+            model.learn(example.lines((list(d.candidates).index(d.artwork), cost_of(d.reward),
+                                      learning_probability(d.propensity, min_learn_p))))
         except FeatureError as exc:
             skipped += 1
             first_skip = first_skip or f"row {i + 1}: {exc}"

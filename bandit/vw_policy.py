@@ -44,6 +44,10 @@ class VWConfig:
     exploration: one of ``EXPLORATIONS``; epsilon: uniform share (``epsilon``; also mixed into
     ``bag``/``cover``); gamma_scale: SquareCB's greediness scale (larger: exploits sooner);
     bag: policies of ``bag``/``cover``; lambda_: ``softmax`` inverse temperature; bits: hash size.
+    min_learn_p: the learner's floor on a logged propensity (importance weight <= 1/min_learn_p):
+    models learn in published batches from delayed rewards, and one click on an artwork explored
+    at p = 0.01 (weight 100) flips the whole next batch to it; capping the weight at 5 trades a
+    little bias on rarely explored artworks for stable learning (the logs keep the exact p).
     """
 
     exploration: str = "squarecb"
@@ -52,7 +56,8 @@ class VWConfig:
     bag: int = 5
     lambda_: float = 10.0
     bits: int = 18
-    learning_rate: float = 0.5
+    learning_rate: float = 0.1  # VW defaults to 0.5; batched, delayed updates are steadier with 0.1
+    min_learn_p: float = 0.2
 
     def __post_init__(self) -> None:
         if self.exploration not in EXPLORATIONS:
@@ -67,6 +72,8 @@ class VWConfig:
             raise VWConfigError(f"lambda_ must be > 0, got {self.lambda_!r}")
         if not 10 <= self.bits <= 28:
             raise VWConfigError(f"bits must be in [10, 28], got {self.bits!r}")
+        if not 0.0 < self.min_learn_p <= 1.0:
+            raise VWConfigError(f"min_learn_p must be in (0, 1], got {self.min_learn_p!r}")
         if not self.learning_rate > 0:
             raise VWConfigError(f"learning_rate must be > 0, got {self.learning_rate!r}")
 
@@ -153,6 +160,11 @@ def uniform_pmf(k: int) -> np.ndarray:
 def sample_action(pmf: np.ndarray, rng: np.random.Generator) -> ThompsonDecision:
     """Draw an action index from ``pmf``; the propensity is the pmf's value for it."""
     return decide_from_probabilities(pmf, rng)
+
+
+def learning_probability(propensity: float, min_learn_p: float) -> float:
+    """The probability given to VW when learning: the logged one, floored (see ``VWConfig``)."""
+    return max(float(propensity), float(min_learn_p))
 
 
 def cost_of(reward: float) -> float:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bandit.vw_features import FeatureError, log_context, to_example
-from bandit.vw_policy import VWConfig, VWModel, cost_of
+from bandit.vw_policy import VWConfig, VWModel, cost_of, learning_probability
 from replay.logs import LogArrays
 from replay.policies import PolicyError, PolicyOptions, PolicyOutput
 
@@ -75,7 +75,8 @@ class VWReplayPolicy:
                     hit = np.flatnonzero(slots == logs.action[i])
                     if hit.size and u[i] < pmf[hit[0]] * ratio_scale[i]:
                         accepted[i] = True  # type: ignore[index]
-                        label = (int(hit[0]), cost_of(logs.reward[i]), float(pmf[hit[0]]))
+                        prob = learning_probability(pmf[hit[0]], self.config.min_learn_p)
+                        label = (int(hit[0]), cost_of(logs.reward[i]), prob)
                         model.learn(example.lines(label))
                 if on_progress is not None and (i + 1) % 4096 == 0:
                     on_progress(i + 1)

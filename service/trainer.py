@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 import redis
 
 from bandit.vw_features import FeatureError, has_features, to_example
-from bandit.vw_policy import VWConfig, VWModel, cost_of
+from bandit.vw_policy import VWConfig, VWModel, cost_of, learning_probability
 from service.config import Settings, load_settings
 from service.keys import Keys
 from service.models import ModelConflict, ModelStore, add_to_digest
@@ -142,7 +142,8 @@ class TitleTrainer:
             try:
                 candidates = rec["candidates"]
                 example = to_example(rec["context"], candidates)
-                label = (candidates.index(rec["artwork"]), cost_of(p.reward), float(rec["propensity"]))
+                prob = learning_probability(rec["propensity"], self.config.min_learn_p)
+                label = (candidates.index(rec["artwork"]), cost_of(p.reward), prob)
                 self.model.learn(example.lines(label))
             except (KeyError, ValueError, FeatureError) as exc:
                 log.warning("trainer: title=%s skips malformed decision %s: %s", self.title, p.event_id, exc)
@@ -208,7 +209,7 @@ class Trainer:
         self.models = ModelStore(client, keys)
         self.fixed_titles = tuple(titles)
         self.config = config or VWConfig(settings.vw_exploration, epsilon=settings.vw_epsilon,
-                                         gamma_scale=settings.vw_gamma_scale)
+                                         gamma_scale=settings.vw_gamma_scale, min_learn_p=settings.vw_min_learn_p)
         self.trainers: dict[str, TitleTrainer] = {}
 
     def titles(self) -> list[str]:

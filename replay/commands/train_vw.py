@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exploration of a new model (default: $VW_EXPLORATION or squarecb)")
     parser.add_argument("--epsilon", type=float, default=float(os.environ.get("VW_EPSILON", 0.05)))
     parser.add_argument("--gamma-scale", type=float, default=float(os.environ.get("VW_GAMMA_SCALE", 10.0)))
+    parser.add_argument("--min-learn-p", type=float, default=float(os.environ.get("VW_MIN_LEARN_P", 0.2)),
+                        help="floor on logged propensities when learning (importance weight cap; default 0.2)")
     parser.add_argument("--redis", help="publish the model to this Redis (the service's REDIS_URL)")
     parser.add_argument("--prefix", default=os.environ.get("KEY_PREFIX", "aw"),
                         help="the service's KEY_PREFIX (default: $KEY_PREFIX or aw)")
@@ -74,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
     except (VWConfigError, RuntimeError) as exc:
         raise CliError(f"cannot create the model: {exc}") from None
     started = time.perf_counter()
-    report = learn_logged(model, _decisions(frame, args.title))
+    if not 0 < args.min_learn_p <= 1:
+        raise CliError(f"--min-learn-p must be in (0, 1], got {args.min_learn_p}")
+    report = learn_logged(model, _decisions(frame, args.title), args.min_learn_p)
     elapsed = time.perf_counter() - started
     if report.learned == 0:
         raise CliError(f"no row could be learned ({report.first_skip})")
