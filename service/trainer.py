@@ -110,8 +110,10 @@ class TitleTrainer:
         """Read the next page of the log, learn every decision whose window closed, maybe publish."""
         now_s, now_us = self.store.client.time()
         now_ms = now_s * 1000 + now_us // 1000
-        entries = self.store.read_log(self.title, start=f"({self.cursor}", count=self.batch)
-        for entry_id, fields in entries:
+        # Raw XRANGE (bytes): the record JSON is parsed straight from bytes, nothing decoded twice.
+        entries = self.store.client.xrange(self.store.keys.log(self.title), min=f"({self.cursor}", count=self.batch)
+        for raw_id, fields in entries:
+            entry_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
             self._take(entry_id, fields)
             self.cursor = entry_id
         # A short page means we have read everything up to ``now_ms``; a full one, up to its end.
@@ -120,18 +122,18 @@ class TitleTrainer:
         version = self._maybe_publish()
         return StepReport(self.title, len(entries), learned, version, len(self.waiting))
 
-    def _take(self, entry_id: str, fields: dict[str, str]) -> None:
-        kind = fields.get("type")
-        if kind == "decision":
-            record = json.loads(fields["record"])
+    def _take(self, entry_id: str, fields: dict) -> None:
+        kind = fields.get(b"type")
+        if kind == b"decision":
+            record = json.loads(fields[b"record"])
             if record.get("policy") == "vw" and has_features(record.get("context")):
                 p = _Pending(entry_id, record["event_id"], record)
                 self.waiting.append(p)
                 self.by_event[p.event_id] = p
-        elif kind == "reward":
-            p = self.by_event.get(fields.get("event_id", ""))
+        elif kind == b"reward":
+            p = self.by_event.get(fields.get(b"event_id", b"").decode())
             if p is not None:  # else: a reward of a decision learned before our position, or not VW
-                p.reward = float(fields["reward"])
+                p.reward = float(fields[b"reward"])
 
     def _learn_closed(self) -> int:
         n = 0

@@ -1,0 +1,165 @@
+"""VW policy benchmark: decision latency in-process, trainer throughput vs raw VW, model size and load time.
+
+    python -m bench.bench_vw [--events 20000] [--redis redis://127.0.0.1:6379/0]
+
+- decision: ``ModelCache.choose`` (features + predict + sampling) and ``VWModel.pmf`` alone, 5 artworks;
+- trainer: ``TitleTrainer`` reading a title's stream from Redis (decisions whose windows are
+  closed, with their rewards), featurizing, learning, publishing; events/s;
+- raw VW: ``Workspace.learn`` on the same labeled example strings in a loop; events/s;
+- the ratio trainer / raw (target >= 0.5), the published model's size and its load time.
+Keys live under a unique prefix and are deleted at the end (never FLUSHALL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import uuid
+
+import numpy as np
+import redis
+import vowpalwabbit
+
+from bandit import personalized_sim as sim
+from bandit.vw_features import decision_context, to_example
+from bandit.vw_policy import VWConfig, VWModel, cost_of, learning_probability, sample_action
+from service.catalog import Artwork, Profile, Title
+from service.config import load_settings
+from service.keys import Keys
+from service.models import ModelCache, ModelStore
+from service.store import RedisStore
+from service.trainer import TitleTrainer
+
+TITLE = "bench-vw"
+
+
+def logged_decisions(n: int, seed: int = 0) -> list[tuple[dict, float]]:
+    """``n`` uniformly logged decisions of the personalized catalog: (record, reward)."""
+    rng = np.random.default_rng(seed)
+    profiles = sim.make_profiles(rng, 1_000)
+    traffic = sim.make_traffic(rng, len(profiles), n)
+    out = []
+    for i in range(n):
+        p = profiles[traffic.profile[i]]
+        arm = int(rng.integers(5))
+        ctx = decision_context(p.features, traffic.requests[i], sim.segment_of(p.features), sim.artwork_tags())
+        ctx["vw.model"] = 0
+        record = {"event_id": f"{TITLE}~{i:032x}", "timestamp": 1.7e9 + i, "profile": p.id, "title": TITLE,
+                  "artwork": sim.artwork_ids()[arm], "propensity": 0.2, "policy": "vw",
+                  "candidates": list(sim.artwork_ids()), "context": ctx, "segment": ctx["segment"]}
+        out.append((record, float(traffic.u[i] < sim.CTR[p.group, arm])))
+    return out
+
+
+def bench_decisions(model: VWModel, n: int = 5_000) -> tuple[float, float]:
+    """µs per full VW decision (features, predict, sample) and per bare predict."""
+    title = Title(TITLE, tuple(Artwork(a, t) for a, t in sim.ARTWORKS), "a-comedic", "vw")
+    cache = ModelCache(models=None)  # type: ignore[arg-type] - no Redis: the model is put in place directly
+    cache._current[TITLE] = (1, model)
+    profile = Profile(tenure_days=400, weekly_hours=6.0, affinities={"comedy": 0.8, "action": 0.1})
+    request = {"device": "tv", "country": "US", "hour": "20"}
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        cache.choose(title, "regular", profile, request, rng)
+    t = time.perf_counter()
+    for _ in range(n):
+        cache.choose(title, "regular", profile, request, rng)
+    full = (time.perf_counter() - t) / n * 1e6
+    lines = to_example(decision_context(profile.to_json(), request, "regular", sim.artwork_tags()),
+                       sim.artwork_ids()).lines()
+    t = time.perf_counter()
+    for _ in range(n):
+        sample_action(model.pmf(lines), rng)
+    return full, (time.perf_counter() - t) / n * 1e6
+
+
+def bench_raw_vw(decisions: list[tuple[dict, float]], config: VWConfig) -> tuple[float, float]:
+    """Raw VW learning the same labeled examples (strings built beforehand) in a loop; events/s.
+
+    Twice: ``Workspace.learn(lines)`` (the documented API) and ``VWModel.learn`` (the trainer's
+    lower-level parse + learn_multi path), so the ratio is shown against both.
+    """
+    examples = []
+    for rec, reward in decisions:
+        ex = to_example(rec["context"], rec["candidates"])
+        label = (rec["candidates"].index(rec["artwork"]), cost_of(reward),
+                 learning_probability(rec["propensity"], config.min_learn_p))
+        examples.append(ex.lines(label))
+    workspace = vowpalwabbit.Workspace(config.arguments())
+    t = time.perf_counter()
+    for lines in examples:
+        workspace.learn(lines)
+    api = len(examples) / (time.perf_counter() - t)
+    workspace.finish()
+    model = VWModel.new(config)
+    t = time.perf_counter()
+    for lines in examples:
+        model.learn(lines)
+    low = len(examples) / (time.perf_counter() - t)
+    model.close()
+    return api, low
+
+
+def bench_trainer(client: redis.Redis, prefix: str, decisions: list[tuple[dict, float]],
+                  config: VWConfig) -> tuple[float, TitleTrainer]:
+    keys = Keys(prefix)
+    # Stream ids far in the past: every attribution window is closed, the trainer learns at full speed.
+    pipe = client.pipeline(transaction=False)
+    for i, (rec, reward) in enumerate(decisions):
+        pipe.xadd(keys.log(TITLE), {"type": "decision", "record": json.dumps(rec)}, id=f"{1_000 + i}-0")
+        if reward:
+            pipe.xadd(keys.log(TITLE), {"type": "reward", "event_id": rec["event_id"], "reward": "1.0"},
+                      id=f"{1_000 + i}-1")
+        if i % 2_000 == 0:
+            pipe.execute()
+    pipe.execute()
+    settings = load_settings({}, key_prefix=prefix, attribution_window_s=1, trainer_grace_s=0,
+                             trainer_publish_every=10_000, trainer_publish_s=3600.0)
+    store = RedisStore(client, keys, attribution_window_s=1, log_maxlen=10_000_000)
+    trainer = TitleTrainer(TITLE, store, ModelStore(client, keys), settings, config)
+    t = time.perf_counter()
+    while trainer.step().read:
+        pass
+    trainer.publish()
+    elapsed = time.perf_counter() - t
+    assert trainer.learned == len(decisions), (trainer.learned, len(decisions))
+    return len(decisions) / elapsed, trainer
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args(argv)
+    config = VWConfig()
+    decisions = logged_decisions(args.events)
+    client = redis.Redis.from_url(args.redis, socket_timeout=30)
+    prefix = "bench" + uuid.uuid4().hex[:10]
+    try:
+        raw, raw_low = bench_raw_vw(decisions, config)
+        trainer_rate, trainer = bench_trainer(client, prefix, decisions, config)
+        published = ModelStore(client, Keys(prefix)).load(TITLE)
+        loads = []
+        for _ in range(20):
+            t = time.perf_counter()
+            VWModel.from_bytes(published.data).close()
+            loads.append(time.perf_counter() - t)
+        full_us, predict_us = bench_decisions(trainer.model)
+        trainer.close()
+    finally:
+        keys = Keys(prefix)
+        client.delete(keys.log(TITLE), keys.model(TITLE))
+    print(f"VW policy benchmark ({config.arguments()}), {args.events:,} events, 5 artworks")
+    print(f"  decision in-process: {full_us:8.1f} µs (features + predict + sample); predict alone {predict_us:.1f} µs")
+    print(f"  trainer throughput : {trainer_rate:10,.0f} events/s (Redis stream -> JSON -> features -> learn -> publish)")
+    print(f"  raw VW learn loop  : {raw:10,.0f} events/s (Workspace.learn on the same prebuilt strings)")
+    print(f"  raw VW, low level  : {raw_low:10,.0f} events/s (VWModel.learn: parse + learn_multi, as the trainer)")
+    print(f"  ratio trainer/raw  : {trainer_rate / raw:10.2f} (target >= 0.50); vs low-level raw "
+          f"{trainer_rate / raw_low:.2f}")
+    print(f"  model              : {len(published.data):,} bytes; load {np.median(loads) * 1000:.1f} ms (median of 20)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
