@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None, *, redis_client=None, metrics=N
     app.config["SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
+    app.url_map.merge_slashes = False  # '/catalog//x' is a 404 JSON error, not a 308 redirect
 
     client = redis_client if redis_client is not None else connect(settings)
     store = RedisStore(

@@ -13,7 +13,7 @@ from service.config import Settings
 log = logging.getLogger(__name__)
 
 # Errors that mean "the store did not answer": callers degrade (fallback artwork, 503), never 500.
-STORE_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+STORE_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
 
 
 def connect(settings: Settings) -> redis.Redis:

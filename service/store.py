@@ -255,7 +255,10 @@ class RedisStore:
 
         def fill(pipe) -> None:
             for rec in records:
-                pipe.evalsha(
+                # execute_command, not pipe.evalsha: redis-py's cluster pipeline refuses the
+                # latter, while routing a raw EVALSHA by its first key works on both clients.
+                pipe.execute_command(
+                    "EVALSHA",
                     self._decide.sha,
                     4,
                     self.keys.arms(rec.title),

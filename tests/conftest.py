@@ -24,12 +24,35 @@ from service.app import create_app
 from service.config import load_settings
 
 REDIS_SERVER = shutil.which("redis-server")
+REDIS_CLI = shutil.which("redis-cli")
+# TEST_REDIS_CLUSTER=1: the store tests run against a 3-master Redis Cluster on loopback.
+CLUSTER = os.environ.get("TEST_REDIS_CLUSTER") == "1"
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster-bus port (port + 10000) is free and valid too."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20_000, 50_000)
+        if _port_free(port) and _port_free(port + 10_000):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 class RedisServer:
@@ -78,6 +101,43 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class RedisClusterServers:
+    """Three cluster-enabled masters on loopback, joined with ``redis-cli --cluster create``."""
+
+    def __init__(self, masters: int = 3):
+        if REDIS_SERVER is None or REDIS_CLI is None:
+            raise RuntimeError("redis-server and redis-cli are needed for a cluster")
+        self.nodes = []
+        for _ in range(masters):
+            node = RedisServer(free_cluster_port())
+            node.extra_args = ("--cluster-enabled", "yes", "--cluster-config-file", str(node.dir / "nodes.conf"), "--cluster-node-timeout", "2000")
+            self.nodes.append(node)
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self) -> RedisClusterServers:
+        for node in self.nodes:
+            node.start()
+        subprocess.run(
+            [REDIS_CLI, "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in self.nodes], "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30,
+        )
+        deadline = time.monotonic() + 20
+        for node in self.nodes:
+            client = redis.Redis(port=node.port)
+            while client.execute_command("CLUSTER INFO").get("cluster_state") != "ok":
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the test cluster did not reach cluster_state:ok")
+                time.sleep(0.05)
+        return self
+
+    def cleanup(self) -> None:
+        for node in self.nodes:
+            node.cleanup()
+
+
 def _answers(url: str) -> bool:
     try:
         return bool(redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5).ping())
@@ -88,6 +148,11 @@ def _answers(url: str) -> bool:
 @pytest.fixture(scope="session")
 def redis_url():
     """URL of a real Redis for this test session."""
+    if CLUSTER:
+        cluster = RedisClusterServers().start()
+        yield cluster.url
+        cluster.cleanup()
+        return
     if os.environ.get("TEST_REDIS_URL"):
         yield os.environ["TEST_REDIS_URL"]
         return
@@ -124,9 +189,17 @@ def key_prefix() -> str:
     return "t" + uuid.uuid4().hex[:12]
 
 
+def client_for(url: str):
+    if CLUSTER:
+        from redis.cluster import RedisCluster
+
+        return RedisCluster.from_url(url)
+    return redis.Redis.from_url(url)
+
+
 @pytest.fixture
 def redis_client(redis_url):
-    client = redis.Redis.from_url(redis_url)
+    client = client_for(redis_url)
     yield client
     client.close()
 
@@ -142,6 +215,7 @@ def make_app(redis_url, key_prefix):
             key_prefix=overrides.pop("key_prefix", key_prefix),
             rng_seed=overrides.pop("rng_seed", 12345),
             admin_token=overrides.pop("admin_token", "test-token"),
+            redis_cluster=overrides.pop("redis_cluster", CLUSTER and redis_url_override is None),
             **overrides,
         )
         app = create_app(settings)

@@ -10,6 +10,9 @@ import pytest
 from replay.cli import main
 from replay.export import join_records
 from replay.logs import load_logs
+from tests.conftest import CLUSTER
+
+CLUSTER_ARGS = ["--cluster"] if CLUSTER else []
 
 TITLE = "stranger-lights"
 
@@ -26,7 +29,7 @@ def test_export_joins_rewards_and_round_trips_through_the_loader(app, redis_url,
         assert client.post("/reward", json={"event_id": event_id, "reward": r}).status_code == 200
     out = tmp_path / f"logs.{suffix}"
     # A window of 0.001 s: every decision's window has closed, so all 30 are final.
-    code = main(["export", "--redis", redis_url, "--prefix", key_prefix, "--out", str(out), "--window", "0.001"])
+    code = main(["export", "--redis", redis_url, "--prefix", key_prefix, "--out", str(out), "--window", "0.001", *CLUSTER_ARGS])
     assert code == 0
     assert "wrote 30 impressions (10 rewarded)" in capsys.readouterr().err
     frame = load_logs(out)
@@ -59,7 +62,7 @@ def test_open_windows_are_left_out_unless_asked():
     ],
 )
 def test_export_bad_arguments(redis_url, argv, message, capsys):
-    assert main(["export", "--redis", redis_url, *argv]) == 2
+    assert main(["export", "--redis", redis_url, *argv, *CLUSTER_ARGS]) == 2
     assert message in capsys.readouterr().err
 
 
