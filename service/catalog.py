@@ -6,6 +6,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from bandit.thompson import SEGMENTS
@@ -39,7 +40,7 @@ class Title:
     policy: str = "thompson"
     ab: ABConfig | None = None
 
-    @property
+    @cached_property
     def artwork_ids(self) -> tuple[str, ...]:
         return tuple(a.id for a in self.artworks)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bandit.ab_assignment import ABSplit, assign
-from bandit.thompson import ThompsonSampling, decide_from_probabilities
+from bandit.thompson import ActionSampler, ThompsonSampling
 from service.catalog import Profile, Title, load_catalog_file
 from service.config import Settings
 from service.errors import UnknownTitle
@@ -106,7 +106,7 @@ class CatalogCache:
 class _Snapshot:
     counts: ArmCounts
     fetched_at: float
-    probabilities: dict[str, np.ndarray] = field(default_factory=dict)  # segment -> action pmf
+    samplers: dict[str, ActionSampler] = field(default_factory=dict)  # segment -> TS action pmf
 
 
 class CountsCache:
@@ -210,21 +210,22 @@ class DecisionEngine:
         return Decision(profile_id, title.id, title.default, None, None, title.policy, fallback=True)
 
     # -- serving policies
-    def action_probabilities(self, title: Title, segment: str) -> np.ndarray:
+    def action_sampler(self, title: Title, segment: str) -> ActionSampler:
         """TS action distribution of ``title`` for ``segment`` under the cached snapshot."""
         snap = self.counts.snapshot(title.id)
-        probs = snap.probabilities.get(segment)
-        if probs is None or probs.size != len(title.artworks):
+        sampler = snap.samplers.get(segment)
+        if sampler is None or len(sampler.probabilities) != len(title.artworks):
             n_t, s_t = snap.counts.title_arrays(title.artwork_ids)
             n_g, s_g = snap.counts.segment_arrays(segment, title.artwork_ids)
             posterior = self.thompson.segment_posterior(n_t, s_t, n_g, s_g)
-            probs = self.thompson.action_probabilities(posterior)
-            snap.probabilities[segment] = probs
-        return probs
+            sampler = ActionSampler.of(self.thompson.action_probabilities(posterior))
+            snap.samplers[segment] = sampler
+        return sampler
 
     def _choose_thompson(self, title: Title, segment: str, profile_id: str, profile: Profile | None, context) -> Choice:
-        d = decide_from_probabilities(self.action_probabilities(title, segment), self.rng)
-        return Choice(title.artwork_ids[d.arm], d.propensity)
+        sampler = self.action_sampler(title, segment)
+        arm = sampler.draw(self.rng)
+        return Choice(title.artwork_ids[arm], sampler.probabilities[arm])
 
     def _choose_fixed(self, title: Title, *_args) -> Choice:
         return Choice(title.default, 1.0)

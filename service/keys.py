@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from service.ids import check_id
 
@@ -41,7 +42,7 @@ class Keys:
 
     # per title (one slot per title)
     def _title(self, title: str) -> str:
-        return f"{self.prefix}:{{t:{check_id(title, 'title')}}}"
+        return _title_base(self.prefix, title)
 
     def arms(self, title: str) -> str:
         """Hash of counters: n|<artwork>, s|<artwork>, r|<artwork> and per segment n|<seg>|<artwork>..."""
@@ -71,3 +72,9 @@ class Keys:
     # per profile
     def profile(self, profile: str) -> str:
         return f"{self.prefix}:{{p:{check_id(profile, 'profile')}}}:profile"
+
+
+@lru_cache(maxsize=65_536)
+def _title_base(prefix: str, title: str) -> str:
+    # Cached: the hot path builds several keys per title per request; ids are validated once.
+    return f"{prefix}:{{t:{check_id(title, 'title')}}}"

@@ -24,17 +24,26 @@ from service.keys import Keys
 
 # Counter fields in a title's arms hash: "n|<artwork>" impressions, "s|<artwork>" reward sum,
 # "r|<artwork>" rewards received; the same with "|<segment>" after the letter per segment.
+# Decisions of one request: 4 keys per decision (arms, pending, log, traffic); ARGV: window,
+# log cap, traffic retention, segment, profile, timestamp, then per decision artwork, policy,
+# propensity, record. On a single Redis one call carries the whole batch; on a cluster one call
+# per title (all of its keys share the title's slot).
 DECIDE_LUA = """
-local art, seg = ARGV[1], ARGV[2]
-redis.call('HINCRBY', KEYS[1], 'n|' .. art, 1)
-redis.call('HINCRBY', KEYS[1], 'n|' .. seg .. '|' .. art, 1)
-redis.call('HSET', KEYS[2], 'artwork', art, 'segment', seg, 'profile', ARGV[3], 'policy', ARGV[4],
-           'propensity', ARGV[5], 'ts', ARGV[6])
-redis.call('EXPIRE', KEYS[2], ARGV[7])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'type', 'decision', 'record', ARGV[9])
-redis.call('HINCRBY', KEYS[4], art, 1)
-redis.call('EXPIRE', KEYS[4], ARGV[10])
-return 1
+local window, maxlen, keep, seg, profile, ts = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local n = #KEYS / 4
+for i = 0, n - 1 do
+  local k, a = i * 4, 6 + i * 4
+  local art = ARGV[a + 1]
+  redis.call('HINCRBY', KEYS[k + 1], 'n|' .. art, 1)
+  redis.call('HINCRBY', KEYS[k + 1], 'n|' .. seg .. '|' .. art, 1)
+  redis.call('HSET', KEYS[k + 2], 'artwork', art, 'segment', seg, 'profile', profile, 'policy', ARGV[a + 2],
+             'propensity', ARGV[a + 3], 'ts', ts)
+  redis.call('EXPIRE', KEYS[k + 2], window)
+  redis.call('XADD', KEYS[k + 3], 'MAXLEN', '~', maxlen, '*', 'type', 'decision', 'record', ARGV[a + 4])
+  redis.call('HINCRBY', KEYS[k + 4], art, 1)
+  redis.call('EXPIRE', KEYS[k + 4], keep)
+end
+return n
 """
 
 REWARD_LUA = """
@@ -152,6 +161,7 @@ class RedisStore:
         self.keys = keys
         self.window = int(attribution_window_s)
         self.log_maxlen = int(log_maxlen)
+        self.cluster = _is_cluster(client)
         self._decide = client.register_script(DECIDE_LUA)
         self._reward = client.register_script(REWARD_LUA)
         self._seed = client.register_script(SEED_CATALOG_LUA)
@@ -251,31 +261,32 @@ class RedisStore:
         return {t: ArmCounts.from_hash(c) for t, c in zip(titles, pipe.execute(), strict=True)}
 
     def record_decisions(self, records: Sequence[DecisionRecord]) -> None:
-        """Round trip 2: one atomic script per decision, all in one pipeline."""
+        """Round trip 2: the ``decide`` script for the whole batch (one call per title on a cluster).
+
+        All records of one request share the profile, segment and timestamp.
+        """
+        if not records:
+            return
+        first = records[0]
+        common = [self.window, self.log_maxlen, TRAFFIC_RETENTION_S, first.segment, first.profile, repr(first.timestamp)]
+        bucket = int(first.timestamp // TRAFFIC_BUCKET_S)
+        groups = [[rec] for rec in records] if self.cluster else [list(records)]
 
         def fill(pipe) -> None:
-            for rec in records:
+            for group in groups:
+                keys: list[str] = []
+                args: list = list(common)
+                for rec in group:
+                    keys += [
+                        self.keys.arms(rec.title),
+                        self.keys.pending(rec.title, rec.token),
+                        self.keys.log(rec.title),
+                        self.keys.traffic(rec.title, bucket),
+                    ]
+                    args += [rec.artwork, rec.policy, repr(rec.propensity), rec.to_json()]
                 # execute_command, not pipe.evalsha: redis-py's cluster pipeline refuses the
                 # latter, while routing a raw EVALSHA by its first key works on both clients.
-                pipe.execute_command(
-                    "EVALSHA",
-                    self._decide.sha,
-                    4,
-                    self.keys.arms(rec.title),
-                    self.keys.pending(rec.title, rec.token),
-                    self.keys.log(rec.title),
-                    self.keys.traffic(rec.title, int(rec.timestamp // TRAFFIC_BUCKET_S)),
-                    rec.artwork,
-                    rec.segment,
-                    rec.profile,
-                    rec.policy,
-                    repr(rec.propensity),
-                    repr(rec.timestamp),
-                    self.window,
-                    self.log_maxlen,
-                    rec.to_json(),
-                    TRAFFIC_RETENTION_S,
-                )
+                pipe.execute_command("EVALSHA", self._decide.sha, len(keys), *keys, *args)
 
         self._execute_scripts(fill)
 
@@ -350,3 +361,9 @@ def _decode_fields(fields: dict) -> dict[str, str]:
     return {
         (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in fields.items()
     }
+
+
+def _is_cluster(client) -> bool:
+    from redis.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from scipy import integrate, stats
 
 from bandit.thompson import (
+    ActionSampler,
     BanditInputError,
     ThompsonSampling,
     decide_from_probabilities,
@@ -92,6 +93,16 @@ def test_decisions_follow_the_probabilities():
     p = np.array([0.1, 0.6, 0.3])
     arms = [decide_from_probabilities(p, rng).arm for _ in range(20_000)]
     np.testing.assert_allclose(np.bincount(arms, minlength=3) / 20_000, p, atol=0.015)
+
+
+@pytest.mark.parametrize("p", [[1.0], [0.1, 0.6, 0.3], [0.0, 0.5, 0.0, 0.5], [0.01] * 10 + [0.9]])
+def test_action_sampler_follows_the_probabilities(p):
+    sampler = ActionSampler.of(p)
+    rng = np.random.default_rng(11)
+    arms = np.array([sampler.draw(rng) for _ in range(40_000)])
+    freq = np.bincount(arms, minlength=len(p)) / arms.size
+    np.testing.assert_allclose(freq, np.asarray(p) / sum(p), atol=0.01)
+    assert all(freq[i] == 0 for i, x in enumerate(p) if x == 0)
 
 
 def test_fractional_rewards_are_fractional_successes():
