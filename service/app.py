@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Request, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from service import admin, api, dashboard, ops
@@ -24,10 +24,26 @@ log = logging.getLogger(__name__)
 CORS_PATHS = ("/artwork", "/reward")
 
 
+class BodyLimitedRequest(Request):
+    """A body sent without Content-Length (chunked) and reaching MAX_CONTENT_LENGTH is a 413.
+
+    Werkzeug enforces the limit on such bodies by silently truncating them at the limit, so an
+    oversize body would be judged on its first bytes (a 400, or worse, accepted).
+    """
+
+    def get_data(self, *args, **kwargs):  # type: ignore[override]
+        data = super().get_data(*args, **kwargs)
+        limit = self.max_content_length
+        if self.content_length is None and limit is not None and len(data) >= limit:
+            self.stream.read(1)  # reading past the limit raises RequestEntityTooLarge
+        return data
+
+
 def create_app(settings: Settings | None = None, *, redis_client=None, metrics=None) -> Flask:
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_format)
     app = Flask(__name__)
+    app.request_class = BodyLimitedRequest
     app.config["SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
