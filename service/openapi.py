@@ -4,6 +4,8 @@ from __future__ import annotations
 
 ID = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}
 NULLABLE_STR = {"type": "string", "nullable": True}
+EVENT_ID = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}~[0-9a-f]{32}$", "description": "an event_id returned by /artwork"}
+CONTEXT_VALUE = {"type": "string", "minLength": 1, "maxLength": 64, "description": "printable characters"}
 
 ERROR = {
     "type": "object",
@@ -29,35 +31,53 @@ DECISION = {
         "fallback": {"type": "boolean"},
     },
 }
+TAG = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"}
 ARTWORK = {
     "type": "object",
     "required": ["id"],
-    "properties": {"id": ID, "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 32}},
+    "additionalProperties": False,
+    "properties": {"id": ID, "tags": {"type": "array", "items": TAG, "maxItems": 32}},
 }
 TITLE = {
     "type": "object",
     "required": ["artworks"],
+    "additionalProperties": False,
+    "description": "Artwork ids are distinct; `default` (default: the first artwork) is one of them.",
     "properties": {
-        "id": {"type": "string"},
+        "id": {**ID, "description": "optional in a PUT body; when given, the title in the path"},
         "artworks": {"type": "array", "items": ARTWORK, "minItems": 1, "maxItems": 32},
-        "default": {"type": "string"},
+        "default": ID,
         "policy": {"type": "string", "enum": ["thompson", "vw", "ab", "fixed"]},
         "ab": {
             "type": "object",
-            "properties": {"salt": {"type": "string"}, "weights": {"type": "object", "additionalProperties": {"type": "number"}}},
+            "nullable": True,
+            "properties": {
+                "salt": {"type": "string", "minLength": 1, "maxLength": 128},
+                "weights": {
+                    "type": "object",
+                    "description": "artwork id -> weight (some weight positive)",
+                    "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1e9},
+                },
+            },
         },
     },
 }
 PROFILE = {
     "type": "object",
+    "additionalProperties": False,
+    "description": "null is the same as leaving a field out",
     "properties": {
-        "segment": {"type": "string", "enum": ["new", "low", "regular", "power"]},
-        "tenure_days": {"type": "number", "minimum": 0},
-        "weekly_hours": {"type": "number", "minimum": 0, "maximum": 168},
-        "affinities": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1}},
+        "segment": {"type": "string", "nullable": True, "enum": ["new", "low", "regular", "power", None]},
+        "tenure_days": {"type": "number", "nullable": True, "minimum": 0, "maximum": 1e6},
+        "weekly_hours": {"type": "number", "nullable": True, "minimum": 0, "maximum": 168},
+        "affinities": {
+            "type": "object",
+            "maxProperties": 64,
+            "description": "genre (1-64 letters, digits, '_-.:') -> affinity",
+            "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
+        },
     },
 }
-
 
 def _err(description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -93,8 +113,8 @@ def openapi_document() -> dict:
                             "style": "form",
                             "explode": True,
                         },
-                        {"name": "device", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 64}},
-                        {"name": "country", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 64}},
+                        {"name": "device", "in": "query", "required": False, "schema": CONTEXT_VALUE},
+                        {"name": "country", "in": "query", "required": False, "schema": CONTEXT_VALUE},
                         {"name": "hour", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0, "maximum": 23}},
                     ],
                     "responses": {
@@ -130,7 +150,7 @@ def openapi_document() -> dict:
                                 "schema": {
                                     "type": "object",
                                     "required": ["event_id"],
-                                    "properties": {"event_id": {"type": "string"}, "reward": {"type": "number", "minimum": 0, "maximum": 1, "default": 1}},
+                                    "properties": {"event_id": EVENT_ID, "reward": {"type": "number", "minimum": 0, "maximum": 1, "default": 1}},
                                 }
                             }
                         },
