@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -56,7 +56,7 @@ class ADFExample:
         return lines
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=65_536, typed=True)  # typed: 1, 1.0 and True are equal keys but distinct tokens
 def _token(text: object) -> str:
     # Cached: ids, tags and context values repeat endlessly; the trainer featurizes 10k+ events/s.
     return _UNSAFE.sub("_", str(text))[:64] or "_"
@@ -65,6 +65,20 @@ def _token(text: object) -> str:
 @lru_cache(maxsize=65_536)
 def _action_line(artwork: str, tags: tuple[str, ...]) -> str:
     return "|A " + " ".join([f"art={_token(artwork)}", *(f"tag={_token(t)}" for t in tags)])
+
+
+# Featurization caches. The trainer featurizes every logged decision (its budget is VW's own
+# learning speed, ~10 µs an example) and every request featurizes once, but the inputs repeat:
+# a title's candidates and tags are the same for every decision until its catalog changes, and a
+# profile's features and a device/country/hour combination recur across its decisions. Both
+# caches are plain dicts (get/set are atomic under the GIL: web threads share them safely),
+# emptied when full rather than LRU-ordered (bookkeeping would cost more than a rebuild).
+_CACHE_MAX = 65_536
+# tuple(candidates) -> (tags as given, action lines): checked against the tags on every hit.
+_ACTIONS: dict[tuple, tuple[Mapping, tuple[str, ...]]] = {}
+# the namespaces' items (see ``_shared_line``) -> namespace text
+_PROFILE_NS: dict[tuple, str] = {}
+_CONTEXT_NS: dict[tuple, str] = {}
 
 
 def decision_context(
@@ -103,12 +117,13 @@ def has_features(context: object) -> bool:
     return isinstance(context, Mapping) and context.get(VERSION_KEY) == FEATURE_VERSION
 
 
-def _profile_namespace(context: Mapping) -> str:
-    parts = [f"seg={_token(context.get('segment', 'new'))}"]
-    if context.get("p.cold"):
-        parts.append("cold")
-    for key, value in context.items():
-        if key[:2] != _PROFILE or key == "p.cold":
+def _profile_namespace(segment: object, items: Sequence[tuple[str, object]]) -> str:
+    parts = [f"seg={_token(segment)}"]
+    features = []
+    for key, value in items:  # the "p." items, in order
+        if key == "p.cold":
+            if value:
+                parts.append("cold")
             continue
         name = key[2:]
         x = float(value)
@@ -116,14 +131,14 @@ def _profile_namespace(context: Mapping) -> str:
             # Heavy-tailed counts: log scale keeps one weight meaningful from new to veteran.
             x = math.log1p(max(x, 0.0))
         if math.isfinite(x):
-            parts.append(f"{_token(name)}:{x:.4g}")
-    return "|U " + " ".join(parts)
+            features.append(f"{_token(name)}:{x:.4g}")
+    return "|U " + " ".join(parts + features)
 
 
-def _context_namespace(context: Mapping) -> str:
+def _context_namespace(items: Sequence[tuple[str, object, type]]) -> str:
     parts = []
-    for key, value in context.items():
-        if "." in key or key == "segment" or isinstance(value, dict | list):
+    for key, value, _type in items:  # the undotted items but segment, in order
+        if isinstance(value, dict | list):
             continue
         if key == "hour" and str(value).isdigit():
             # Dayparts generalize across neighbouring hours better than 24 one-hot hours alone.
@@ -138,10 +153,58 @@ def to_example(context: Mapping, candidates: Sequence[str]) -> ADFExample:
         raise FeatureError(f"context must be a decision context of feature version {FEATURE_VERSION}")
     if not candidates:
         raise FeatureError("candidates must name at least one artwork")
-    tags = context.get(TAGS_KEY) or {}
-    shared = f"shared {_profile_namespace(context)} {_context_namespace(context)}"
+    return ADFExample(_shared_line(context), _action_lines(context.get(TAGS_KEY) or {}, candidates))
+
+
+def _shared_line(context: Mapping) -> str:
+    # One pass splits the items into the two namespaces' inputs, each the key of its own cache:
+    # a profile's features recur across its decisions, device/country/hour combinations recur
+    # across everybody's (caching whole lines would rarely hit: their product hardly repeats).
+    # Profile values only matter through float() and truthiness, which equal values share (1,
+    # 1.0, True); request values become text, so their types are part of the key.
+    profile: list = []
+    request: list = []
+    for item in context.items():
+        key = item[0]
+        if key[:2] == "p.":
+            profile.append(item)
+        elif "." not in key and key != "segment":
+            request.append((key, item[1], item[1].__class__))
+    segment = context.get("segment", "new")
+    user = _cached(_PROFILE_NS, (segment, segment.__class__, *profile), lambda: _profile_namespace(segment, profile))
+    return f"shared {user} {_cached(_CONTEXT_NS, tuple(request), lambda: _context_namespace(request))}"
+
+
+def _cached(cache: dict[tuple, str], key: tuple, build: Callable[[], str]) -> str:
+    try:
+        value = cache.get(key)
+    except TypeError:  # an unhashable value (a list, say): built every time
+        return build()
+    if value is None:
+        value = build()
+        if len(cache) >= _CACHE_MAX:
+            cache.clear()
+        cache[key] = value
+    return value
+
+
+def _action_lines(tags: Mapping, candidates: Sequence[str]) -> tuple[str, ...]:
+    try:
+        key = tuple(candidates)
+        hit = _ACTIONS.get(key)
+    except TypeError:
+        key, hit = None, None
+    # Equal tags (same ids, same tag lists) give the same lines. The lists are compared as
+    # given, so a JSON-decoded context (lists) and a catalog's (tuples) do not share an entry.
+    if hit is not None and hit[0] == tags:
+        return hit[1]
     actions = tuple(_action_line(a, tuple(tags.get(a, ()))) for a in candidates)
-    return ADFExample(shared, actions)
+    if key is not None:
+        if len(_ACTIONS) >= _CACHE_MAX:
+            _ACTIONS.clear()
+        # A snapshot of the tags: the caller's mapping may change after it is cached.
+        _ACTIONS[key] = ({a: list(t) if isinstance(t, list) else t for a, t in tags.items()}, actions)
+    return actions
 
 
 def log_context(context: Mapping | None, segment: str | None = None) -> dict:

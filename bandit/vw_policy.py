@@ -144,13 +144,17 @@ class VWModel:
 
     def learn(self, lines: Sequence[str]) -> None:
         """Learn one labeled multiline example (see ``ADFExample.lines(label)``)."""
+        self.learn_text("\n".join(lines))
+
+    def learn_text(self, text: str) -> None:
+        """Learn one labeled multiline example given as its lines joined by newlines."""
         with self._lock:
             if pylibvw is None:
-                self._vw.learn(list(lines))
+                self._vw.learn(text.split("\n"))
                 return
             # Same parse and learn as Workspace.learn, minus its per-line Python Example wrappers
             # (3x faster: the trainer's budget is VW's own speed).
-            examples = self._vw._parse("\n".join(lines))
+            examples = self._vw._parse(text)
             try:
                 pylibvw.vw.learn_multi(self._vw, examples)
             finally:
