@@ -70,10 +70,12 @@ def _action_line(artwork: str, tags: tuple[str, ...]) -> str:
 # Featurization caches. The trainer featurizes every logged decision (its budget is VW's own
 # learning speed, ~10 µs an example) and every request featurizes once, but the inputs repeat:
 # a title's candidates and tags are the same for every decision until its catalog changes, and a
-# profile's features and a device/country/hour combination recur across its decisions. Both
+# profile's features and a device/country/hour combination recur across its decisions. The
 # caches are plain dicts (get/set are atomic under the GIL: web threads share them safely),
 # emptied when full rather than LRU-ordered (bookkeeping would cost more than a rebuild).
-_CACHE_MAX = 65_536
+# Sizes: a profile entry costs ~600 bytes (key and line), so 8,192 of them ~5 MB per process
+# (every web worker has its own); request contexts and titles are far fewer.
+_CACHE_MAX = 8_192
 # tuple(candidates) -> (tags as given, action lines): checked against the tags on every hit.
 _ACTIONS: dict[tuple, tuple[Mapping, tuple[str, ...]]] = {}
 # the namespaces' items (see ``_shared_line``) -> namespace text

@@ -39,10 +39,10 @@ from service.trainer import TitleTrainer
 TITLE = "bench-vw"
 
 
-def logged_decisions(n: int, seed: int = 0) -> list[tuple[DecisionRecord, float]]:
+def logged_decisions(n: int, seed: int = 0, profiles: int = 1_000) -> list[tuple[DecisionRecord, float]]:
     """``n`` uniformly logged decisions of the personalized catalog: (record, reward)."""
     rng = np.random.default_rng(seed)
-    profiles = sim.make_profiles(rng, 1_000)
+    profiles = sim.make_profiles(rng, profiles)
     traffic = sim.make_traffic(rng, len(profiles), n)
     out = []
     for i in range(n):
@@ -148,10 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3, help="alternating trainer / raw VW rounds; best of each")
+    parser.add_argument("--profiles", type=int, default=1_000,
+                        help="distinct profiles in the traffic (more: fewer repeated profile features)")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args(argv)
     config = VWConfig()
-    decisions = logged_decisions(args.events)
+    decisions = logged_decisions(args.events, profiles=args.profiles)
     examples = labeled_examples(decisions, config)
     client = redis.Redis.from_url(args.redis, socket_timeout=30)
     prefix = "bench" + uuid.uuid4().hex[:10]
@@ -181,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         client.delete(keys.log(TITLE), keys.model(TITLE))
     raw, raw_low, rate = max(raws), max(raw_lows), max(rates)
-    print(f"VW policy benchmark ({config.arguments()}), {args.events:,} events, 5 artworks, best of {len(rates)} rounds")
+    print(f"VW policy benchmark ({config.arguments()}), {args.events:,} events of {args.profiles:,} profiles, "
+          f"5 artworks, best of {len(rates)} rounds")
     print(f"  decision in-process: {full_us:8.1f} µs (features + predict + sample); predict alone {predict_us:.1f} µs")
     print(f"  trainer throughput : {rate:10,.0f} events/s (Redis stream -> JSON -> features -> learn -> publish)")
     print(f"  raw VW learn loop  : {raw:10,.0f} events/s (Workspace.learn on the same prebuilt strings)")
