@@ -242,6 +242,8 @@ class RedisStore:
         One HGET per VW title rides along in the same pipeline, so workers notice a new model
         without an extra round trip (the model itself is loaded off the request path).
         """
+        if not titles and not model_titles:  # counters cached: the profile alone, no pipeline
+            return profile_from_json(self.client.get(self.keys.profile(profile_id))), {}, {}
         pipe = self.client.pipeline(transaction=False)
         pipe.get(self.keys.profile(profile_id))
         for t in titles:
