@@ -3,9 +3,9 @@
     python -m bench.bench_vw [--events 20000] [--rounds 3] [--redis redis://127.0.0.1:6379/0]
 
 - decision: ``ModelCache.choose`` (features + predict + sampling) and ``VWModel.pmf`` alone, 5 artworks;
-- trainer: ``TitleTrainer`` reading a title's stream from Redis (decisions as the service logs
-  them, ``DecisionRecord.to_json``, windows closed, with their rewards), decoding, featurizing,
-  learning, publishing; events/s;
+- trainer: ``TitleTrainer`` reading a title's stream from Redis (decision records as the service
+  logs them: compact JSON of the SPEC's log schema; windows closed, with their rewards),
+  decoding, featurizing, learning, publishing; events/s;
 - raw VW: ``Workspace.learn`` on the same labeled examples, prebuilt as text, in a loop; events/s;
 - the ratio trainer / raw (target >= 0.5), the published model's size and its load time.
 
@@ -19,6 +19,7 @@ Keys live under a unique prefix and are deleted at the end (never FLUSHALL).
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import uuid
 
@@ -33,13 +34,13 @@ from service.catalog import Artwork, Profile, Title
 from service.config import load_settings
 from service.keys import Keys
 from service.models import ModelCache, ModelStore
-from service.store import DecisionRecord, RedisStore
+from service.store import RedisStore
 from service.trainer import TitleTrainer
 
 TITLE = "bench-vw"
 
 
-def logged_decisions(n: int, seed: int = 0, profiles: int = 1_000) -> list[tuple[DecisionRecord, float]]:
+def logged_decisions(n: int, seed: int = 0, profiles: int = 1_000) -> list[tuple[dict, float]]:
     """``n`` uniformly logged decisions of the personalized catalog: (record, reward)."""
     rng = np.random.default_rng(seed)
     profiles = sim.make_profiles(rng, profiles)
@@ -50,10 +51,9 @@ def logged_decisions(n: int, seed: int = 0, profiles: int = 1_000) -> list[tuple
         arm = int(rng.integers(5))
         ctx = decision_context(p.features, traffic.requests[i], sim.segment_of(p.features), sim.artwork_tags())
         ctx["vw.model"] = 0
-        token = f"{i:032x}"
-        record = DecisionRecord(event_id=f"{TITLE}~{token}", token=token, timestamp=1.7e9 + i, profile=p.id,
-                                title=TITLE, artwork=sim.artwork_ids()[arm], propensity=0.2, policy="vw",
-                                candidates=tuple(sim.artwork_ids()), context=ctx, segment=ctx["segment"])
+        record = {"event_id": f"{TITLE}~{i:032x}", "timestamp": 1.7e9 + i, "profile": p.id, "title": TITLE,
+                  "artwork": sim.artwork_ids()[arm], "propensity": 0.2, "policy": "vw",
+                  "candidates": list(sim.artwork_ids()), "context": ctx, "segment": ctx["segment"]}
         out.append((record, float(traffic.u[i] < sim.CTR[p.group, arm])))
     return out
 
@@ -80,13 +80,14 @@ def bench_decisions(model: VWModel, n: int = 5_000) -> tuple[float, float]:
     return full, (time.perf_counter() - t) / n * 1e6
 
 
-def labeled_examples(decisions: list[tuple[DecisionRecord, float]], config: VWConfig) -> list[list[str]]:
+def labeled_examples(decisions: list[tuple[dict, float]], config: VWConfig) -> list[list[str]]:
     """The examples the trainer learns, as VW text lines: what raw VW learns in its loop."""
     examples = []
     for rec, reward in decisions:
-        candidates = list(rec.candidates)
-        ex = to_example(rec.context, candidates)
-        label = (candidates.index(rec.artwork), cost_of(reward), learning_probability(rec.propensity, config.min_learn_p))
+        candidates = rec["candidates"]
+        ex = to_example(rec["context"], candidates)
+        label = (candidates.index(rec["artwork"]), cost_of(reward),
+                 learning_probability(rec["propensity"], config.min_learn_p))
         examples.append(ex.lines(label))
     return examples
 
@@ -114,13 +115,15 @@ def bench_raw_vw(examples: list[list[str]], config: VWConfig) -> tuple[float, fl
     return api, low, data
 
 
-def write_log(client: redis.Redis, keys: Keys, decisions: list[tuple[DecisionRecord, float]]) -> None:
+def write_log(client: redis.Redis, keys: Keys, decisions: list[tuple[dict, float]]) -> None:
     # Stream ids far in the past: every attribution window is closed, the trainer learns at full speed.
     pipe = client.pipeline(transaction=False)
     for i, (rec, reward) in enumerate(decisions):
-        pipe.xadd(keys.log(TITLE), {"type": "decision", "record": rec.to_json()}, id=f"{1_000 + i}-0")
+        # Compact JSON, as ``service.store`` writes records.
+        record = json.dumps(rec, separators=(",", ":"))
+        pipe.xadd(keys.log(TITLE), {"type": "decision", "record": record}, id=f"{1_000 + i}-0")
         if reward:
-            pipe.xadd(keys.log(TITLE), {"type": "reward", "event_id": rec.event_id, "reward": "1.0"},
+            pipe.xadd(keys.log(TITLE), {"type": "reward", "event_id": rec["event_id"], "reward": "1.0"},
                       id=f"{1_000 + i}-1")
         if i % 2_000 == 0:
             pipe.execute()

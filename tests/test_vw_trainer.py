@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import redis
@@ -13,13 +15,13 @@ from bandit.vw_policy import VWConfig, VWModel, cost_of, learning_probability
 from service.config import load_settings
 from service.keys import Keys
 from service.models import ModelStore, event_digest
-from service.store import DecisionRecord, RedisStore
+from service.store import RedisStore
 from service.trainer import TitleTrainer
 
 TITLE = "vw-trainer"
 
 
-def _records(n: int, seed: int = 5) -> list[tuple[DecisionRecord, float]]:
+def _records(n: int, seed: int = 5) -> list[tuple[dict, float]]:
     rng = np.random.default_rng(seed)
     profiles = sim.make_profiles(rng, 40)
     traffic = sim.make_traffic(rng, len(profiles), n)
@@ -30,21 +32,25 @@ def _records(n: int, seed: int = 5) -> list[tuple[DecisionRecord, float]]:
         ctx = decision_context(p.features if i % 7 else None, traffic.requests[i], sim.segment_of(p.features),
                                sim.artwork_tags())
         ctx["vw.model"] = 0
-        token = f"{i:032x}"
-        rec = DecisionRecord(event_id=f"{TITLE}~{token}", token=token, timestamp=1.7e9 + i, profile=p.id,
-                             title=TITLE, artwork=sim.artwork_ids()[arm], propensity=[0.2, 0.05, 0.9][i % 3],
-                             policy="vw", candidates=tuple(sim.artwork_ids()), context=ctx, segment=ctx["segment"])
+        rec = {"event_id": f"{TITLE}~{i:032x}", "timestamp": 1.7e9 + i, "profile": p.id, "title": TITLE,
+               "artwork": sim.artwork_ids()[arm], "propensity": [0.2, 0.05, 0.9][i % 3], "policy": "vw",
+               "candidates": list(sim.artwork_ids()), "context": ctx, "segment": ctx["segment"]}
         out.append((rec, float(traffic.u[i] < sim.CTR[p.group, arm])))
     return out
 
 
-def _reference_model(decisions: list[tuple[DecisionRecord, float]], config: VWConfig) -> VWModel:
+def _logged(rec: dict) -> str:
+    return json.dumps(rec, separators=(",", ":"))  # as ``service.store`` logs a decision record
+
+
+def _reference_model(decisions: list[tuple[dict, float]], config: VWConfig) -> VWModel:
     """The examples learned one by one through ``ADFExample.lines(label)``: what the trainer must learn."""
     model = VWModel.new(config)
     for rec, reward in decisions:
-        candidates = list(rec.candidates)
-        label = (candidates.index(rec.artwork), cost_of(reward), learning_probability(rec.propensity, config.min_learn_p))
-        model.learn(to_example(rec.context, candidates).lines(label))
+        candidates = rec["candidates"]
+        label = (candidates.index(rec["artwork"]), cost_of(reward),
+                 learning_probability(rec["propensity"], config.min_learn_p))
+        model.learn(to_example(rec["context"], candidates).lines(label))
     return model
 
 
@@ -65,16 +71,16 @@ def test_trainer_learns_the_reference_examples_and_skips_what_it_cannot_learn(lo
     bad = decisions[10][0]
     seq = 1_000
     for i, (rec, reward) in enumerate(decisions):
-        client.xadd(keys.log(TITLE), {"type": "decision", "record": rec.to_json()}, id=f"{seq}-0")
+        client.xadd(keys.log(TITLE), {"type": "decision", "record": _logged(rec)}, id=f"{seq}-0")
         if reward:
-            client.xadd(keys.log(TITLE), {"type": "reward", "event_id": rec.event_id, "reward": "1.0"}, id=f"{seq}-1")
+            client.xadd(keys.log(TITLE), {"type": "reward", "event_id": rec["event_id"], "reward": "1.0"}, id=f"{seq}-1")
         if i == 50:  # none of these may stop the trainer, be learned, or be learned twice
             client.xadd(keys.log(TITLE), {"type": "decision", "record": "{not json"}, id=f"{seq}-2")
-            client.xadd(keys.log(TITLE), {"type": "decision", "record": rec.to_json()}, id=f"{seq}-3")  # a copy
-            client.xadd(keys.log(TITLE), {"type": "decision", "record": DecisionRecord(
-                **{**bad.__dict__, "event_id": "x~1", "artwork": "not-a-candidate"}).to_json()}, id=f"{seq}-4")
-            client.xadd(keys.log(TITLE), {"type": "decision", "record": DecisionRecord(
-                **{**bad.__dict__, "event_id": "x~2", "policy": "thompson"}).to_json()}, id=f"{seq}-5")
+            client.xadd(keys.log(TITLE), {"type": "decision", "record": _logged(rec)}, id=f"{seq}-3")  # a copy
+            client.xadd(keys.log(TITLE), {"type": "decision", "record": _logged(
+                {**bad, "event_id": "x~1", "artwork": "not-a-candidate"})}, id=f"{seq}-4")
+            client.xadd(keys.log(TITLE), {"type": "decision", "record": _logged(
+                {**bad, "event_id": "x~2", "policy": "thompson"})}, id=f"{seq}-5")
         seq += 1
     config = VWConfig()
     trainer = TitleTrainer(TITLE, store, ModelStore(client, keys), settings, config, batch=97)
@@ -83,7 +89,7 @@ def test_trainer_learns_the_reference_examples_and_skips_what_it_cannot_learn(lo
     trainer.publish()
     published = ModelStore(client, keys).load(TITLE)
     assert published.learned == len(decisions) and not trainer.waiting and not trainer.rewards
-    assert published.digest == event_digest(rec.event_id for rec, _r in decisions)
+    assert published.digest == event_digest(rec["event_id"] for rec, _r in decisions)
     assert published.position == trainer.cursor
     reference = _reference_model(decisions, config)
     assert published.data == reference.to_bytes()  # the same examples (labels, features), in the same order
@@ -95,9 +101,9 @@ def test_a_restarted_trainer_goes_on_from_the_published_position(log_world):
     client, keys, settings, store = log_world
     decisions = _records(300, seed=8)
     for i, (rec, reward) in enumerate(decisions):
-        client.xadd(keys.log(TITLE), {"type": "decision", "record": rec.to_json()}, id=f"{1_000 + i}-0")
+        client.xadd(keys.log(TITLE), {"type": "decision", "record": _logged(rec)}, id=f"{1_000 + i}-0")
         if reward:
-            client.xadd(keys.log(TITLE), {"type": "reward", "event_id": rec.event_id, "reward": "1.0"},
+            client.xadd(keys.log(TITLE), {"type": "reward", "event_id": rec["event_id"], "reward": "1.0"},
                         id=f"{1_000 + i}-1")
     models = ModelStore(client, keys)
     first = TitleTrainer(TITLE, store, models, settings, VWConfig(), batch=60)
@@ -112,7 +118,7 @@ def test_a_restarted_trainer_goes_on_from_the_published_position(log_world):
     second.publish()
     final = models.load(TITLE)
     assert final.learned == len(decisions)
-    assert final.digest == event_digest(rec.event_id for rec, _r in decisions)
+    assert final.digest == event_digest(rec["event_id"] for rec, _r in decisions)
     second.close()
 
 
@@ -133,7 +139,7 @@ def test_cached_namespaces_keep_equal_values_of_different_types_apart():
 
 
 def test_cached_examples_equal_freshly_built_ones():
-    contexts = [rec.context for rec, _r in _records(200, seed=2)]
+    contexts = [rec["context"] for rec, _r in _records(200, seed=2)]
     cached = [to_example(c, sim.artwork_ids()) for c in contexts]
     for cache in (vw_features._PROFILE_NS, vw_features._CONTEXT_NS, vw_features._ACTIONS):
         cache.clear()
