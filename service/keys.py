@@ -42,6 +42,8 @@ class Keys:
 
     # per title (one slot per title)
     def _title(self, title: str) -> str:
+        if not isinstance(title, str):  # InvalidInput, not the cache's TypeError on a list or dict
+            check_id(title, "title")
         return _title_base(self.prefix, title)
 
     def arms(self, title: str) -> str:
