@@ -28,6 +28,7 @@ to learning.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -49,6 +50,14 @@ from service.redis_conn import connect
 from service.store import RedisStore
 
 log = logging.getLogger("service.trainer")
+
+
+def _loads(data: bytes) -> object:
+    # orjson: ~3x faster than json on a ~1 KB record, the biggest per-event cost after VW's.
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)  # NaN or Infinity: orjson refuses what json.dumps may have written
 
 
 def _ms(entry_id: str) -> int:
@@ -136,9 +145,8 @@ class TitleTrainer:
         if kind == b"decision":
             entry_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
             try:
-                # orjson: ~3x faster than json on a ~1 KB record, the biggest per-event cost after VW's.
-                record = orjson.loads(fields[b"record"])
-            except (KeyError, orjson.JSONDecodeError) as exc:
+                record = _loads(fields[b"record"])
+            except (KeyError, ValueError) as exc:
                 # Skipped rather than raised: the trainer would stop on this entry at every restart.
                 log.warning("trainer: title=%s skips unreadable decision entry %s: %s", self.title, entry_id, exc)
                 return

@@ -32,6 +32,8 @@ def _records(n: int, seed: int = 5) -> list[tuple[dict, float]]:
         ctx = decision_context(p.features if i % 7 else None, traffic.requests[i], sim.segment_of(p.features),
                                sim.artwork_tags())
         ctx["vw.model"] = 0
+        if i == 30:
+            ctx["p.aff.drama"] = float("nan")  # json.dumps writes NaN, which orjson refuses: still learned
         rec = {"event_id": f"{TITLE}~{i:032x}", "timestamp": 1.7e9 + i, "profile": p.id, "title": TITLE,
                "artwork": sim.artwork_ids()[arm], "propensity": [0.2, 0.05, 0.9][i % 3], "policy": "vw",
                "candidates": list(sim.artwork_ids()), "context": ctx, "segment": ctx["segment"]}
