@@ -7,8 +7,8 @@
 Starts everything it needs on loopback and stops it all at the end (also on Ctrl-C, SIGTERM or
 an error): a private ``redis-server`` with AOF on, gunicorn (``-c gunicorn.conf.py``, several
 workers) and load-generator processes. Each client loops: ``GET /artwork`` for one title or a
-small batch; for a share of the decisions served (fallbacks have no event id) ``POST /reward``,
-and for a share of those the same reward again (must answer ``duplicate``). A reward answered
+small batch; for a share of the decisions served (fallbacks have no event id) ``POST /reward``
+0-2 s later, and for a share of those the same reward again (must answer ``duplicate``). A reward answered
 503 is retried after ``Retry-After``, as a client should. Midway Redis is stopped (``crash``:
 SIGKILL, nothing flushed; ``clean``: SIGTERM) for ``--down`` seconds and started again on the
 same port and data directory.
@@ -192,24 +192,20 @@ class Client:
             payload = {}
         return resp.status, payload, dict(resp.getheaders())
 
-    def post_reward(self, event_id: str, value: float) -> tuple[str, int]:
-        """Post until Redis answers: (status, how many attempts got 503 or no answer)."""
+    def post_reward(self, event_id: str, value: float) -> tuple[str, float]:
+        """One attempt: (answer, seconds to wait before retrying; 0 when it was answered)."""
         body = json.dumps({"event_id": event_id, "reward": value}).encode()
-        unanswered = 0
-        while True:
-            status, payload, headers = self.request("POST", "/reward", body)
-            if status == 200:
-                return payload["status"], unanswered
-            if status == 404:
-                return "unknown", unanswered
-            if status not in (0, 503):
-                return f"http-{status}", unanswered
-            unanswered += 1
-            if status == 503:
-                self.result.retried_503 += 1
-            if time.monotonic() > self.give_up_at:
-                return "unacknowledged", unanswered
-            time.sleep(float(headers.get("Retry-After", "1")) if status == 503 else 0.2)
+        status, payload, headers = self.request("POST", "/reward", body)
+        if status == 200:
+            return payload["status"], 0.0
+        if status == 404:
+            return "unknown", 0.0
+        if status == 503:
+            self.result.retried_503 += 1
+            return "retry", float(headers.get("Retry-After", "1"))
+        if status == 0:  # no answer at all: retry soon
+            return "retry", 0.2
+        return f"http-{status}", 0.0
 
 
 def client_main(index: int, port: int, titles: list[str], seconds: float, options: dict, out: str) -> None:
@@ -218,8 +214,32 @@ def client_main(index: int, port: int, titles: list[str], seconds: float, option
     result = ClientResult()
     deadline = time.monotonic() + seconds
     client = Client(port, result, give_up_at=deadline + options["reward_grace_s"])
+    # Rewards come a little after their decision (a click is not instant), so decisions served
+    # just before the outage get their rewards posted during it. A 503 puts the reward back in
+    # the queue for after Retry-After, without holding up the page loads (/artwork) meanwhile.
+    queue: list[dict] = []  # {"due", "record", "phase": "first" | "again"}
+
+    def post_due(now: float) -> None:
+        for item in [q for q in queue if q["due"] <= now]:
+            record = item["record"]
+            answer, wait = client.post_reward(record["event_id"], record["reward"])
+            if answer == "retry" and now < client.give_up_at:
+                item["due"] = now + wait
+                record["unanswered"] += item["phase"] == "first"
+                continue
+            queue.remove(item)
+            answer = "unacknowledged" if answer == "retry" else answer
+            if item["phase"] == "again":
+                record["again"] = answer
+                continue
+            record["outcome"] = answer
+            result.rewards.append(record)
+            if answer in ("recorded", "duplicate") and rng.random() < options["duplicate_share"]:
+                queue.append({"due": now, "record": record, "phase": "again"})
+
     n = 0
     while time.monotonic() < deadline:
+        post_due(time.monotonic())
         k = 1 if rng.random() < options["single_share"] else rng.randint(2, options["max_batch"])
         chosen = rng.sample(titles, k)
         query = f"profile=p{index}-{n % 500}&" + "&".join(f"title={t}" for t in chosen)
@@ -232,15 +252,14 @@ def client_main(index: int, port: int, titles: list[str], seconds: float, option
                 result.fallbacks += 1
                 continue
             result.served[f"{d['title']}|{d['artwork']}"] += 1
-            if rng.random() >= options["reward_share"]:
-                continue
-            value = rng.choice(REWARD_VALUES)
-            outcome, unanswered = client.post_reward(d["event_id"], value)
-            record = {"event_id": d["event_id"], "title": d["title"], "artwork": d["artwork"], "reward": value,
-                      "outcome": outcome, "unanswered": unanswered, "again": None}
-            if outcome in ("recorded", "duplicate") and rng.random() < options["duplicate_share"]:
-                record["again"] = client.post_reward(d["event_id"], value)[0]
-            result.rewards.append(record)
+            if rng.random() < options["reward_share"]:
+                record = {"event_id": d["event_id"], "title": d["title"], "artwork": d["artwork"],
+                          "reward": rng.choice(REWARD_VALUES), "outcome": None, "unanswered": 0, "again": None}
+                queue.append({"due": time.monotonic() + rng.uniform(0, options["reward_delay_s"]), "record": record, "phase": "first"})
+    while queue:  # load is over: post what is left, then stop (bounded by give_up_at)
+        post_due(float("inf") if time.monotonic() >= client.give_up_at else time.monotonic())
+        if queue:
+            time.sleep(max(0.0, min(q["due"] for q in queue) - time.monotonic()))
     Path(out).write_text(json.dumps({
         "statuses": result.statuses, "latencies": result.latencies, "fallbacks": result.fallbacks,
         "served": result.served, "rewards": result.rewards, "retried_503": result.retried_503,
@@ -317,6 +336,7 @@ def reconcile(client: redis.Redis, keys: Keys, titles: list[str], rewards: list[
     return {
         "recorded_acks": len(acked),
         "recovered_as_duplicate_after_retry": len(recovered),
+        "acked_after_503_retry": sum(1 for r in expected.values() if r["unanswered"] > 0),
         "expected_rewards": len(expected),
         "present_in_log_once": in_log,
         "present_in_stats": len(marked),
@@ -394,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--down", type=float, default=1.5, help="seconds Redis stays down")
     parser.add_argument("--reward-share", type=float, default=0.3, help="share of decisions rewarded")
     parser.add_argument("--duplicate-share", type=float, default=0.2, help="share of rewards posted twice")
+    parser.add_argument("--reward-delay", type=float, default=2.0, help="rewards come 0..this many seconds after their decision")
     parser.add_argument("--json", type=Path, help="also write the report here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, AOF)")
     args = parser.parse_args(argv)
@@ -427,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_ready(port)
 
         options = {"single_share": 0.6, "max_batch": 5, "reward_share": args.reward_share,
-                   "duplicate_share": args.duplicate_share, "reward_grace_s": 30.0}
+                   "duplicate_share": args.duplicate_share, "reward_delay_s": args.reward_delay, "reward_grace_s": 30.0}
         ctx = mp.get_context("fork")
         started = time.monotonic()
         for i in range(args.clients):
