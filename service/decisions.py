@@ -3,10 +3,12 @@
 Staleness, by design:
 - A worker re-reads the catalog when its version changes, checking at most every
   ``CATALOG_REFRESH_S`` (default 0.5 s), so an admin write is in force everywhere within 1 s.
-- A worker re-reads a title's arm counters at most every ``STATS_CACHE_S`` (default 1 s). The
-  Thompson action distribution is computed from that snapshot (once per snapshot and segment),
-  and the artwork is drawn from the same distribution that is logged as the propensity, so the
-  logs are exact; staleness only delays learning by up to that long.
+- A worker's copy of a title's arm counters is refreshed when it is older than
+  ``STATS_CACHE_S`` (default 1 s): the next decision for the title is still made from the old
+  copy and brings the new one back in the same round trip. The Thompson action distribution is
+  computed from a copy (once per copy and segment), and the artwork is drawn from the same
+  distribution that is logged as the propensity, so the logs are exact; staleness only delays
+  learning by about that long.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bandit.ab_assignment import ABSplit, assign
-from bandit.thompson import ActionSampler, ThompsonSampling
+from bandit.thompson import SEGMENTS, ActionSampler, ThompsonSampling
 from service.catalog import Profile, Title, load_catalog_file
 from service.config import Settings
 from service.errors import UnknownTitle
@@ -30,6 +32,10 @@ from service.redis_conn import STORE_ERRORS
 from service.store import ArmCounts, DecisionRecord, RedisStore
 
 log = logging.getLogger(__name__)
+
+# Policies whose choice depends on the profile's segment (drawn once per segment when the
+# segment is only known inside the decide script).
+SEGMENT_DEPENDENT = frozenset({"thompson"})
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,10 @@ class CountsCache:
         self.clock = clock
         self._snapshots: dict[str, _Snapshot] = {}
 
+    def missing(self, titles: Sequence[str]) -> bool:
+        """True if any of ``titles`` has never been read by this worker."""
+        return any(t not in self._snapshots for t in titles)
+
     def stale(self, titles: Sequence[str]) -> list[str]:
         now = self.clock()
         return [t for t in titles if (s := self._snapshots.get(t)) is None or now - s.fetched_at >= self.ttl_s]
@@ -166,44 +176,62 @@ class DecisionEngine:
         return [catalog[t] for t in title_ids]
 
     def decide(self, profile_id: str, title_ids: Sequence[str], context: dict[str, str]) -> list[Decision]:
+        """Decisions for ``title_ids`` (in order), logged; default artworks when Redis fails.
+
+        One round trip on a single Redis when every title's counters are cached and none is a
+        ``vw`` title: the artwork is drawn for each segment and the decide script keeps the
+        draw of the profile's segment. Otherwise the profile is read first (two round trips).
+        """
         titles = self.titles_for(title_ids)
+        unique = {t.id: t for t in titles}
+        ts_titles = [t for t, title in unique.items() if title.policy == "thompson"]
+        stale = self.counts.stale(ts_titles)
+        vw_titles = [t for t, title in unique.items() if title.policy == "vw"]
+        one_trip = not (self.store.cluster or vw_titles or self.counts.missing(ts_titles))
         try:
-            need = [t.id for t in titles if t.policy == "thompson"]
-            stale = self.counts.stale(list(dict.fromkeys(need)))
-            vw_titles = list(dict.fromkeys(t.id for t in titles if t.policy == "vw"))
-            profile, fresh, versions = self.store.read_state_with_models(profile_id, stale, vw_titles)  # round trip 1
-            self.counts.put(fresh)
-            self.models.observe(versions)
-            segment = profile.derived_segment if profile is not None else "new"
+            profile: Profile | None = None
+            segment: str | None = None
+            if not one_trip:
+                profile, fresh, versions = self.store.read_state_with_models(profile_id, stale, vw_titles)
+                self.counts.put(fresh)
+                self.models.observe(versions)
+                segment = profile.derived_segment if profile is not None else "new"
             now = time.time()
-            records = []
-            for title in titles:
-                choice = self.choosers[title.policy](title, segment, profile_id, profile, context)
-                token_event = new_event_id(title.id)
-                records.append(
-                    DecisionRecord(
-                        event_id=token_event,
-                        token=token_event.rsplit("~", 1)[1],
-                        timestamp=now,
-                        profile=profile_id,
-                        title=title.id,
-                        artwork=choice.artwork,
-                        propensity=choice.propensity,
-                        policy=title.policy,
-                        candidates=title.artwork_ids,
-                        context=choice.context if choice.context is not None else {**context, "segment": segment},
-                        segment=segment,
-                    )
-                )
-            self.store.record_decisions(records)  # round trip 2
+            records = [self._record(title, segment, profile_id, profile, context, now) for title in titles]
+            decided, refreshed = self.store.record_decisions(records, segment, stale if one_trip else ())
+            self.counts.put(refreshed)
         except STORE_ERRORS as exc:
             log.warning("store unavailable, serving default artworks: %s", exc)
             for t in titles:
                 self.on_fallback(t.id, type(exc).__name__)
             return [self.fallback(profile_id, t) for t in titles]
-        return [
-            Decision(profile_id, r.title, r.artwork, r.event_id, r.propensity, r.policy, fallback=False) for r in records
-        ]
+        decisions = []
+        for r in records:
+            artwork, propensity = r.draw_for(decided)
+            decisions.append(Decision(profile_id, r.title, artwork, r.event_id, propensity, r.policy, fallback=False))
+        return decisions
+
+    def _record(
+        self, title: Title, segment: str | None, profile_id: str, profile: Profile | None, context: dict, now: float
+    ) -> DecisionRecord:
+        """The decision for ``title``; with ``segment`` None, one draw per segment."""
+        choose = self.choosers[title.policy]
+        if segment is None and title.policy in SEGMENT_DEPENDENT:
+            choices = [choose(title, seg, profile_id, profile, context) for seg in SEGMENTS]
+        else:
+            choices = [choose(title, segment or "new", profile_id, profile, context)] * len(SEGMENTS)
+        event_id = new_event_id(title.id)
+        return DecisionRecord(
+            event_id=event_id,
+            token=event_id.rsplit("~", 1)[1],
+            timestamp=now,
+            profile=profile_id,
+            title=title.id,
+            policy=title.policy,
+            candidates=title.artwork_ids,
+            context=choices[0].context if choices[0].context is not None else dict(context),
+            draws=tuple((c.artwork, c.propensity) for c in choices),
+        )
 
     @staticmethod
     def fallback(profile_id: str, title: Title) -> Decision:

@@ -1,12 +1,16 @@
 """Redis store: every read and write of shared state, in as few round trips as possible.
 
-Round trips of one ``/artwork`` request, whatever the number of titles:
-1. ``read_state``: one pipeline with the profile and the arm counters of every title whose
-   cached counters are stale (the cache lives in ``service.decisions``).
-2. ``record_decisions``: one pipeline with one ``decide`` script per title. Each script
-   atomically counts the impression, stores the decision awaiting its reward (with the
-   attribution window as TTL), appends the decision record to the title's capped stream and
-   counts it in the title's per-minute traffic history (the dashboard's chart).
+One ``/artwork`` request, whatever the number of titles:
+- Steady state on a single Redis: ONE round trip. The worker has a recent copy of each
+  title's counters, so it draws each title's artwork for all four segments beforehand; the
+  ``decide`` script reads the profile's segment, keeps the matching draw, counts the impression,
+  stores the decision awaiting its reward (the attribution window as TTL), appends the decision
+  record to the title's capped stream, counts it in the title's per-minute traffic history,
+  and returns the counters of titles whose copy is due for a refresh.
+- Otherwise (a title never seen by this worker, a ``vw`` title, whose features need the
+  profile, or a Redis Cluster, where the profile lives in another slot): TWO round trips,
+  ``read_state`` (profile, counters, model versions) and then the same script with the
+  segment given.
 A reward is one ``reward`` script: atomic and idempotent (counted once, logged once).
 All of a title's keys share one hash tag, so both scripts run unchanged on a Redis Cluster.
 """
@@ -19,31 +23,46 @@ from dataclasses import dataclass
 
 import redis
 
+from bandit.thompson import SEGMENTS
 from service.catalog import Profile, Title, profile_from_json, title_from_json
 from service.keys import Keys
 
 # Counter fields in a title's arms hash: "n|<artwork>" impressions, "s|<artwork>" reward sum,
 # "r|<artwork>" rewards received; the same with "|<segment>" after the letter per segment.
-# Decisions of one request: 4 keys per decision (arms, pending, log, traffic); ARGV: window,
-# log cap, traffic retention, segment, profile, timestamp, then per decision artwork, policy,
-# propensity, record. On a single Redis one call carries the whole batch; on a cluster one call
-# per title (all of its keys share the title's slot).
-DECIDE_LUA = """
+SEGMENT_ORDER = SEGMENTS  # the order of the per-segment draws (spelled out again in DECIDE_LUA)
+
+# Decisions of one request. KEYS: the profile (read only when no segment is given; on a cluster
+# another key of the title's slot stands in), then 4 per decision: arms, pending, log, traffic.
+# ARGV: window, log cap, traffic retention, segment ('' = the profile's), profile id, timestamp;
+# then 11 per decision: policy, record, refresh flag, 4 artworks and 4 propensities (one draw
+# per segment, in SEGMENT_ORDER). The record carries placeholders for the artwork, propensity
+# and segment, which only this script knows for sure. Returns {segment, counters to refresh...}.
+# On a single Redis one call carries the whole batch; on a cluster one call per title.
+DECIDE_LUA = r"""
 local window, maxlen, keep, seg, profile, ts = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local n = #KEYS / 4
+if seg == '' then seg = redis.call('HGET', KEYS[1], 'segment') or 'new' end
+local idx = ({new = 1, low = 2, regular = 3, power = 4})[seg]
+if not idx then seg, idx = 'new', 1 end
+local out = {seg}
+local n = (#KEYS - 1) / 4
 for i = 0, n - 1 do
-  local k, a = i * 4, 6 + i * 4
-  local art = ARGV[a + 1]
+  local k, a = 1 + i * 4, 6 + i * 11
+  local art, prop = ARGV[a + 3 + idx], ARGV[a + 7 + idx]
+  local rec = ARGV[a + 2]
+  rec = string.gsub(rec, '"\\u0001a"', '"' .. art .. '"')
+  rec = string.gsub(rec, '"\\u0001p"', prop)
+  rec = string.gsub(rec, '"\\u0001s"', '"' .. seg .. '"')
   redis.call('HINCRBY', KEYS[k + 1], 'n|' .. art, 1)
   redis.call('HINCRBY', KEYS[k + 1], 'n|' .. seg .. '|' .. art, 1)
-  redis.call('HSET', KEYS[k + 2], 'artwork', art, 'segment', seg, 'profile', profile, 'policy', ARGV[a + 2],
-             'propensity', ARGV[a + 3], 'ts', ts)
+  redis.call('HSET', KEYS[k + 2], 'artwork', art, 'segment', seg, 'profile', profile, 'policy', ARGV[a + 1],
+             'propensity', prop, 'ts', ts)
   redis.call('EXPIRE', KEYS[k + 2], window)
-  redis.call('XADD', KEYS[k + 3], 'MAXLEN', '~', maxlen, '*', 'type', 'decision', 'record', ARGV[a + 4])
+  redis.call('XADD', KEYS[k + 3], 'MAXLEN', '~', maxlen, '*', 'type', 'decision', 'record', rec)
   redis.call('HINCRBY', KEYS[k + 4], art, 1)
   redis.call('EXPIRE', KEYS[k + 4], keep)
+  if ARGV[a + 3] == '1' then out[#out + 1] = redis.call('HGETALL', KEYS[k + 1]) end
 end
-return n
+return out
 """
 
 REWARD_LUA = """
@@ -114,38 +133,49 @@ class ArmCounts:
         return [seg.get(a, (0, 0.0, 0))[0] for a in artworks], [seg.get(a, (0, 0.0, 0))[1] for a in artworks]
 
 
+# json.dumps writes these as "\u0001a" etc.; the decide script substitutes them. No id or
+# context value can contain a control character, so they cannot occur otherwise.
+_ARTWORK, _PROPENSITY, _SEGMENT = "\x01a", "\x01p", "\x01s"
+
+
 @dataclass(frozen=True)
 class DecisionRecord:
-    """One decision as logged (SPEC's log schema, without the reward)."""
+    """One decision as logged (SPEC's log schema, without the reward).
+
+    ``draws`` holds the (artwork, propensity) chosen for each segment of SEGMENT_ORDER: the
+    same pair four times when the segment was known before choosing.
+    """
 
     event_id: str
     token: str
     timestamp: float
     profile: str
     title: str
-    artwork: str
-    propensity: float
     policy: str
     candidates: tuple[str, ...]
     context: dict
-    segment: str
+    draws: tuple[tuple[str, float], ...]
 
-    def to_json(self) -> str:
+    def template(self) -> str:
+        """The record as JSON with placeholders where the script fills in the segment's draw."""
         return json.dumps(
             {
                 "event_id": self.event_id,
                 "timestamp": self.timestamp,
                 "profile": self.profile,
                 "title": self.title,
-                "artwork": self.artwork,
-                "propensity": self.propensity,
+                "artwork": _ARTWORK,
+                "propensity": _PROPENSITY,
                 "policy": self.policy,
                 "candidates": list(self.candidates),
-                "context": self.context,
-                "segment": self.segment,
+                "context": {**self.context, "segment": _SEGMENT},
+                "segment": _SEGMENT,
             },
             separators=(",", ":"),
         )
+
+    def draw_for(self, segment: str) -> tuple[str, float]:
+        return self.draws[SEGMENT_ORDER.index(segment) if segment in SEGMENT_ORDER else 0]
 
 
 @dataclass(frozen=True)
@@ -223,10 +253,13 @@ class RedisStore:
 
     # -- profiles
     def put_profile(self, profile_id: str, profile: Profile) -> None:
-        self.client.set(self.keys.profile(profile_id), json.dumps(profile.to_json()))
+        """A hash: the features as JSON, and the derived segment for the decide script."""
+        self.client.hset(
+            self.keys.profile(profile_id), mapping={"json": json.dumps(profile.to_json()), "segment": profile.derived_segment}
+        )
 
     def get_profile(self, profile_id: str) -> Profile | None:
-        return profile_from_json(self.client.get(self.keys.profile(profile_id)))
+        return profile_from_json(self.client.hget(self.keys.profile(profile_id), "json"))
 
     # -- decisions
     def read_state(self, profile_id: str, titles: Sequence[str]) -> tuple[Profile | None, dict[str, ArmCounts]]:
@@ -243,9 +276,9 @@ class RedisStore:
         without an extra round trip (the model itself is loaded off the request path).
         """
         if not titles and not model_titles:  # counters cached: the profile alone, no pipeline
-            return profile_from_json(self.client.get(self.keys.profile(profile_id))), {}, {}
+            return self.get_profile(profile_id), {}, {}
         pipe = self.client.pipeline(transaction=False)
-        pipe.get(self.keys.profile(profile_id))
+        pipe.hget(self.keys.profile(profile_id), "json")
         for t in titles:
             pipe.hgetall(self.keys.arms(t))
         for t in model_titles:
@@ -262,21 +295,31 @@ class RedisStore:
             pipe.hgetall(self.keys.arms(t))
         return {t: ArmCounts.from_hash(c) for t, c in zip(titles, pipe.execute(), strict=True)}
 
-    def record_decisions(self, records: Sequence[DecisionRecord]) -> None:
-        """Round trip 2: the ``decide`` script for the whole batch (one call per title on a cluster).
+    def record_decisions(
+        self, records: Sequence[DecisionRecord], segment: str | None, refresh: Sequence[str] = ()
+    ) -> tuple[str, dict[str, ArmCounts]]:
+        """Run the ``decide`` script for a request's decisions (they share profile and timestamp).
 
-        All records of one request share the profile, segment and timestamp.
+        ``segment`` None: the script reads the profile's (single Redis only). Titles in
+        ``refresh`` get their counters back, read after this request's impressions. Returns the
+        segment the decisions were made for and those counters.
         """
         if not records:
-            return
+            return segment or "new", {}
+        if segment is None and self.cluster:
+            raise ValueError("on a Redis Cluster the segment must be known before the decide script")
         first = records[0]
-        common = [self.window, self.log_maxlen, TRAFFIC_RETENTION_S, first.segment, first.profile, repr(first.timestamp)]
+        profile_key = self.keys.profile(first.profile)
+        common = [self.window, self.log_maxlen, TRAFFIC_RETENTION_S, segment or "", first.profile, repr(first.timestamp)]
         bucket = int(first.timestamp // TRAFFIC_BUCKET_S)
+        refresh_set = set(refresh)
         groups = [[rec] for rec in records] if self.cluster else [list(records)]
 
         def fill(pipe) -> None:
             for group in groups:
-                keys: list[str] = []
+                # On a cluster every key of a call must share the title's slot: its arms key stands
+                # in for the profile, which is not read there (the segment is given).
+                keys: list[str] = [self.keys.arms(group[0].title) if self.cluster else profile_key]
                 args: list = list(common)
                 for rec in group:
                     keys += [
@@ -285,12 +328,22 @@ class RedisStore:
                         self.keys.log(rec.title),
                         self.keys.traffic(rec.title, bucket),
                     ]
-                    args += [rec.artwork, rec.policy, repr(rec.propensity), rec.to_json()]
+                    args += [rec.policy, rec.template(), "1" if rec.title in refresh_set else "0"]
+                    args += [a for a, _p in rec.draws]
+                    args += [repr(p) for _a, p in rec.draws]
+                    refresh_set.discard(rec.title)  # a title repeated in a batch: read it once
                 # execute_command, not pipe.evalsha: redis-py's cluster pipeline refuses the
                 # latter, while routing a raw EVALSHA by its first key works on both clients.
                 pipe.execute_command("EVALSHA", self._decide.sha, len(keys), *keys, *args)
 
-        self._execute_scripts(fill)
+        results = self._execute_scripts(fill)
+        decided = _text(results[0][0])
+        refreshed_titles = [t for t in dict.fromkeys(r.title for r in records) if t in set(refresh)]
+        raw_counts = [c for result in results for c in result[1:]]
+        counts = {}
+        for title, flat in zip(refreshed_titles, raw_counts, strict=True):
+            counts[title] = ArmCounts.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+        return decided, counts
 
     def _execute_scripts(self, fill) -> list:
         """Run a pipeline of EVALSHA calls, loading the scripts once if Redis lost them.
@@ -369,3 +422,7 @@ def _is_cluster(client) -> bool:
     from redis.cluster import RedisCluster
 
     return isinstance(client, RedisCluster)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
 
@@ -22,7 +23,15 @@ class CountingClient:
         self.round_trips = 0
 
     def __getattr__(self, name):
-        return getattr(self._client, name)
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def command(*args, **kwargs):  # any client method (get, hget, ...) is one round trip
+            self.round_trips += 1
+            return attr(*args, **kwargs)
+
+        return command
 
     def execute_command(self, *args, **kwargs):
         self.round_trips += 1
@@ -46,21 +55,43 @@ class CountingClient:
         return pipe
 
 
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
 @pytest.mark.parametrize("n_titles", [1, 40])
-def test_a_decision_costs_two_round_trips_whatever_the_batch(app, n_titles):
+def test_round_trips_of_a_decision_do_not_grow_with_the_batch(app, n_titles, warm):
+    """Two round trips when the worker has no copy of a title's counters (or on a cluster),
+    one when it has: the decide script then reads the profile's segment itself."""
     engine = app.extensions["engine"]
-    titles = sorted(engine.catalog.get())
+    titles = sorted(t for t, title in engine.catalog.get().items() if title.policy != "vw")
     batch = (titles * 3)[:n_titles]
     if not CLUSTER:  # (a cluster client flushes one node only; NOSCRIPT recovery is tested without)
         engine.store.client.script_flush()  # the first decision must load the script by itself
     engine.decide("warmup", batch, {})
-    engine.counts.clear()
+    if not warm:
+        engine.counts.clear()
     counting = CountingClient(engine.store.client)
     engine.store.client = counting
     engine.catalog.clock = lambda: 0.0  # keep the catalog check out of this count
     decisions = engine.decide("p1", batch, {"device": "tv"})
     assert [d.title for d in decisions] == batch and not any(d.fallback for d in decisions)
-    assert counting.round_trips == 2
+    assert counting.round_trips == (1 if warm and not CLUSTER else 2)
+
+
+def test_one_trip_decisions_follow_the_profiles_segment(app, client):
+    from tests.conftest import ADMIN
+
+    engine = app.extensions["engine"]
+    engine.decide("warmup", [TITLE], {})  # the worker now has the title's counters
+    assert client.put("/profiles/fan", json={"segment": "power"}, headers=ADMIN).status_code == 200
+    store = engine.store
+    for _ in range(5):
+        d = client.get(f"/artwork?profile=fan&title={TITLE}&device=tv").get_json()
+        title, token = d["event_id"].rsplit("~", 1)
+        pending = {k.decode(): v.decode() for k, v in store.client.hgetall(store.keys.pending(title, token)).items()}
+        assert pending["segment"] == "power" and pending["artwork"] == d["artwork"]
+        assert float(pending["propensity"]) == d["propensity"]
+    record = json.loads(store.client.xrevrange(store.keys.log(TITLE), count=1)[0][1][b"record"])
+    assert record["segment"] == "power" and record["context"] == {"device": "tv", "segment": "power"}
+    assert (record["artwork"], record["propensity"], record["event_id"]) == (d["artwork"], d["propensity"], d["event_id"])
 
 
 def _post_rewards(args):
