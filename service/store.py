@@ -312,10 +312,11 @@ class RedisStore:
         profile_key = self.keys.profile(first.profile)
         common = [self.window, self.log_maxlen, TRAFFIC_RETENTION_S, segment or "", first.profile, repr(first.timestamp)]
         bucket = int(first.timestamp // TRAFFIC_BUCKET_S)
-        refresh_set = set(refresh)
         groups = [[rec] for rec in records] if self.cluster else [list(records)]
 
         def fill(pipe) -> None:
+            # Per call: a NOSCRIPT retry (restarted Redis) fills the pipeline a second time.
+            refresh_set = set(refresh)
             for group in groups:
                 # On a cluster every key of a call must share the title's slot: its arms key stands
                 # in for the profile, which is not read there (the segment is given).
