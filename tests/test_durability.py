@@ -31,7 +31,8 @@ def clean_stop(server: RedisServer) -> None:
 def test_recorded_reward_survives_a_restart(make_app, redis_server_factory, stop):
     server = redis_server_factory(*AOF_ALWAYS)
     port, data_dir = server.port, server.dir
-    app = make_app(redis_url_override=server.url, catalog_refresh_s=0.0)
+    # stats_cache_s=0: every decision also asks for fresh counters, the path a restart once broke.
+    app = make_app(redis_url_override=server.url, catalog_refresh_s=0.0, stats_cache_s=0.0)
     client = app.test_client()
     rewarded, pending = (client.get(f"/artwork?profile=p{i}&title={TITLE}").get_json() for i in (1, 2))
     assert rewarded["fallback"] is False and pending["fallback"] is False
@@ -47,9 +48,12 @@ def test_recorded_reward_survives_a_restart(make_app, redis_server_factory, stop
     # The decision that was waiting for its reward survived too (with its attribution TTL).
     late = client.post("/reward", json={"event_id": pending["event_id"], "reward": 1})
     assert late.get_json() == {"status": "recorded"}
+    # The restarted Redis has no scripts loaded: decisions reload them and are served, not a 500.
+    after = client.get(f"/artwork?profile=p3&title={TITLE}")
+    assert after.status_code == 200 and after.get_json()["fallback"] is False
 
     stats = client.get(f"/stats/{TITLE}").get_json()
-    assert (stats["impressions"], stats["rewards"], stats["reward_sum"]) == (2, 2, 1.5)
+    assert (stats["impressions"], stats["rewards"], stats["reward_sum"]) == (3, 2, 1.5)
     store = app.extensions["store"]
     rewards = [f for _, f in store.read_log(TITLE) if f["type"] == "reward"]
     assert sorted(f["event_id"] for f in rewards) == sorted([rewarded["event_id"], pending["event_id"]])
