@@ -10,6 +10,7 @@ import redis
 
 from service import ids
 from service.ids import EVENT_PATTERN, new_event_id
+from service.store import RedisStore
 from tests.conftest import ADMIN
 
 TITLE = "stranger-lights"
@@ -254,8 +255,9 @@ def test_store_errors_degrade_without_internals(secret_app, monkeypatch, exc):
     def fail(*_a, **_k):
         raise exc
 
-    monkeypatch.setattr(store, "record_reward", fail)
-    monkeypatch.setattr(store, "read_state_with_models", fail)
+    for name, attr in vars(RedisStore).items():  # every store call fails, whatever the path
+        if callable(attr) and not name.startswith("_"):
+            monkeypatch.setattr(store, name, fail)
     reward = client.post("/reward", json={"event_id": served["event_id"]})
     assert reward.status_code == 503 and reward.headers["Retry-After"] == "1"
     assert reward.get_json()["error"]["code"] == "store_unavailable"
