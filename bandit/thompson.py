@@ -20,8 +20,8 @@ from scipy.special import betainc, betaincinv, betaln
 # Quantiles of every arm's posterior become breakpoints of a composite Gauss-Legendre rule, so
 # that each arm's bulk (however narrow) is resolved by several panels. Tails beyond the
 # outermost quantiles carry at most ~1e-9 of mass per arm.
-_BREAK_QUANTILES = np.array([1e-9, 1e-5, 1e-3, 0.02, 0.1, 0.25, 0.5, 0.75, 0.9, 0.98, 0.999, 1 - 1e-5, 1 - 1e-9])
-_NODES, _WEIGHTS = leggauss(6)
+_BREAK_QUANTILES = np.array([1e-9, 1e-4, 0.01, 0.1, 0.5, 0.9, 0.99, 1 - 1e-4, 1 - 1e-9])
+_NODES, _WEIGHTS = leggauss(5)
 
 SEGMENTS: tuple[str, ...] = ("new", "low", "regular", "power")
 
@@ -218,7 +218,11 @@ class ActionSampler:
         return cls(p, tuple(accumulate(p)))
 
     def draw(self, rng: np.random.Generator) -> int:
-        arm = bisect_right(self.cumulative, rng.random() * self.cumulative[-1])
+        return self.pick(rng.random())
+
+    def pick(self, u: float) -> int:
+        """The arm for a uniform draw ``u`` in [0, 1)."""
+        arm = bisect_right(self.cumulative, u * self.cumulative[-1])
         return min(arm, len(self.cumulative) - 1)
 
 

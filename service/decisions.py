@@ -33,9 +33,6 @@ from service.store import ArmCounts, DecisionRecord, RedisStore
 
 log = logging.getLogger(__name__)
 
-# Policies whose choice depends on the profile's segment (drawn once per segment when the
-# segment is only known inside the decide script).
-SEGMENT_DEPENDENT = frozenset({"thompson"})
 
 
 @dataclass(frozen=True)
@@ -113,6 +110,7 @@ class _Snapshot:
     counts: ArmCounts
     fetched_at: float
     samplers: dict[str, ActionSampler] = field(default_factory=dict)  # segment -> TS action pmf
+    by_posterior: dict[tuple[bytes, bytes], ActionSampler] = field(default_factory=dict)
 
 
 class CountsCache:
@@ -165,6 +163,9 @@ class DecisionEngine:
             "ab": self._choose_ab,
             "vw": self._choose_vw,
         }
+        # Policies whose choice depends on the profile's segment: drawn once per segment when the
+        # segment is only known inside the decide script.
+        self.per_segment: dict[str, Callable[[Title], list[Choice]]] = {"thompson": self._thompson_per_segment}
         self.models = ModelCache(ModelStore(store.client, store.keys))
         self.on_fallback: Callable[[str, str], None] = lambda title, reason: None
 
@@ -216,8 +217,8 @@ class DecisionEngine:
     ) -> DecisionRecord:
         """The decision for ``title``; with ``segment`` None, one draw per segment."""
         choose = self.choosers[title.policy]
-        if segment is None and title.policy in SEGMENT_DEPENDENT:
-            choices = [choose(title, seg, profile_id, profile, context) for seg in SEGMENTS]
+        if segment is None and title.policy in self.per_segment:
+            choices = self.per_segment[title.policy](title)
         else:
             choices = [choose(title, segment or "new", profile_id, profile, context)] * len(SEGMENTS)
         event_id = new_event_id(title.id)
@@ -246,7 +247,11 @@ class DecisionEngine:
             n_t, s_t = snap.counts.title_arrays(title.artwork_ids)
             n_g, s_g = snap.counts.segment_arrays(segment, title.artwork_ids)
             posterior = self.thompson.segment_posterior(n_t, s_t, n_g, s_g)
-            sampler = ActionSampler.of(self.thompson.action_probabilities(posterior))
+            # Segments without data of their own often share one posterior: integrate it once.
+            key = (posterior.alpha.tobytes(), posterior.beta.tobytes())
+            sampler = snap.by_posterior.get(key)
+            if sampler is None:
+                sampler = snap.by_posterior[key] = ActionSampler.of(self.thompson.action_probabilities(posterior))
             snap.samplers[segment] = sampler
         return sampler
 
@@ -254,6 +259,17 @@ class DecisionEngine:
         sampler = self.action_sampler(title, segment)
         arm = sampler.draw(self.rng)
         return Choice(title.artwork_ids[arm], sampler.probabilities[arm])
+
+    def _thompson_per_segment(self, title: Title) -> list[Choice]:
+        """One draw per segment. Only the profile's segment's draw is served, so one uniform
+        number serves all four (each draw keeps its segment's distribution)."""
+        u = self.rng.random()
+        choices = []
+        for seg in SEGMENTS:
+            sampler = self.action_sampler(title, seg)
+            arm = sampler.pick(u)
+            choices.append(Choice(title.artwork_ids[arm], sampler.probabilities[arm]))
+        return choices
 
     def _choose_fixed(self, title: Title, *_args) -> Choice:
         return Choice(title.default, 1.0)
