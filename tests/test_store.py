@@ -79,7 +79,7 @@ def test_round_trips_of_a_decision_do_not_grow_with_the_batch(app, n_titles, war
 def test_record_template_keeps_percent_signs_and_quotes(app, client):
     engine = app.extensions["engine"]
     engine.decide("warmup", [TITLE], {})
-    d = client.get(f"/artwork?profile=p7&title={TITLE}", query_string={"device": '50%s "tv" %d\\'}).get_json()
+    d = client.get("/artwork", query_string={"profile": "p7", "title": TITLE, "device": '50%s "tv" %d\\'}).get_json()
     store = engine.store
     record = json.loads(store.client.xrevrange(store.keys.log(TITLE), count=1)[0][1][b"record"])
     assert record["context"] == {"device": '50%s "tv" %d\\', "segment": "new"}
