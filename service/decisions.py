@@ -111,6 +111,7 @@ class _Snapshot:
     fetched_at: float
     samplers: dict[str, ActionSampler] = field(default_factory=dict)  # segment -> TS action pmf
     by_posterior: dict[tuple[bytes, bytes], ActionSampler] = field(default_factory=dict)
+    per_segment: tuple[ActionSampler, ...] | None = None  # one per SEGMENTS entry
 
 
 class CountsCache:
@@ -165,7 +166,9 @@ class DecisionEngine:
         }
         # Policies whose choice depends on the profile's segment: drawn once per segment when the
         # segment is only known inside the decide script.
-        self.per_segment: dict[str, Callable[[Title], list[Choice]]] = {"thompson": self._thompson_per_segment}
+        self.per_segment: dict[str, Callable[[Title], tuple[tuple[str, float], ...]]] = {
+            "thompson": self._thompson_per_segment
+        }
         self.models = ModelCache(ModelStore(store.client, store.keys))
         self.on_fallback: Callable[[str, str], None] = lambda title, reason: None
 
@@ -216,11 +219,13 @@ class DecisionEngine:
         self, title: Title, segment: str | None, profile_id: str, profile: Profile | None, context: dict, now: float
     ) -> DecisionRecord:
         """The decision for ``title``; with ``segment`` None, one draw per segment."""
-        choose = self.choosers[title.policy]
         if segment is None and title.policy in self.per_segment:
-            choices = self.per_segment[title.policy](title)
+            draws = self.per_segment[title.policy](title)
+            logged_context = context
         else:
-            choices = [choose(title, segment or "new", profile_id, profile, context)] * len(SEGMENTS)
+            choice = self.choosers[title.policy](title, segment or "new", profile_id, profile, context)
+            draws = ((choice.artwork, choice.propensity),) * len(SEGMENTS)
+            logged_context = choice.context if choice.context is not None else context
         event_id = new_event_id(title.id)
         return DecisionRecord(
             event_id=event_id,
@@ -230,8 +235,8 @@ class DecisionEngine:
             title=title.id,
             policy=title.policy,
             candidates=title.artwork_ids,
-            context=choices[0].context if choices[0].context is not None else dict(context),
-            draws=tuple((c.artwork, c.propensity) for c in choices),
+            context=logged_context,
+            draws=draws,
         )
 
     @staticmethod
@@ -260,16 +265,16 @@ class DecisionEngine:
         arm = sampler.draw(self.rng)
         return Choice(title.artwork_ids[arm], sampler.probabilities[arm])
 
-    def _thompson_per_segment(self, title: Title) -> list[Choice]:
-        """One draw per segment. Only the profile's segment's draw is served, so one uniform
-        number serves all four (each draw keeps its segment's distribution)."""
+    def _thompson_per_segment(self, title: Title) -> tuple[tuple[str, float], ...]:
+        """(artwork, propensity) drawn for each segment. Only the profile's segment's draw is
+        served, so one uniform number serves all four (each keeps its segment's distribution)."""
+        snap = self.counts.snapshot(title.id)
+        samplers = snap.per_segment
+        if samplers is None:
+            samplers = snap.per_segment = tuple(self.action_sampler(title, seg) for seg in SEGMENTS)
         u = self.rng.random()
-        choices = []
-        for seg in SEGMENTS:
-            sampler = self.action_sampler(title, seg)
-            arm = sampler.pick(u)
-            choices.append(Choice(title.artwork_ids[arm], sampler.probabilities[arm]))
-        return choices
+        ids = title.artwork_ids
+        return tuple((ids[arm], sampler.probabilities[arm]) for sampler in samplers for arm in (sampler.pick(u),))
 
     def _choose_fixed(self, title: Title, *_args) -> Choice:
         return Choice(title.default, 1.0)

@@ -141,3 +141,19 @@ def test_rewards_are_counted_exactly_once_across_processes(app, redis_url, key_p
     reward_entries = [f for _, f in entries if f[b"type"] == b"reward"]
     assert len(reward_entries) == 10_000
     assert len({f[b"event_id"] for f in reward_entries}) == 10_000
+
+
+@pytest.mark.parametrize(
+    "context",
+    [{}, {"device": "tv"}, {"device": '50%s "x" \\ %d', "hour": "3"}, {"p.tenure": 3.5, "vw.tags": [["a", "b"]], "segment": "low"}],
+)
+def test_record_template_filled_in_equals_the_json_record(context):
+    from service.store import DecisionRecord
+
+    rec = DecisionRecord("t~" + "0" * 32, "0" * 32, 1764000000.123456, "p1", "t", "thompson", ("a", "b"), context, (("a", 0.5),) * 4)
+    filled = rec.template() % ("a", repr(0.5), "low", "low")  # what the script's string.format does
+    expected = {
+        "event_id": rec.event_id, "timestamp": rec.timestamp, "profile": "p1", "title": "t", "artwork": "a",
+        "propensity": 0.5, "policy": "thompson", "candidates": ["a", "b"], "context": {**context, "segment": "low"}, "segment": "low",
+    }
+    assert filled == json.dumps(expected, separators=(",", ":"))
