@@ -41,8 +41,9 @@ SEGMENT_ORDER = SEGMENTS  # the order of the per-segment draws (spelled out agai
 # (string.format: a third of the cost of string.gsub here). Returns {segment, counters...}.
 # On a single Redis one call carries the whole batch; on a cluster one call per title.
 DECIDE_LUA = r"""
+local call = redis.call
 local window, maxlen, keep, seg, profile, ts = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-if seg == '' then seg = redis.call('HGET', KEYS[1], 'segment') or 'new' end
+if seg == '' then seg = call('HGET', KEYS[1], 'segment') or 'new' end
 local idx = ({new = 1, low = 2, regular = 3, power = 4})[seg]
 if not idx then seg, idx = 'new', 1 end
 local out = {seg}
@@ -50,16 +51,16 @@ local n = (#KEYS - 1) / 4
 for i = 0, n - 1 do
   local k, a = 1 + i * 4, 6 + i * 11
   local art, prop = ARGV[a + 3 + idx], ARGV[a + 7 + idx]
-  local rec = string.format(ARGV[a + 2], art, prop, seg, seg)
-  redis.call('HINCRBY', KEYS[k + 1], 'n|' .. art, 1)
-  redis.call('HINCRBY', KEYS[k + 1], 'n|' .. seg .. '|' .. art, 1)
-  redis.call('HSET', KEYS[k + 2], 'artwork', art, 'segment', seg, 'profile', profile, 'policy', ARGV[a + 1],
-             'propensity', prop, 'ts', ts)
-  redis.call('EXPIRE', KEYS[k + 2], window)
-  redis.call('XADD', KEYS[k + 3], 'MAXLEN', '~', maxlen, '*', 'type', 'decision', 'record', rec)
-  redis.call('HINCRBY', KEYS[k + 4], art, 1)
-  redis.call('EXPIRE', KEYS[k + 4], keep)
-  if ARGV[a + 3] == '1' then out[#out + 1] = redis.call('HGETALL', KEYS[k + 1]) end
+  call('HINCRBY', KEYS[k + 1], 'n|' .. art, 1)
+  call('HINCRBY', KEYS[k + 1], 'n|' .. seg .. '|' .. art, 1)
+  call('HSET', KEYS[k + 2], 'artwork', art, 'segment', seg, 'profile', profile, 'policy', ARGV[a + 1],
+       'propensity', prop, 'ts', ts)
+  call('EXPIRE', KEYS[k + 2], window)
+  call('XADD', KEYS[k + 3], 'MAXLEN', '~', maxlen, '*', 'type', 'decision',
+       'record', string.format(ARGV[a + 2], art, prop, seg, seg))
+  -- the traffic bucket's expiry is set when a field is created, not on every decision
+  if call('HINCRBY', KEYS[k + 4], art, 1) == 1 then call('EXPIRE', KEYS[k + 4], keep) end
+  if ARGV[a + 3] == '1' then out[#out + 1] = call('HGETALL', KEYS[k + 1]) end
 end
 return out
 """
