@@ -238,14 +238,15 @@ def _ess(sw: float, sww: float) -> float:
     return float(sw * sw / sww) if sww > 0 else 0.0
 
 
-@dataclass(frozen=True)
-class IPS(Estimator):
-    """Inverse propensity scoring: mean of w_i r_i. Unbiased when every target action can be logged."""
+class _MeanOfTerms(Estimator):
+    """An estimator that is the mean of one term per row (IPS, DR): normal interval from the
+    terms' variance, ESS from the importance weights."""
 
-    name: ClassVar[str] = "ips"
+    @abstractmethod
+    def terms(self, data: EstimatorInput) -> np.ndarray: ...
 
     def partial(self, data, weights=None):
-        t = data.w * data.reward
+        t = self.terms(data)
         return np.hstack([_count(data, weights), _sums((t, t * t, data.w, data.w * data.w), weights)])
 
     def finish(self, sums):
@@ -255,6 +256,16 @@ class IPS(Estimator):
 
     def point(self, sums):
         return sums[:, 1] / sums[:, 0]
+
+
+@dataclass(frozen=True)
+class IPS(_MeanOfTerms):
+    """Inverse propensity scoring: mean of w_i r_i. Unbiased when every target action can be logged."""
+
+    name: ClassVar[str] = "ips"
+
+    def terms(self, data):
+        return data.w * data.reward
 
 
 @dataclass(frozen=True)
@@ -302,22 +313,13 @@ class DM(Estimator):
 
 
 @dataclass(frozen=True)
-class DR(Estimator):
+class DR(_MeanOfTerms):
     """Doubly robust (Dudik, Langford, Li 2011): DM term + w (r - q_hat(x, a_logged))."""
 
     name: ClassVar[str] = "dr"
 
-    def partial(self, data, weights=None):
-        t = data.dm_term + data.w * (data.reward - data.q_chosen)
-        return np.hstack([_count(data, weights), _sums((t, t * t, data.w, data.w * data.w), weights)])
-
-    def finish(self, sums):
-        n, s1, s2, sw, sww = sums
-        v, se = _mean_se(n, s1, s2)
-        return v, se, _ess(sw, sww)
-
-    def point(self, sums):
-        return sums[:, 1] / sums[:, 0]
+    def terms(self, data):
+        return data.dm_term + data.w * (data.reward - data.q_chosen)
 
 
 @dataclass(frozen=True)
