@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None, *, redis_client=None, metrics=N
     app.extensions["engine"] = engine
     app.extensions["metrics"] = metrics or PrometheusMetrics(settings.prometheus_multiproc_dir)
     engine.on_fallback = app.extensions["metrics"].observe_fallback
+    engine.models.on_loaded = app.extensions["metrics"].observe_model_version
 
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)

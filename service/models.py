@@ -20,6 +20,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -141,6 +142,7 @@ class ModelCache:
         self._loading: set[str] = set()
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None  # created lazily: gunicorn forks after import
+        self.on_loaded: Callable[[str, int], None] = lambda title, version: None  # e.g. a metrics gauge
 
     def version(self, title: str) -> int:
         entry = self._current.get(title)
@@ -172,6 +174,7 @@ class ModelCache:
                 model = VWModel.from_bytes(published.data)
                 old = self._current.get(title)
                 self._current[title] = (published.version, model)  # one assignment: requests see old or new
+                self.on_loaded(title, published.version)
                 log.info(
                     "vw model loaded: title=%s version=%d learned=%d bytes=%d in %.1f ms",
                     title, published.version, published.learned, len(published.data),

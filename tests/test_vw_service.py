@@ -128,6 +128,8 @@ def test_propensities_are_the_published_models_pmf(make_app, redis_url, key_pref
     models = ModelStore(rclient, Keys(key_prefix))
     version = models.publish(TITLE, model.to_bytes(), position="0-0", learned=0, digest=0, expected_version=None)
     client.application.extensions["engine"].models.observe({TITLE: version}, wait=True)
+    gauge = f'artwork_model_version{{title="{TITLE}"}} {float(version)}'
+    assert gauge in client.get("/metrics").get_data(as_text=True)
     served = serve(client, profiles, traffic, 20, 200)
     assert (preferred_share(served) > 0.6).all()
 
