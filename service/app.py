@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import orjson
 from flask import Flask, Request, Response, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from service import admin, api, dashboard, ops
@@ -39,6 +41,26 @@ class BodyLimitedRequest(Request):
         return data
 
 
+class OrjsonProvider(DefaultJSONProvider):
+    """JSON responses through orjson (a 40-title answer is ~10x cheaper to encode); keys keep
+    their order, and anything orjson does not know (numpy scalars, ...) goes through Flask's
+    default conversion."""
+
+    sort_keys = False
+
+    def dumps(self, obj, **kwargs) -> str:
+        try:
+            return orjson.dumps(obj, default=_to_builtin).decode()
+        except TypeError:  # what orjson refuses (integers beyond 64 bits, ...): the standard encoder
+            return super().dumps(obj, **kwargs)
+
+
+def _to_builtin(value):
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return DefaultJSONProvider.default(value)
+
+
 def create_app(settings: Settings | None = None, *, redis_client=None, metrics=None) -> Flask:
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -46,7 +68,7 @@ def create_app(settings: Settings | None = None, *, redis_client=None, metrics=N
     app.request_class = BodyLimitedRequest
     app.config["SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False
+    app.json = OrjsonProvider(app)
     app.url_map.merge_slashes = False  # '/catalog//x' is a 404 JSON error, not a 308 redirect
 
     client = redis_client if redis_client is not None else connect(settings)

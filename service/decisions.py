@@ -26,7 +26,7 @@ from bandit.thompson import SEGMENTS, ActionSampler, ThompsonSampling
 from service.catalog import Profile, Title, load_catalog_file
 from service.config import Settings
 from service.errors import UnknownTitle
-from service.ids import new_event_id
+from service.ids import new_event_ids
 from service.models import ModelCache, ModelStore
 from service.redis_conn import STORE_ERRORS
 from service.store import ArmCounts, DecisionRecord, RedisStore
@@ -201,7 +201,11 @@ class DecisionEngine:
                 self.models.observe(versions)
                 segment = profile.derived_segment if profile is not None else "new"
             now = time.time()
-            records = [self._record(title, segment, profile_id, profile, context, now) for title in titles]
+            event_ids = new_event_ids([t.id for t in titles])
+            records = [
+                self._record(title, segment, profile_id, profile, context, now, event_id)
+                for title, event_id in zip(titles, event_ids, strict=True)
+            ]
             decided, refreshed = self.store.record_decisions(records, segment, stale if one_trip else ())
             self.counts.put(refreshed)
         except STORE_ERRORS as exc:
@@ -216,7 +220,14 @@ class DecisionEngine:
         return decisions
 
     def _record(
-        self, title: Title, segment: str | None, profile_id: str, profile: Profile | None, context: dict, now: float
+        self,
+        title: Title,
+        segment: str | None,
+        profile_id: str,
+        profile: Profile | None,
+        context: dict,
+        now: float,
+        event_id: str,
     ) -> DecisionRecord:
         """The decision for ``title``; with ``segment`` None, one draw per segment."""
         if segment is None and title.policy in self.per_segment:
@@ -226,7 +237,6 @@ class DecisionEngine:
             choice = self.choosers[title.policy](title, segment or "new", profile_id, profile, context)
             draws = ((choice.artwork, choice.propensity),) * len(SEGMENTS)
             logged_context = choice.context if choice.context is not None else context
-        event_id = new_event_id(title.id)
         return DecisionRecord(
             event_id=event_id,
             token=event_id.rsplit("~", 1)[1],
