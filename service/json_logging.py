@@ -11,18 +11,23 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import UTC, datetime
+import time
 
+import orjson
 from flask import g, has_request_context
 
 # Attributes a caller may pass with ``extra=`` that become fields of the JSON object.
 EXTRA_FIELDS = ("request_id", "method", "path", "status", "duration_ms", "remote_addr")
 
 
+def _utc_time(created: float, msecs: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(msecs):03d}Z"
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": _utc_time(record.created, record.msecs),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -36,7 +41,10 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        try:  # orjson: an access line per request is on the hot path
+            return orjson.dumps(entry, default=str).decode()
+        except TypeError:
+            return json.dumps(entry, default=str, ensure_ascii=False)
 
 
 class _ServiceHandler(logging.StreamHandler):

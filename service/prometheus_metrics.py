@@ -56,6 +56,7 @@ class PrometheusMetrics:
             registry=own,
         )
         self._decision_children: dict[tuple[str, str], object] = {}
+        self._request_children: dict[tuple[str, str, int], object] = {}
         self.decisions = Counter(
             f"{NAMESPACE}_decisions",
             "Decisions served by a policy (fallbacks excluded), by title and policy.",
@@ -93,7 +94,11 @@ class PrometheusMetrics:
 
     # -- the hooks the app calls
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(endpoint, method, str(status)).observe(seconds)
+        key = (endpoint, method, status)
+        child = self._request_children.get(key)
+        if child is None:  # labels() takes a lock and builds a key: once per series, not per request
+            child = self._request_children[key] = self.requests.labels(endpoint, method, str(status))
+        child.observe(seconds)
 
     def observe_decisions(self, decisions: Iterable) -> None:
         fell_back = False
