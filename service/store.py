@@ -35,10 +35,11 @@ SEGMENT_ORDER = SEGMENTS  # the order of the per-segment draws (spelled out agai
 # Decisions of one request. KEYS: the profile (read only when no segment is given; on a cluster
 # another key of the title's slot stands in), then 4 per decision: arms, pending, log, traffic.
 # ARGV: window, log cap, traffic retention, segment ('' = the profile's), profile id, timestamp;
-# then 11 per decision: policy, record, refresh flag, 4 artworks and 4 propensities (one draw
-# per segment, in SEGMENT_ORDER). The record is a string.format template with %s for the
-# artwork, the propensity and (twice) the segment, which only this script knows for sure
-# (string.format: a third of the cost of string.gsub here). Returns {segment, counters...}.
+# then 4 per decision: policy, record, refresh flag, draws. The draws are
+# "artwork|propensity" per segment in SEGMENT_ORDER, joined by "|", or one pair when every
+# segment drew the same (ids cannot contain "|"). The record is a string.format template with
+# %s for the artwork, the propensity and (twice) the segment, which only this script knows for
+# sure (string.format: a third of the cost of string.gsub here). Returns {segment, counters...}.
 # On a single Redis one call carries the whole batch; on a cluster one call per title.
 DECIDE_LUA = r"""
 local call = redis.call
@@ -46,11 +47,13 @@ local window, maxlen, keep, seg, profile, ts = ARGV[1], ARGV[2], ARGV[3], ARGV[4
 if seg == '' then seg = call('HGET', KEYS[1], 'segment') or 'new' end
 local idx = ({new = 1, low = 2, regular = 3, power = 4})[seg]
 if not idx then seg, idx = 'new', 1 end
+local pick = '^' .. string.rep('[^|]*|[^|]*|', idx - 1) .. '([^|]*)|([^|]*)'
 local out = {seg}
 local n = (#KEYS - 1) / 4
 for i = 0, n - 1 do
-  local k, a = 1 + i * 4, 6 + i * 11
-  local art, prop = ARGV[a + 3 + idx], ARGV[a + 7 + idx]
+  local k, a = 1 + i * 4, 6 + i * 4
+  local art, prop = string.match(ARGV[a + 4], pick)
+  if not art then art, prop = string.match(ARGV[a + 4], '^([^|]*)|([^|]*)') end
   call('HINCRBY', KEYS[k + 1], 'n|' .. art, 1)
   call('HINCRBY', KEYS[k + 1], 'n|' .. seg .. '|' .. art, 1)
   call('HSET', KEYS[k + 2], 'artwork', art, 'segment', seg, 'profile', profile, 'policy', ARGV[a + 1],
@@ -184,6 +187,12 @@ class DecisionRecord:
             f'"candidates":{_candidates_json(self.candidates)},"context":{_context_template(self.context)},'
             '"segment":"%s"}'
         )
+
+    def draws_arg(self) -> str:
+        """The draws as the decide script reads them: one pair when every segment drew the same."""
+        first = self.draws[0]
+        pairs = (first,) if all(d == first for d in self.draws) else self.draws
+        return "|".join(f"{a}|{p!r}" for a, p in pairs)
 
     def draw_for(self, segment: str) -> tuple[str, float]:
         return self.draws[SEGMENT_ORDER.index(segment) if segment in SEGMENT_ORDER else 0]
@@ -340,9 +349,7 @@ class RedisStore:
                         self.keys.log(rec.title),
                         self.keys.traffic(rec.title, bucket),
                     ]
-                    args += [rec.policy, rec.template(), "1" if rec.title in refresh_set else "0"]
-                    args += [a for a, _p in rec.draws]
-                    args += [repr(p) for _a, p in rec.draws]
+                    args += [rec.policy, rec.template(), "1" if rec.title in refresh_set else "0", rec.draws_arg()]
                     refresh_set.discard(rec.title)  # a title repeated in a batch: read it once
                 # execute_command, not pipe.evalsha: redis-py's cluster pipeline refuses the
                 # latter, while routing a raw EVALSHA by its first key works on both clients.

@@ -157,3 +157,23 @@ def test_record_template_filled_in_equals_the_json_record(context):
         "propensity": 0.5, "policy": "thompson", "candidates": ["a", "b"], "context": {**context, "segment": "low"}, "segment": "low",
     }
     assert filled == json.dumps(expected, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("segment", ["new", "low", "regular", "power"])
+def test_decide_script_keeps_the_draw_of_the_profiles_segment(app, segment):
+    from service.catalog import Profile
+    from service.ids import new_event_id
+    from service.store import DecisionRecord
+
+    store = app.extensions["store"]
+    if CLUSTER:
+        pytest.skip("on a cluster the segment is read before the script")
+    store.put_profile("seg-user", Profile(segment=segment))
+    event_id = new_event_id(TITLE)
+    draws = (("a-new", 0.1), ("a-low", 0.2), ("a-regular", 0.3), ("a-power", 0.4))
+    rec = DecisionRecord(event_id, event_id.rsplit("~", 1)[1], 1.0, "seg-user", TITLE, "thompson", ("x",), {}, draws)
+    decided, _ = store.record_decisions([rec], None)
+    assert decided == segment
+    pending = store.client.hgetall(store.keys.pending(TITLE, rec.token))
+    assert pending[b"artwork"].decode() == f"a-{segment}" and pending[b"segment"].decode() == segment
+    assert float(pending[b"propensity"]) == dict(draws)[f"a-{segment}"] == rec.draw_for(segment)[1]
