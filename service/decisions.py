@@ -112,6 +112,7 @@ class _Snapshot:
     samplers: dict[str, ActionSampler] = field(default_factory=dict)  # segment -> TS action pmf
     by_posterior: dict[tuple[bytes, bytes], ActionSampler] = field(default_factory=dict)
     per_segment: tuple[ActionSampler, ...] | None = None  # one per SEGMENTS entry
+    artworks: tuple[str, ...] = ()  # the title's artworks the samplers were computed for
 
 
 class CountsCache:
@@ -254,11 +255,22 @@ class DecisionEngine:
         return Decision(profile_id, title.id, title.default, None, None, title.policy, fallback=True)
 
     # -- serving policies
+    def _snapshot(self, title: Title) -> _Snapshot:
+        """The title's counters snapshot; what was derived from it for another artwork list
+        (the catalog changed since) is dropped."""
+        snap = self.counts.snapshot(title.id)
+        if snap.artworks != title.artwork_ids:
+            snap.samplers.clear()
+            snap.by_posterior.clear()
+            snap.per_segment = None
+            snap.artworks = title.artwork_ids
+        return snap
+
     def action_sampler(self, title: Title, segment: str) -> ActionSampler:
         """TS action distribution of ``title`` for ``segment`` under the cached snapshot."""
-        snap = self.counts.snapshot(title.id)
+        snap = self._snapshot(title)
         sampler = snap.samplers.get(segment)
-        if sampler is None or len(sampler.probabilities) != len(title.artworks):
+        if sampler is None:
             n_t, s_t = snap.counts.title_arrays(title.artwork_ids)
             n_g, s_g = snap.counts.segment_arrays(segment, title.artwork_ids)
             posterior = self.thompson.segment_posterior(n_t, s_t, n_g, s_g)
@@ -278,7 +290,7 @@ class DecisionEngine:
     def _thompson_per_segment(self, title: Title) -> tuple[tuple[str, float], ...]:
         """(artwork, propensity) drawn for each segment. Only the profile's segment's draw is
         served, so one uniform number serves all four (each keeps its segment's distribution)."""
-        snap = self.counts.snapshot(title.id)
+        snap = self._snapshot(title)
         samplers = snap.per_segment
         if samplers is None:
             samplers = snap.per_segment = tuple(self.action_sampler(title, seg) for seg in SEGMENTS)

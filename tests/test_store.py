@@ -177,3 +177,20 @@ def test_decide_script_keeps_the_draw_of_the_profiles_segment(app, segment):
     pending = store.client.hgetall(store.keys.pending(TITLE, rec.token))
     assert pending[b"artwork"].decode() == f"a-{segment}" and pending[b"segment"].decode() == segment
     assert float(pending[b"propensity"]) == dict(draws)[f"a-{segment}"] == rec.draw_for(segment)[1]
+
+
+def test_a_catalog_change_between_counter_refreshes_never_breaks_a_decision(make_app):
+    from tests.conftest import ADMIN
+
+    writer = make_app().test_client()
+    reader_app = make_app(catalog_refresh_s=0.0, stats_cache_s=3600.0)  # counters kept, catalog followed
+    reader = reader_app.test_client()
+    body = {"artworks": [{"id": a} for a in ("x1", "x2", "x3")], "policy": "thompson"}
+    assert writer.put("/catalog/changing", json=body, headers=ADMIN).status_code == 201
+    for _ in range(3):
+        assert reader.get("/artwork?profile=p&title=changing").status_code == 200
+    body["artworks"] = [{"id": "y1"}]  # fewer artworks, other ids
+    assert writer.put("/catalog/changing", json=body, headers=ADMIN).status_code == 200
+    for _ in range(3):
+        d = reader.get("/artwork?profile=p&title=changing").get_json()
+        assert (d["artwork"], d["propensity"]) == ("y1", 1.0)
