@@ -1,9 +1,20 @@
 """A/B test vs Thompson sampling (vs VW) on the same simulated traffic.
 
-The environment is deliberately small: one title, a true CTR per artwork, Bernoulli clicks.
+Two scenarios (environments), both one title with Bernoulli clicks:
+
+- ``uniform-ctr`` (``BernoulliArms``): one true CTR per artwork, the same for everybody. There is
+  nothing to personalize, so VW (which sees no features here) can at best match a
+  context-free bandit.
+- ``personalized`` (``PersonalizedArms``): the catalog, profiles and traffic of
+  ``bandit.personalized_sim``: comedy fans click the comedic artwork 30% and the action one 15%,
+  action fans the reverse, three other artworks 10% for everybody. The A/B test still ships one
+  artwork for everybody and context-free Thompson sampling converges to the overall best one;
+  VW sees each impression's profile features and can learn each group's best. Regret is then
+  measured against the oracle that shows each profile its group's best artwork.
+
 Every policy in a run faces the same traffic (common random numbers: impression t clicks on
-artwork k iff ``u[t] < ctr[k]`` for one shared uniform ``u[t]``), so differences between policies
-are not differences in luck.
+artwork k iff ``u[t] < ctr[t, k]`` for one shared uniform ``u[t]``, ``ctr[t]`` being the true CTRs
+for impression t's viewer), so differences between policies are not differences in luck.
 
 A policy is a small stateful object (``ComparablePolicy``): ``choose(rng, context) -> (arm,
 propensity)``, ``update(arm, reward, context)``, and ``decision() -> arm | None``, the artwork it
@@ -11,12 +22,15 @@ has settled on, if any (A/B: the shipped arm once the planned sample is in; Thom
 the arm whose posterior probability of being best exceeds 95%; VW: never, it has no posterior).
 VW runs only if ``bandit.vw_policy`` is importable (see ``vw_policy_factory``).
 
-Metrics per run, averaged over seeds: total clicks; regret = expected clicks of always showing
-the best artwork minus the expected clicks of the artworks actually shown (pseudo-regret: the
-sum of true-CTR gaps, free of click noise); share of impressions on the best artwork; time to a
-decision (impressions seen when ``decision()`` first returned an arm, and whether that arm was
+Metrics per run, averaged over seeds: total clicks (and CTR); regret = expected clicks of always
+showing the best artwork (personalized: each viewer's best) minus the expected clicks of the
+artworks actually shown (pseudo-regret: the sum of true-CTR gaps, free of click noise); share of
+impressions on the best artwork (personalized: the viewer's best); time to a decision
+(impressions seen when ``decision()`` first returned an arm, and whether that arm was
 the best) and time to the right decision (when it first returned the best arm: for Thompson
-sampling, the first time the best arm's posterior probability of being best exceeds 95%).
+sampling, the first time the best arm's posterior probability of being best exceeds 95%). A
+decision is one artwork for everybody, so "best" there is always the best fixed artwork (in
+``personalized``: the best on average over the traffic's mix of groups).
 """
 
 from __future__ import annotations
@@ -32,6 +46,7 @@ from bandit.thompson import ThompsonSampling, decide_from_probabilities, mix_uni
 from replay.abtest import analyze_counts, plan_sample_size
 
 SHIP_RULES = ("significant", "best")
+SCENARIOS = ("uniform-ctr", "personalized")
 
 
 class ComparisonError(ValueError):
@@ -76,6 +91,109 @@ class BernoulliArms:
         """(horizon, K) 0/1 potential outcomes: what impression t would give for each artwork."""
         u = rng.random(horizon)
         return (u[:, None] < np.asarray(self.ctrs)[None, :]).astype(float)
+
+    def impressions(self, rng: np.random.Generator, horizon: int) -> Impressions:
+        """``outcomes`` (same draws), everybody with the same CTRs and no features."""
+        outcomes = self.outcomes(rng, horizon)
+        return Impressions(outcomes, np.broadcast_to(np.asarray(self.ctrs, dtype=float), outcomes.shape), ())
+
+
+@dataclass(frozen=True, eq=False)
+class Impressions:
+    """One run's traffic: per impression, the potential outcomes, true CTRs and what a policy sees.
+
+    outcomes, ctr: (horizon, K); contexts: one dict per impression (``profile`` features,
+    ``request`` parameters, ``segment``), or () when the traffic has no features.
+    """
+
+    outcomes: np.ndarray
+    ctr: np.ndarray
+    contexts: tuple[dict, ...]
+
+
+@dataclass(frozen=True)
+class PersonalizedArms:
+    """``bandit.personalized_sim``'s catalog and profiles, with comedy fans ``comedy_share`` of traffic.
+
+    ``ctrs`` are the CTRs averaged over the traffic's group mix: what a one-artwork-for-everybody
+    policy faces. The default mix is 60/40 rather than personalized_sim's 50/50 so that one fixed
+    artwork is best overall (the comedic one, 24% vs the action one's 21%), as an A/B test or a
+    context-free bandit assume. The A/B control (arm 0) is that comedic artwork: the A/B test
+    then keeps the best one-size-fits-all artwork, the strongest baseline VW can be held to
+    (``compare_policies``' default plans it for the largest true gap to the control, -0.14 with
+    the default mix, and nothing beats the control significantly).
+    """
+
+    comedy_share: float = 0.6
+    n_profiles: int = 1_000
+
+    def __post_init__(self) -> None:
+        if not 0 < self.comedy_share < 1:
+            raise ComparisonError(f"comedy_share: must be in (0, 1), got {self.comedy_share}")
+        if self.n_profiles < 2:
+            raise ComparisonError(f"n_profiles: need at least two profiles, got {self.n_profiles}")
+        _sim()  # fail here, with a clear message, rather than in the middle of a run
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        return _sim().artwork_ids()
+
+    @property
+    def tags(self) -> dict[str, tuple[str, ...]]:
+        return _sim().artwork_tags()
+
+    @property
+    def group_ctrs(self) -> np.ndarray:
+        """CTR[group, arm], groups as ``groups``."""
+        return _sim().CTR
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return _sim().GROUPS
+
+    @property
+    def group_shares(self) -> tuple[float, ...]:
+        return (self.comedy_share, 1.0 - self.comedy_share)
+
+    @property
+    def ctrs(self) -> tuple[float, ...]:
+        return tuple(float(c) for c in np.asarray(self.group_shares) @ self.group_ctrs)
+
+    @property
+    def best(self) -> int:
+        return int(np.argmax(self.ctrs))
+
+    @property
+    def oracle_ctr(self) -> float:
+        """CTR of showing every viewer their group's best artwork."""
+        return float(np.asarray(self.group_shares) @ self.group_ctrs.max(axis=1))
+
+    def impressions(self, rng: np.random.Generator, horizon: int) -> Impressions:
+        sim = _sim()
+        profiles = sim.make_profiles(rng, self.n_profiles)
+        traffic = sim.make_traffic(rng, self.n_profiles, horizon)  # request contexts and click draws
+        groups = np.array([p.group for p in profiles])
+        # make_profiles makes as many comedy fans as action fans; weight the draws to the mix
+        weight = np.where(groups == 0, self.comedy_share / np.sum(groups == 0), (1 - self.comedy_share) / np.sum(groups == 1))
+        who = rng.choice(self.n_profiles, size=horizon, p=weight / weight.sum())
+        ctr = self.group_ctrs[groups[who]]
+        segments = [sim.segment_of(p.features) for p in profiles]
+        contexts = tuple(
+            {"profile": profiles[i].features, "request": request, "segment": segments[i]}
+            for i, request in zip(who.tolist(), traffic.requests, strict=True)
+        )
+        return Impressions((traffic.u[:, None] < ctr).astype(float), ctr, contexts)
+
+
+Environment = BernoulliArms | PersonalizedArms
+
+
+def _sim():
+    """``bandit.personalized_sim``, imported on first use: it needs VW, which uniform-ctr runs do not."""
+    try:
+        return importlib.import_module("bandit.personalized_sim")
+    except ModuleNotFoundError as exc:
+        raise ComparisonError(f"scenario personalized: bandit.personalized_sim needs {exc.name!r}, which is not available") from None
 
 
 # -- policies ----------------------------------------------------------------------------------
@@ -167,36 +285,52 @@ class ThompsonBandit:
 class VWBandit:
     """The VW contextual bandit (``bandit.vw_policy.VWModel``, ``--cb_explore_adf``), learning online.
 
-    The simulated traffic has no profile features, so every decision shares one cold-start
-    context; VW then learns one value per artwork, as a context-free bandit would.
+    Without features (``uniform-ctr`` traffic: empty contexts) every decision shares one
+    cold-start context; VW then learns one value per artwork, as a context-free bandit would.
+    A context with a ``profile`` (``personalized`` traffic) is featurized as the service does
+    (``bandit.vw_features.decision_context``), artwork tags included, so VW can learn
+    profile x artwork weights.
     """
 
-    def __init__(self, arms: Sequence[str], vw_policy, vw_features):
+    def __init__(self, arms: Sequence[str], vw_policy, vw_features, tags: dict[str, Sequence[str]] | None = None):
         self.name = "vw"
-        self._vw_policy = vw_policy
+        self._vw_policy, self._vw_features = vw_policy, vw_features
+        self.arms = list(arms)
+        self.tags = {a: list((tags or {}).get(a, ())) for a in arms}
         self.model = vw_policy.VWModel.new(vw_policy.VWConfig())
-        context = vw_features.decision_context(None, {}, "new", {a: [] for a in arms})
-        self.example = vw_features.to_example(context, list(arms))
+        context = vw_features.decision_context(None, {}, "new", self.tags)
+        self.example = vw_features.to_example(context, self.arms)
         self._pmf: np.ndarray | None = None
+        self._last = self.example  # the example of the decision being rewarded
+
+    def _example(self, context: dict):
+        if "profile" not in context:
+            return self.example
+        ctx = self._vw_features.decision_context(context["profile"], context.get("request", {}), context.get("segment", "new"), self.tags)
+        return self._vw_features.to_example(ctx, self.arms)
 
     def choose(self, rng: np.random.Generator, context: dict) -> tuple[int, float]:
-        self._pmf = self.model.pmf(self.example.lines())
+        self._last = self._example(context)
+        self._pmf = self.model.pmf(self._last.lines())
         d = decide_from_probabilities(self._pmf, rng)
         return d.arm, d.propensity
 
     def update(self, arm: int, reward: float, context: dict) -> None:
         prob = float(self._pmf[arm]) if self._pmf is not None else 1.0 / len(self.example.actions)
-        self.model.learn(self.example.lines((arm, self._vw_policy.cost_of(reward), prob)))
+        self.model.learn(self._last.lines((arm, self._vw_policy.cost_of(reward), prob)))
 
     def decision(self) -> int | None:
         return None  # VW exposes no posterior; it never declares a winner
 
 
-def vw_policy_factory(arms: Sequence[str]) -> tuple[Callable[[int], ComparablePolicy] | None, str]:
+def vw_policy_factory(
+    arms: Sequence[str], tags: dict[str, Sequence[str]] | None = None
+) -> tuple[Callable[[int], ComparablePolicy] | None, str]:
     """A maker ``seed -> policy`` for VW if ``bandit.vw_policy`` is importable, else (None, why skipped).
 
     ``bandit.vw_policy.comparison_policy(arms, seed)`` is used when the module provides one;
-    otherwise ``VWBandit`` drives its ``VWModel`` with ``bandit.vw_features`` examples.
+    otherwise ``VWBandit`` drives its ``VWModel`` with ``bandit.vw_features`` examples
+    (``tags``: each artwork's tags, features of the artwork side).
     """
     try:
         vw_policy = importlib.import_module("bandit.vw_policy")
@@ -209,10 +343,10 @@ def vw_policy_factory(arms: Sequence[str]) -> tuple[Callable[[int], ComparablePo
     if custom is not None:
         return (lambda seed: custom(tuple(arms), seed)), ""
     try:
-        VWBandit(arms, vw_policy, vw_features).model.close()
+        VWBandit(arms, vw_policy, vw_features, tags).model.close()
     except (AttributeError, TypeError, ValueError) as exc:  # its API is not the one this adapter knows
         return None, f"VW skipped: cannot drive bandit.vw_policy ({type(exc).__name__}: {exc})"
-    return (lambda seed: VWBandit(arms, vw_policy, vw_features)), ""
+    return (lambda seed: VWBandit(arms, vw_policy, vw_features, tags)), ""
 
 
 # -- the runs ----------------------------------------------------------------------------------
@@ -254,6 +388,11 @@ class PolicySummary:
         return float(np.mean([r.best_share for r in self.runs]))
 
     @property
+    def ctr(self) -> float:
+        """Realized clicks per impression."""
+        return float(np.mean([r.clicks / len(r.cumulative_regret) for r in self.runs]))
+
+    @property
     def decided_share(self) -> float:
         return float(np.mean([r.decided_at is not None for r in self.runs]))
 
@@ -280,7 +419,7 @@ class PolicySummary:
 
 @dataclass(frozen=True)
 class ComparisonResult:
-    env: BernoulliArms
+    env: Environment
     horizon: int
     seeds: tuple[int, ...]
     ab_n_per_arm: int
@@ -290,11 +429,27 @@ class ComparisonResult:
     def policy(self, name: str) -> PolicySummary:
         return next(p for p in self.policies if p.name == name)
 
+    @property
+    def scenario(self) -> str:
+        return "personalized" if isinstance(self.env, PersonalizedArms) else "uniform-ctr"
 
-def run_policy(policy: ComparablePolicy, env: BernoulliArms, outcomes: np.ndarray, rng: np.random.Generator) -> RunMetrics:
-    """Play ``policy`` over the impressions of ``outcomes`` (horizon x K)."""
+
+def run_policy(
+    policy: ComparablePolicy,
+    env: Environment,
+    outcomes: np.ndarray,
+    rng: np.random.Generator,
+    ctr: np.ndarray | None = None,
+    contexts: Sequence[dict] = (),
+) -> RunMetrics:
+    """Play ``policy`` over the impressions of ``outcomes`` (horizon x K).
+
+    ctr: (horizon, K) true CTRs of each impression's viewer (default: ``env.ctrs`` for all);
+    regret and the share on the best artwork are per impression, against the viewer's best.
+    contexts: what the policy sees of each impression (default: nothing).
+    """
     horizon = outcomes.shape[0]
-    ctr = np.asarray(env.ctrs)
+    ctr = np.broadcast_to(np.asarray(env.ctrs, dtype=float), outcomes.shape) if ctr is None else ctr
     chosen = np.empty(horizon, dtype=int)
     decided_at: int | None = None
     first_decision: int | None = None
@@ -308,14 +463,19 @@ def run_policy(policy: ComparablePolicy, env: BernoulliArms, outcomes: np.ndarra
             best_decided_at = t
         if t == horizon:
             break
+        if contexts:
+            context = contexts[t]
         arm, _ = policy.choose(rng, context)
         chosen[t] = arm
         policy.update(arm, float(outcomes[t, arm]), context)
-    gaps = ctr.max() - ctr[chosen]
+    rows = np.arange(horizon)
+    gaps = ctr.max(axis=1) - ctr[rows, chosen]
+    # argmax per viewer: with one CTR row for everybody this is ``env.best`` (ties: the first)
+    on_best = chosen == ctr.argmax(axis=1)
     return RunMetrics(
-        clicks=float(outcomes[np.arange(horizon), chosen].sum()),
+        clicks=float(outcomes[rows, chosen].sum()),
         regret=float(gaps.sum()),
-        best_share=float(np.mean(chosen == env.best)),
+        best_share=float(np.mean(on_best)),
         decided_at=decided_at,
         first_decision=first_decision,
         best_decided_at=best_decided_at,
@@ -324,7 +484,7 @@ def run_policy(policy: ComparablePolicy, env: BernoulliArms, outcomes: np.ndarra
 
 
 def compare_policies(
-    env: BernoulliArms,
+    env: Environment,
     horizon: int = 10_000,
     seeds: Sequence[int] = tuple(range(10)),
     alpha: float = 0.05,
@@ -364,7 +524,7 @@ def compare_policies(
     if "thompson" in include:
         makers["thompson"] = lambda seed: ThompsonBandit(k, refresh=ts_refresh)
     if "vw" in include:
-        vw_maker, why = vw_policy_factory(env.arms)
+        vw_maker, why = vw_policy_factory(env.arms, getattr(env, "tags", None))
         if vw_maker is None:
             notes.append(why)
         else:
@@ -373,10 +533,11 @@ def compare_policies(
     runs: dict[str, list[RunMetrics]] = {name: [] for name in makers}
     total, done = len(seeds) * len(makers), 0
     for seed in seeds:
-        outcomes = env.outcomes(np.random.default_rng([seed, 0]), horizon)
+        traffic = env.impressions(np.random.default_rng([seed, 0]), horizon)
         for i, (name, make) in enumerate(makers.items()):
             # each policy has its own stream for its own coin flips; the traffic is shared
-            runs[name].append(run_policy(make(seed), env, outcomes, np.random.default_rng([seed, 1 + i])))
+            rng = np.random.default_rng([seed, 1 + i])
+            runs[name].append(run_policy(make(seed), env, traffic.outcomes, rng, traffic.ctr, traffic.contexts))
             done += 1
             if on_progress is not None:
                 on_progress(done, total)

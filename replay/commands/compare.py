@@ -1,4 +1,8 @@
-"""`python -m replay compare`: A/B test vs Thompson sampling (vs VW) on the same simulated traffic."""
+"""`python -m replay compare`: A/B test vs Thompson sampling (vs VW) on the same simulated traffic.
+
+Scenarios: ``uniform-ctr`` (default; one true CTR per artwork, ``--ctrs``) and ``personalized``
+(groups of profiles preferring different artworks; regret against the per-group oracle).
+"""
 
 from __future__ import annotations
 
@@ -10,15 +14,39 @@ import time
 import numpy as np
 from matplotlib.figure import Figure
 
-from replay.bandit_comparison import SHIP_RULES, BernoulliArms, ComparisonError, ComparisonResult, compare_policies
+from replay.bandit_comparison import (
+    SCENARIOS,
+    SHIP_RULES,
+    BernoulliArms,
+    ComparisonError,
+    ComparisonResult,
+    PersonalizedArms,
+    compare_policies,
+)
 from replay.cli import CliError
 
 _LABELS = {"ab": "A/B test, then ship", "thompson": "Thompson sampling", "vw": "VW contextual bandit"}
 
 
+_DEFAULT_CTRS = "0.24,0.30"
+_EPILOG = (
+    "scenarios: uniform-ctr (default): one true CTR per artwork for everybody (--ctrs), so there is "
+    "nothing to personalize and VW, without features, is a context-free bandit. personalized: "
+    "bandit.personalized_sim's five artworks and profiles; comedy fans (--comedy-share of traffic) "
+    "click the comedic artwork 30% and the action one 15%, action fans the reverse, the others 10%; "
+    "the A/B test ships one artwork for everybody, Thompson sampling converges to the overall best, "
+    "VW learns per group from the profile features; regret is measured against the oracle that "
+    "shows each profile its group's best artwork."
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ctrs", default="0.24,0.30", help="true CTR per artwork; the first is the A/B control (default 0.24,0.30)")
-    parser.add_argument("--arms", help="artwork names, comma-separated (default A,B,...)")
+    parser.epilog = _EPILOG
+    parser.add_argument("--scenario", choices=SCENARIOS, default="uniform-ctr", help="simulated traffic (default uniform-ctr; see below)")
+    parser.add_argument("--ctrs", help=f"uniform-ctr: true CTR per artwork; the first is the A/B control (default {_DEFAULT_CTRS})")
+    parser.add_argument("--arms", help="uniform-ctr: artwork names, comma-separated (default A,B,...)")
+    parser.add_argument("--comedy-share", type=float, default=0.6, help="personalized: share of traffic from comedy fans (default 0.6)")
+    parser.add_argument("--profiles", type=int, default=1000, help="personalized: profiles per run (default 1000)")
     parser.add_argument("--horizon", type=int, default=10_000, help="impressions per run (default 10000)")
     parser.add_argument("--seeds", type=int, default=20, help="runs to average over (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="first seed (runs use seed, seed+1, ...)")
@@ -33,10 +61,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    personalized = args.scenario == "personalized"
+    if personalized and (args.ctrs is not None or args.arms is not None):
+        raise CliError("--ctrs and --arms describe the uniform-ctr scenario; the personalized one has its own catalog")
+    ctrs_text = _DEFAULT_CTRS if args.ctrs is None else args.ctrs
     try:
-        ctrs = tuple(float(c) for c in args.ctrs.split(","))
+        ctrs = tuple(float(c) for c in ctrs_text.split(","))
     except ValueError:
-        raise CliError(f"--ctrs: expected comma-separated numbers, got {args.ctrs!r}") from None
+        raise CliError(f"--ctrs: expected comma-separated numbers, got {ctrs_text!r}") from None
     arms = tuple(a.strip() for a in args.arms.split(",")) if args.arms else ()
     if args.seeds < 1:
         raise CliError(f"--seeds must be >= 1, got {args.seeds}")
@@ -46,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"\rcompare: {done}/{total} runs ({time.monotonic() - started:.0f}s)", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
     try:
-        env = BernoulliArms(ctrs, arms)
+        env = PersonalizedArms(args.comedy_share, args.profiles) if personalized else BernoulliArms(ctrs, arms)
         result = compare_policies(
             env,
             horizon=args.horizon,
@@ -78,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
 def result_json(result: ComparisonResult) -> dict:
     env = result.env
-    return {
+    out = {
         "arms": {a: c for a, c in zip(env.arms, env.ctrs, strict=True)},
         "best_arm": env.arms[env.best],
         "horizon": result.horizon,
@@ -99,9 +131,22 @@ def result_json(result: ComparisonResult) -> dict:
         },
         "notes": list(result.notes),
     }
+    if isinstance(env, PersonalizedArms):
+        # arms: the CTRs averaged over the group mix; regret and best_share are against the oracle
+        out["scenario"] = result.scenario
+        out["groups"] = {
+            g: {"share": share, "ctrs": dict(zip(env.arms, row.tolist(), strict=True))}
+            for g, share, row in zip(env.groups, env.group_shares, env.group_ctrs, strict=True)
+        }
+        out["oracle_ctr"] = env.oracle_ctr
+        for p in result.policies:
+            out["policies"][p.name]["ctr"] = p.ctr
+    return out
 
 
 def summary_table(result: ComparisonResult) -> str:
+    if isinstance(result.env, PersonalizedArms):
+        return _personalized_table(result)
     env = result.env
     truth = ", ".join(f"{a} {c:.1%}" for a, c in zip(env.arms, env.ctrs, strict=True))
     lines = [
@@ -134,6 +179,46 @@ def summary_table(result: ComparisonResult) -> str:
     return "\n".join(lines)
 
 
+def _personalized_table(result: ComparisonResult) -> str:
+    env = result.env
+    assert isinstance(env, PersonalizedArms)
+    groups = "; ".join(
+        f"{g} fans {share:.0%} of traffic (" + ", ".join(f"{a} {c:.0%}" for a, c in zip(env.arms, row, strict=True)) + ")"
+        for g, share, row in zip(env.groups, env.group_shares, env.group_ctrs, strict=True)
+    )
+    overall = ", ".join(f"{a} {c:.1%}" for a, c in zip(env.arms, env.ctrs, strict=True))
+    lines = [
+        f"{len(result.seeds)} runs of {result.horizon:,} impressions from {env.n_profiles:,} profiles; true CTRs: {groups}",
+        f"best fixed artwork {env.arms[env.best]} (overall CTRs {overall}); oracle: each profile's group's best artwork, "
+        f"CTR {env.oracle_ctr:.1%} ({env.oracle_ctr * result.horizon:,.0f} expected clicks per run)",
+        f"A/B test: equal split until {result.ab_n_per_arm:,} per arm ({result.ab_n_per_arm * len(env.ctrs):,} impressions), then ship one artwork for everybody",
+        "",
+        f"{'policy':<22}{'clicks':>9}{'CTR':>7}{'regret':>16}{'on best':>9}{'decision at':>13}{'decided':>9}{'right':>7}{'best at':>9}",
+    ]
+    for p in result.policies:
+        at = "never" if p.decision_time is None else f"{p.decision_time:,.0f}"
+        correct = f"{p.correct_share(env.best):.0%}" if p.decided_share > 0 else "-"
+        best_at = "never" if p.best_decision_time is None else f"{p.best_decision_time:,.0f}"
+        lines.append(
+            f"{_LABELS.get(p.name, p.name):<22}{p.clicks:>9,.1f}{p.ctr:>7.1%}{f'{p.regret:.1f} ± {p.regret_se:.1f}':>16}"
+            f"{p.best_share:>9.1%}{at:>13}{p.decided_share:>9.0%}{correct:>7}{best_at:>9}"
+        )
+    lines.append("")
+    lines.append(
+        "regret: expected clicks lost against the oracle that shows each profile its group's best artwork "
+        "(± standard error over runs); on best: share of impressions showing the viewer's group's best artwork; "
+        "decision at / right / best at: as in uniform-ctr, about one artwork for everybody, the best being "
+        f"{env.arms[env.best]} (VW declares no winner: it serves each profile its own)"
+    )
+    names = [p.name for p in result.policies]
+    if "vw" in names:
+        vw = result.policy("vw")
+        for other, label in (("ab", "A/B test"), ("thompson", "Thompson sampling")):
+            if other in names and result.policy(other).regret > 0:
+                lines.append(f"VW's regret is {vw.regret / result.policy(other).regret:.0%} of {label}'s.")
+    return "\n".join(lines)
+
+
 def regret_figure(result: ComparisonResult) -> Figure:
     fig = Figure(figsize=(9, 5.5), layout="constrained")
     ax = fig.subplots()
@@ -148,8 +233,15 @@ def regret_figure(result: ComparisonResult) -> Figure:
     if any(p.name == "ab" for p in result.policies):
         ax.axvline(result.ab_n_per_arm * len(result.env.ctrs), color="grey", ls=":", label="A/B planned sample reached")
     env = result.env
-    truth = ", ".join(f"{a} {c:.0%}" for a, c in zip(env.arms, env.ctrs, strict=True))
-    ax.set_title(f"Cumulative regret vs the best fixed artwork ({truth}; mean of {len(result.seeds)} runs, band 10-90%)")
+    if isinstance(env, PersonalizedArms):
+        groups = " vs ".join(f"{g} fans {share:.0%}" for g, share in zip(env.groups, env.group_shares, strict=True))
+        ax.set_title(
+            f"Cumulative regret vs the oracle (each profile's group's best artwork, CTR {env.oracle_ctr:.0%})\n"
+            f"personalized: {groups}; mean of {len(result.seeds)} runs, band 10-90%"
+        )
+    else:
+        truth = ", ".join(f"{a} {c:.0%}" for a, c in zip(env.arms, env.ctrs, strict=True))
+        ax.set_title(f"Cumulative regret vs the best fixed artwork ({truth}; mean of {len(result.seeds)} runs, band 10-90%)")
     ax.set_xlabel("impressions")
     ax.set_ylabel("expected clicks lost")
     ax.legend(loc="upper left")
