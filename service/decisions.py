@@ -296,6 +296,10 @@ class DecisionEngine:
             samplers = snap.per_segment = tuple(self.action_sampler(title, seg) for seg in SEGMENTS)
         u = self.rng.random()
         ids = title.artwork_ids
+        first = samplers[0]
+        if all(s is first for s in samplers):  # common: no segment has data of its own yet
+            arm = first.pick(u)
+            return ((ids[arm], first.probabilities[arm]),) * len(samplers)
         return tuple((ids[arm], sampler.probabilities[arm]) for sampler in samplers for arm in (sampler.pick(u),))
 
     def _choose_fixed(self, title: Title, *_args) -> Choice:

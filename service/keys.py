@@ -14,6 +14,7 @@ from functools import lru_cache
 
 from service.ids import check_id
 
+_TOKEN = re.compile(r"[0-9a-f]{32}")
 _PREFIX = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 
@@ -52,9 +53,17 @@ class Keys:
 
     def pending(self, title: str, token: str) -> str:
         """Hash of a decision awaiting its reward; expires with the attribution window."""
-        if re.fullmatch(r"[0-9a-f]{32}", token) is None:
+        if _TOKEN.fullmatch(token) is None:
             raise ValueError("event token must be 32 hex digits")
         return f"{self._title(title)}:ev:{token}"
+
+    def decision(self, title: str, token: str, bucket: int) -> tuple[str, str, str, str]:
+        """arms, pending, log and traffic keys of one decision, in the decide script's order
+        (the same strings as the single-key methods, built from one title lookup)."""
+        if _TOKEN.fullmatch(token) is None:
+            raise ValueError("event token must be 32 hex digits")
+        base = self._title(title)
+        return f"{base}:arms", f"{base}:ev:{token}", f"{base}:log", f"{base}:traffic:{int(bucket)}"
 
     def log(self, title: str) -> str:
         """Stream of decision and reward records (capped)."""

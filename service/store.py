@@ -343,12 +343,7 @@ class RedisStore:
                 keys: list[str] = [self.keys.arms(group[0].title) if self.cluster else profile_key]
                 args: list = list(common)
                 for rec in group:
-                    keys += [
-                        self.keys.arms(rec.title),
-                        self.keys.pending(rec.title, rec.token),
-                        self.keys.log(rec.title),
-                        self.keys.traffic(rec.title, bucket),
-                    ]
+                    keys += self.keys.decision(rec.title, rec.token, bucket)
                     args += [rec.policy, rec.template(), "1" if rec.title in refresh_set else "0", rec.draws_arg()]
                     refresh_set.discard(rec.title)  # a title repeated in a batch: read it once
                 # execute_command, not pipe.evalsha: redis-py's cluster pipeline refuses the

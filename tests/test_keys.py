@@ -168,3 +168,11 @@ def test_forged_event_ids_cannot_name_keys_outside_a_title(title, token):
     assert parsed_title == title and ID_PATTERN.fullmatch(parsed_title)
     assert hash_tag(KEYS.pending(parsed_title, parsed_token)) == f"t:{title}"
 
+
+
+@given(title=st.from_regex(r"[A-Za-z0-9_.:\-]{1,128}", fullmatch=True), bucket=st.integers(0, 10**9))
+def test_decision_keys_are_the_single_key_methods(title, bucket):
+    token = "0123456789abcdef" * 2
+    assert KEYS.decision(title, token, bucket) == (
+        KEYS.arms(title), KEYS.pending(title, token), KEYS.log(title), KEYS.traffic(title, bucket)
+    )
