@@ -156,14 +156,7 @@ def summary_table(result: ComparisonResult) -> str:
         "",
         f"{'policy':<22}{'clicks':>9}{'regret':>16}{'on best':>9}{'decision at':>13}{'decided':>9}{'right':>7}{'best at':>9}",
     ]
-    for p in result.policies:
-        at = "never" if p.decision_time is None else f"{p.decision_time:,.0f}"
-        correct = f"{p.correct_share(env.best):.0%}" if p.decided_share > 0 else "-"
-        best_at = "never" if p.best_decision_time is None else f"{p.best_decision_time:,.0f}"
-        lines.append(
-            f"{_LABELS.get(p.name, p.name):<22}{p.clicks:>9,.1f}{f'{p.regret:.1f} ± {p.regret_se:.1f}':>16}"
-            f"{p.best_share:>9.1%}{at:>13}{p.decided_share:>9.0%}{correct:>7}{best_at:>9}"
-        )
+    lines += _policy_rows(result, with_ctr=False)
     lines.append("")
     lines.append(
         "regret: expected clicks lost against always showing the best artwork (± standard error over runs); "
@@ -177,6 +170,22 @@ def summary_table(result: ComparisonResult) -> str:
         if ab.regret > 0:
             lines.append(f"Thompson sampling's regret is {ts.regret / ab.regret:.0%} of the A/B test's.")
     return "\n".join(lines)
+
+
+def _policy_rows(result: ComparisonResult, *, with_ctr: bool) -> list[str]:
+    """One table row per policy (the CTR column only where CTRs differ by viewer)."""
+    rows = []
+    best = result.env.best
+    for p in result.policies:
+        at = "never" if p.decision_time is None else f"{p.decision_time:,.0f}"
+        correct = f"{p.correct_share(best):.0%}" if p.decided_share > 0 else "-"
+        best_at = "never" if p.best_decision_time is None else f"{p.best_decision_time:,.0f}"
+        ctr = f"{p.ctr:>7.1%}" if with_ctr else ""
+        rows.append(
+            f"{_LABELS.get(p.name, p.name):<22}{p.clicks:>9,.1f}{ctr}{f'{p.regret:.1f} ± {p.regret_se:.1f}':>16}"
+            f"{p.best_share:>9.1%}{at:>13}{p.decided_share:>9.0%}{correct:>7}{best_at:>9}"
+        )
+    return rows
 
 
 def _personalized_table(result: ComparisonResult) -> str:
@@ -195,14 +204,7 @@ def _personalized_table(result: ComparisonResult) -> str:
         "",
         f"{'policy':<22}{'clicks':>9}{'CTR':>7}{'regret':>16}{'on best':>9}{'decision at':>13}{'decided':>9}{'right':>7}{'best at':>9}",
     ]
-    for p in result.policies:
-        at = "never" if p.decision_time is None else f"{p.decision_time:,.0f}"
-        correct = f"{p.correct_share(env.best):.0%}" if p.decided_share > 0 else "-"
-        best_at = "never" if p.best_decision_time is None else f"{p.best_decision_time:,.0f}"
-        lines.append(
-            f"{_LABELS.get(p.name, p.name):<22}{p.clicks:>9,.1f}{p.ctr:>7.1%}{f'{p.regret:.1f} ± {p.regret_se:.1f}':>16}"
-            f"{p.best_share:>9.1%}{at:>13}{p.decided_share:>9.0%}{correct:>7}{best_at:>9}"
-        )
+    lines += _policy_rows(result, with_ctr=True)
     lines.append("")
     lines.append(
         "regret: expected clicks lost against the oracle that shows each profile its group's best artwork "
