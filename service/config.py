@@ -50,6 +50,9 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     prometheus_multiproc_dir: str = ""
+    personalizer_api_key: str = ""
+    personalizer_refresh_s: float = 0.5
+    personalizer_log_maxlen: int = 1_000_000
 
 
 # env var -> (field, parser, description). Order is the README's order.
@@ -137,6 +140,9 @@ VARIABLES: dict[str, tuple[str, object, str]] = {
     "LOG_LEVEL": ("log_level", str, "Python logging level."),
     "LOG_FORMAT": ("log_format", _log_format, "`json`: one JSON object per line with the request id; `text`: plain lines."),
     "PROMETHEUS_MULTIPROC_DIR": ("prometheus_multiproc_dir", str, "Directory where gunicorn workers share `/metrics` samples (set by `gunicorn.conf.py`; empty: one process)."),
+    "PERSONALIZER_API_KEY": ("personalizer_api_key", str, "Key the Personalizer-compatible surface requires in `Ocp-Apim-Subscription-Key` (empty: none for rank/reward/reads; configuration and model writes then need `ADMIN_TOKEN`)."),
+    "PERSONALIZER_REFRESH_S": ("personalizer_refresh_s", _non_negative_float, "How often a worker re-reads the Personalizer configuration and model version."),
+    "PERSONALIZER_LOG_MAXLEN": ("personalizer_log_maxlen", _positive_int, "Approximate cap of the Personalizer event log stream."),
 }
 
 

@@ -80,6 +80,28 @@ class Keys:
     def title_prefix(self, title: str) -> str:
         return self._title(title)
 
+    # Personalizer-compatible surface: everything in the one slot ``{pz}`` (a rank is one script
+    # over its event and the log; event ids are client-chosen, but the first braces of a key are
+    # the prefix's ``{pz}``, so no id can move a key to another slot)
+    @property
+    def pz_config(self) -> str:
+        """Hash: service and policy configuration JSON, and their version."""
+        return f"{self.prefix}:{{pz}}:config"
+
+    @property
+    def pz_model(self) -> str:
+        """Hash: the current model (version, bytes, trainer position, times)."""
+        return f"{self.prefix}:{{pz}}:model"
+
+    @property
+    def pz_log(self) -> str:
+        """Stream of rank, reward and activate records (capped)."""
+        return f"{self.prefix}:{{pz}}:log"
+
+    def pz_event(self, event_id: str) -> str:
+        """Hash of an event inside its reward wait time (its answer, for client retries)."""
+        return f"{self.prefix}:{{pz}}:ev:{event_id}"
+
     # per profile
     def profile(self, profile: str) -> str:
         return f"{self.prefix}:{{p:{check_id(profile, 'profile')}}}:profile"
