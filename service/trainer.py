@@ -46,6 +46,8 @@ from bandit.vw_policy import VWConfig, VWModel, cost_of, learning_probability
 from service.config import Settings, load_settings
 from service.keys import Keys
 from service.models import ModelConflict, ModelStore, add_to_digest
+from service.personalizer.store import PersonalizerStore
+from service.personalizer.trainer import PersonalizerReport, PersonalizerTrainer
 from service.redis_conn import connect
 from service.store import RedisStore
 
@@ -256,6 +258,9 @@ class Trainer:
         self.config = config or VWConfig(settings.vw_exploration, epsilon=settings.vw_epsilon,
                                          gamma_scale=settings.vw_gamma_scale, min_learn_p=settings.vw_min_learn_p)
         self.trainers: dict[str, TitleTrainer] = {}
+        # The Personalizer-compatible surface's events (``service.personalizer.trainer``).
+        self.personalizer = PersonalizerTrainer(PersonalizerStore(client, keys, settings.personalizer_log_maxlen),
+                                                settings.trainer_grace_s)
 
     def titles(self) -> list[str]:
         if self.fixed_titles:
@@ -263,13 +268,14 @@ class Trainer:
         _version, catalog = self.store.load_catalog()
         return sorted(t.id for t in catalog.values() if t.policy == "vw")
 
-    def step(self) -> list[StepReport]:
+    def step(self) -> list[StepReport | PersonalizerReport]:
         reports = []
         for title in self.titles():
             trainer = self.trainers.get(title)
             if trainer is None:
                 trainer = self.trainers[title] = TitleTrainer(title, self.store, self.models, self.settings, self.config)
             reports.append(trainer.step())
+        reports.append(self.personalizer.step())
         return reports
 
     def run(self, stop: threading.Event) -> None:
@@ -294,6 +300,10 @@ class Trainer:
                     log.warning("trainer: final publish of %s failed: %s", trainer.title, exc)
             trainer.close()
         self.trainers.clear()
+        try:
+            self.personalizer.close(publish=publish)
+        except redis.RedisError as exc:
+            log.warning("trainer: final publish of the personalizer model failed: %s", exc)
 
 
 def main(argv: list[str] | None = None) -> int:
