@@ -14,7 +14,8 @@ exported logs (or from logs kept from the Azure service) see the same features:
   ``weatherSunny``); a number is a feature named by its key with that value; ``true`` is 1;
   ``false`` and ``null`` add nothing;
 - an array of numbers under a key is that namespace's anonymous features, indexed by position;
-  an array of strings is one feature per string; an array of objects is each object in turn;
+  an array of objects is each object in turn; an array of strings is one feature per string
+  here, but VW's dsjson parser drops the whole event on one, so prefer ``{"tag": true, ...}``;
 - keys starting with ``_`` are ignored.
 
 VW's text format cannot carry whitespace, ``|`` or ``:`` inside a name, so those become ``_``
