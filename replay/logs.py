@@ -24,7 +24,7 @@ import pandas as pd
 REQUIRED = ("event_id", "timestamp", "profile", "title", "artwork", "propensity", "reward")
 OPTIONAL = ("policy", "candidates", "context", "segment")
 _ID_COLUMNS = ("event_id", "profile", "title", "artwork")
-FORMATS = ("jsonl", "csv", "parquet")
+FORMATS = ("jsonl", "csv", "parquet", "dsjson")
 UNKNOWN_SEGMENT = "(none)"
 
 
@@ -40,7 +40,7 @@ class LogSchemaError(ValueError):
 def detect_format(path: str | Path) -> str:
     suffixes = [s.lower() for s in Path(path).suffixes]
     name = "".join(suffixes[-2:]) if suffixes[-1:] == [".gz"] else "".join(suffixes[-1:])
-    for fmt, exts in (("jsonl", (".jsonl", ".ndjson", ".json", ".jsonl.gz")), ("csv", (".csv", ".csv.gz")),
+    for fmt, exts in (("dsjson", (".dsjson", ".dsjson.gz")), ("jsonl", (".jsonl", ".ndjson", ".json", ".jsonl.gz")), ("csv", (".csv", ".csv.gz")),
                       ("parquet", (".parquet", ".pq"))):
         if name in exts:
             return fmt
@@ -57,6 +57,10 @@ def load_logs(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
         raise LogSchemaError(str(path), None, None, "no such file")
     if fmt == "jsonl":
         frame, labels = _read_jsonl(path)
+    elif fmt == "dsjson":  # VW decision logs (the Personalizer export)
+        from replay.dsjson import read_dsjson
+
+        frame, labels = read_dsjson(path)
     elif fmt == "csv":
         frame, labels = _read_csv(path)
     else:
