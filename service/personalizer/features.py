@@ -30,6 +30,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import orjson
+
 CONTEXT_NAMESPACE = "FromUrl"
 ACTION_ID_NAMESPACE = "i"
 ACTION_NAMESPACE = "j"
@@ -99,7 +101,23 @@ def shared_line(context: Sequence[Mapping], extra: Mapping | None = None) -> str
     return _line("shared", out)
 
 
+# Action lines repeat across ranks (an application sends the same catalogue over and over):
+# cached by id and features' JSON. A plain dict emptied when full (get/set are atomic under the GIL).
+_ACTION_LINES: dict[tuple[str, bytes], str] = {}
+_CACHE_MAX = 8_192
+
+
 def action_line(action: Action) -> str:
+    key = (action.id, orjson.dumps(action.features))
+    line = _ACTION_LINES.get(key)
+    if line is None:
+        if len(_ACTION_LINES) >= _CACHE_MAX:
+            _ACTION_LINES.clear()
+        line = _ACTION_LINES[key] = _action_line(action)
+    return line
+
+
+def _action_line(action: Action) -> str:
     out: dict[str, list[str]] = {ACTION_ID_NAMESPACE: ["constant:1", _name("id" + action.id)]}
     _walk_list(ACTION_NAMESPACE, list(action.features), out)
     return _line("", out)
