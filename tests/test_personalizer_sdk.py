@@ -300,3 +300,37 @@ def test_events_live_in_one_cluster_slot(pz):
     tags = {k.split("{", 1)[1].split("}", 1)[0] for k in (keys.pz_config, keys.pz_model, keys.pz_log,
                                                             keys.pz_event("a{b}c"))}
     assert tags == {"pz"}
+
+
+def test_apprentice_serves_the_baseline_learns_it_and_reports_agreement(pz):
+    _short_wait(pz["store"], learning_mode="Apprentice")
+    client = pz["client"]
+    for i in range(30):
+        answer = client.rank({"contextFeatures": CONTEXT, "actions": ACTIONS, "excludedActions": ["a0"], "eventId": f"ap{i}"})
+        assert answer["rewardActionId"] == "a1"  # the first non-excluded action
+        assert {r["id"]: r["probability"] for r in answer["ranking"]} == {"a1": 1.0, "a0": 0.0, "a2": 0.0, "a3": 0.0}
+        client.reward(answer["eventId"], {"value": 1.0})
+    _train_until_idle(pz)
+    agreement = pz["admin"].get_model_properties()["apprenticeAgreement"]
+    assert agreement["events"] == 30
+    assert 0 <= agreement["agreeing"] <= 30 and agreement["rate"] == agreement["agreeing"] / 30
+    assert pz["store"].load_model().learned == 30
+
+
+def test_logging_only_serves_the_baseline_and_learns_nothing(pz):
+    _short_wait(pz["store"], learning_mode="LoggingOnly")
+    for i in range(5):
+        answer = pz["client"].rank({"actions": ACTIONS, "eventId": f"lo{i}"})
+        assert answer["rewardActionId"] == "a0"
+        pz["client"].reward(answer["eventId"], {"value": 1.0})
+    assert len([r for r in log_records(pz["store"]) if r["type"] == "rank"]) == 5
+    _train_until_idle(pz)
+    assert pz["store"].load_model().learned == 0
+
+
+def test_rewards_after_the_wait_are_ignored(pz):
+    _short_wait(pz["store"])
+    pz["client"].rank({"actions": ACTIONS, "eventId": "late"})
+    time.sleep(1.3)  # the event's hash expires with the wait (at least 1 s)
+    assert pz["client"].reward("late", {"value": 1.0}) is None  # 204, as Personalizer answers
+    assert [r["type"] for r in log_records(pz["store"]) if r["event"] == "late"] == ["rank"]
