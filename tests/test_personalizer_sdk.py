@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -334,3 +335,24 @@ def test_rewards_after_the_wait_are_ignored(pz):
     time.sleep(1.3)  # the event's hash expires with the wait (at least 1 s)
     assert pz["client"].reward("late", {"value": 1.0}) is None  # 204, as Personalizer answers
     assert [r["type"] for r in log_records(pz["store"]) if r["event"] == "late"] == ["rank"]
+
+
+def test_malformed_bodies_are_400_with_personalizer_errors(pz):
+    http = pz["app"].test_client()
+    deep: dict = {}
+    cursor = deep
+    for _ in range(40):
+        cursor["x"] = cursor = {}
+    cases = [
+        ('{"actions": [{"id": "a", "features": [{"n": NaN}]}]}', "JSON"),
+        ("[", "JSON"),
+        ('{"actions": []}', "actions"),
+        ('{"actions": [{"id": "a"}], "deferActivation": "yes"}', "deferActivation"),
+        ('{"actions": [{"id": "a"}, {"id": "a"}]}', "twice"),
+        ('{"actions": [{"id": "a", "features": {"not": "a list"}}]}', "list of JSON objects"),
+        (json.dumps({"actions": [{"id": "a", "features": [deep]}]}), "levels deep"),
+    ]
+    for body, words in cases:
+        response = http.post("/personalizer/v1.0/rank", data=body, headers={"Ocp-Apim-Subscription-Key": API_KEY})
+        assert response.status_code == 400, body
+        assert response.get_json()["error"]["code"] == "BadRequest" and words in response.get_json()["error"]["message"]

@@ -8,7 +8,6 @@ specifications'. Every error is a ``PersonalizerError`` (mapped in ``register``)
 from __future__ import annotations
 
 import hmac
-import json
 import time
 from functools import wraps
 
@@ -92,12 +91,26 @@ def _json_body() -> object:
     except RequestEntityTooLarge:
         raise BadRequest(f"the body is larger than {current_app.config['MAX_CONTENT_LENGTH']} bytes") from None
     try:
-        return orjson.loads(data)
+        body = orjson.loads(data)
     except orjson.JSONDecodeError:
-        try:  # NaN/Infinity or big integers: the standard parser, then the number checks decide
-            return json.loads(data)
-        except ValueError:
-            raise BadRequest("the body must be JSON") from None
+        # orjson also refuses NaN, Infinity and integers beyond 64 bits: features could not be logged
+        raise BadRequest("the body must be JSON (numbers finite and within 64 bits)") from None
+    if _too_deep(body):
+        raise BadRequest(f"the body nests objects and arrays more than {MAX_DEPTH} levels deep")
+    return body
+
+
+MAX_DEPTH = 32
+
+
+def _too_deep(body: object) -> bool:
+    """Whether containers nest beyond MAX_DEPTH (featurization recurses once per level)."""
+    level = [body]
+    for _ in range(MAX_DEPTH + 1):
+        level = [c for x in level for c in (x.values() if isinstance(x, dict) else x if isinstance(x, list) else ())]
+        if not level:
+            return False
+    return True
 
 
 def _no_content() -> Response:
