@@ -15,6 +15,7 @@ from azure.core.credentials import AzureKeyCredential
 from replay.logs import LogSchemaError, load_logs
 from service.personalizer.configuration import ServiceConfiguration
 from service.personalizer.dsjson import main as export_main
+from tests.conftest import CLUSTER
 from tests.personalizer_server import API_KEY, serve
 
 ACTIONS = [{"id": f"a{i}", "features": [{"kind": f"k{i}"}]} for i in range(3)]
@@ -41,7 +42,8 @@ def exported(make_app, key_prefix, redis_url, tmp_path):
         client.reward_multi_slot("ms", {"reward": [{"slotId": "s2", "value": 1.0}]})
     time.sleep(1.5)  # the 0.3 s wait and the exporter's 1 s grace
     out = tmp_path / "events.dsjson"
-    assert export_main(["--redis", redis_url, "--prefix", key_prefix, "--out", str(out)]) == 0
+    cluster = ["--cluster"] if CLUSTER else []
+    assert export_main(["--redis", redis_url, "--prefix", key_prefix, "--out", str(out), *cluster]) == 0
     return out, answers
 
 

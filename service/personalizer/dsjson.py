@@ -1,6 +1,6 @@
 """The Personalizer event log as VW ``dsjson`` (what ``vw --dsjson --cb_explore_adf`` reads).
 
-``python -m service.personalizer.dsjson --redis URL --out FILE [--prefix P] [--include-open]``
+``python -m service.personalizer.dsjson --redis URL --out FILE [--prefix P] [--include-open] [--cluster]``
 
 One line per served decision: a single-slot event is one line; a multi-slot event one line per
 slot (``EventId`` ``<event>/<slot>``, the slot's candidates only). Each line carries the label
@@ -95,9 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output file (dsjson: one JSON object per line)")
     parser.add_argument("--prefix", default="aw", help="the service's KEY_PREFIX (default aw)")
     parser.add_argument("--include-open", action="store_true", help="also events whose reward wait has not passed")
+    parser.add_argument("--cluster", action="store_true", help="the URL names a node of a Redis Cluster")
     args = parser.parse_args(argv)
     try:
-        store = PersonalizerStore(redis.Redis.from_url(args.redis, socket_timeout=10), Keys(args.prefix), 1)
+        if args.cluster:
+            from redis.cluster import RedisCluster  # noqa: PLC0415
+
+            client = RedisCluster.from_url(args.redis, socket_timeout=10)
+        else:
+            client = redis.Redis.from_url(args.redis, socket_timeout=10)
+        store = PersonalizerStore(client, Keys(args.prefix), 1)
         config = store.snapshot().config
         now_s, now_us = store.client.time()
         entries, after = [], "0-0"
