@@ -356,3 +356,14 @@ def test_malformed_bodies_are_400_with_personalizer_errors(pz):
         response = http.post("/personalizer/v1.0/rank", data=body, headers={"Ocp-Apim-Subscription-Key": API_KEY})
         assert response.status_code == 400, body
         assert response.get_json()["error"]["code"] == "BadRequest" and words in response.get_json()["error"]["message"]
+
+
+def test_log_retention_trims_older_events(pz):
+    store = pz["store"]
+    store.put_service(ServiceConfiguration(log_retention_days=1))
+    now_ms = int(time.time() * 1000)
+    store.client.xadd(store.keys.pz_log, {"type": "activate", "event": "old"}, id=f"{now_ms - 2 * 86_400_000}-0")
+    store.client.xadd(store.keys.pz_log, {"type": "activate", "event": "recent"}, id=f"{now_ms - 3_600_000}-0")
+    pz["client"].rank({"actions": ACTIONS, "eventId": "now"})
+    _train_until_idle(pz, seconds=0)
+    assert [r["event"] for r in log_records(store)] == ["recent", "now"]

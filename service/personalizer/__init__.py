@@ -18,5 +18,7 @@ from service.personalizer.store import PersonalizerStore
 def install(app, settings, client) -> None:
     store = PersonalizerStore(client, Keys(settings.key_prefix), settings.personalizer_log_maxlen)
     engine = PersonalizerEngine(store, np.random.default_rng(settings.rng_seed), settings.personalizer_refresh_s)
+    metrics = app.extensions["metrics"]
+    engine.on_fallback = lambda: metrics.observe_fallback("(personalizer)", "store_unavailable")
     app.extensions["personalizer"] = SimpleNamespace(store=store, engine=engine)
     api.register(app)

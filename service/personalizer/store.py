@@ -127,6 +127,10 @@ class PersonalizerStore:
             return None
         return _entry_ms(first[0][0]) / 1000.0, _entry_ms(last[0][0]) / 1000.0
 
+    def trim_log(self, before_ms: int) -> int:
+        """Drop log entries older than ``before_ms`` (``logRetentionDays``); returns how many."""
+        return int(self.client.xtrim(self.keys.pz_log, minid=f"{int(before_ms)}-0", approximate=False))
+
     def delete_logs(self) -> None:
         self.client.delete(self.keys.pz_log)
 

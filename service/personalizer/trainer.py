@@ -14,6 +14,8 @@ once the event has expired). It is then learned once, with the configured VW arg
   nothing is learned;
 - multi-slot: one example per slot (its candidates, its features in the context).
 
+Log entries older than ``logRetentionDays`` are trimmed (checked once a minute).
+
 The model is published with the log position it covers, at most every
 ``modelExportFrequency``, fenced on the version the trainer last saw: an import, a reset or a
 policy change meanwhile makes the trainer reload the published model (or start a new one with
@@ -110,6 +112,7 @@ class PersonalizerTrainer:
         self.activated: set[str] = set()
         self.unpublished = 0
         self.last_publish = self.clock()
+        self._trimmed_at = float("-inf")
 
     def step(self) -> PersonalizerReport:
         snap = self.store.snapshot()
@@ -124,10 +127,20 @@ class PersonalizerTrainer:
             self.cursor = _text(raw_id)
         seen_until = now_ms - 1 if len(entries) < self.batch else _entry_ms(self.cursor)
         learned = self._learn_closed(seen_until, snap.config.reward_aggregation, snap.config.default_reward)
+        self._apply_retention(now_ms, snap.config)
         version = None
         if self.unpublished and self.clock() - self.last_publish >= snap.config.model_export_s:
             version = self.publish()
         return PersonalizerReport(self.name, len(entries), learned, version, len(self.waiting))
+
+    def _apply_retention(self, now_ms: int, config) -> None:
+        """``logRetentionDays`` (once a minute; <= 0 keeps everything): never an event still waiting."""
+        if config.log_retention_days <= 0 or self.clock() - self._trimmed_at < 60:
+            return
+        self._trimmed_at = self.clock()
+        keep_ms = max(config.log_retention_days * 86_400_000, int(1000 * config.reward_wait_s) + self.grace_ms + 60_000)
+        oldest_waiting = _entry_ms(self.waiting[0][1]) if self.waiting else now_ms
+        self.store.trim_log(min(now_ms - keep_ms, oldest_waiting))
 
     def _take(self, entry_id: str, fields: dict) -> None:
         kind = fields.get(b"type")
