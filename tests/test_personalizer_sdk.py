@@ -207,15 +207,18 @@ def test_model_export_import(pz):
     VWModel.from_bytes(exported).close()  # a loadable VW model even before any learning
     trained = VWModel.from_bytes(exported)
     trained.learn(["shared |FromUrl timemorning", "0:-1:0.5 |i constant:1 ida0", "|i constant:1 ida1"])
+    for n in range(3_000):  # enough weights for a model larger than MAX_BODY_BYTES (64 KiB)
+        trained.learn([f"shared |FromUrl u{n} v{n % 7}", f"0:-1:0.5 |i ida{n % 3}", "|i idb"])
     data = trained.to_bytes()
     trained.close()
+    assert len(data) > 64 * 1024
     assert admin.import_model(data) is None
     assert b"".join(admin.export_model()) == data
     props = admin.get_model_properties()
     assert props["creationTime"] and props["lastModifiedTime"]
     # Ranks use the imported model at once (PERSONALIZER_REFRESH_S=0): eps-greedy probabilities.
     answer = pz["client"].rank({"contextFeatures": [{"time": "morning"}], "actions": [{"id": "a0", "features": []}, {"id": "a1", "features": []}]})
-    assert sorted(r["probability"] for r in answer["ranking"]) == pytest.approx([0.1, 0.9])
+    assert sorted(r["probability"] for r in answer["ranking"]) == pytest.approx([0.1, 0.9])  # eps 0.2 over 2 actions
     with pytest.raises(HttpResponseError) as err:
         admin.import_model(b"not a model")
     assert err.value.status_code == 400 and err.value.error.code == "BadRequest"

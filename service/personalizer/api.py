@@ -29,6 +29,7 @@ from service.redis_conn import STORE_ERRORS
 
 PREFIXES = {"v1_0": "/personalizer/v1.0", "v1_1_preview_3": "/personalizer/v1.1-preview.3", "latest": "/personalizer"}
 KEY_HEADER = "Ocp-Apim-Subscription-Key"
+MAX_MODEL_BYTES = 64 * 1024 * 1024
 
 bp = Blueprint("personalizer", __name__)
 
@@ -227,10 +228,11 @@ def get_model():
 @view
 def import_model():
     _require_write()
+    request.max_content_length = MAX_MODEL_BYTES  # models outgrow MAX_BODY_BYTES quickly
     try:
         data = request.get_data()
     except RequestEntityTooLarge:
-        raise BadRequest("the model is larger than MAX_BODY_BYTES") from None
+        raise BadRequest(f"the model is larger than {MAX_MODEL_BYTES} bytes") from None
     try:
         model = VWModel.from_bytes(data)
     except (VWConfigError, RuntimeError, OSError) as exc:

@@ -63,10 +63,10 @@ class PersonalizerEngine:
             snap = self.store.snapshot()
             if snap.model_version != self.model_version:
                 stored = self.store.load_model()
-                model = VWModel.from_bytes(stored.data) if stored.data else None
-                old, self.model, self.model_version = self.model, model, stored.version
-                if old is not None:
-                    old.close()
+                # Swapped by assignment, never closed here: a request thread may still be predicting
+                # with the old one (VW's workspace finishes itself when the last reference goes).
+                self.model = VWModel.from_bytes(stored.data) if stored.data else None
+                self.model_version = stored.version
             self.snapshot = snap
             self._checked_at = now
         return self.snapshot
