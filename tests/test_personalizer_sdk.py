@@ -370,3 +370,30 @@ def test_log_retention_trims_older_events(pz):
     pz["client"].rank({"actions": ACTIONS, "eventId": "now"})
     _train_until_idle(pz, seconds=0)
     assert [r["event"] for r in log_records(store)] == ["recent", "now"]
+
+
+# The Personalizer routes that write without a credential when PERSONALIZER_API_KEY is unset
+# (as Personalizer's rank and events calls); every other write needs the key or the admin token.
+PUBLIC_WRITES = {("POST", "/rank"), ("POST", "/multislot/rank"), ("POST", "/events/<path:event_id>/reward"),
+                 ("POST", "/events/<path:event_id>/activate"), ("POST", "/multislot/events/<path:event_id>/reward"),
+                 ("POST", "/multislot/events/<path:event_id>/activate")}
+CREDENTIAL_WRITES = {("PUT", "/configurations/service"), ("PUT", "/configurations/policy"),
+                     ("DELETE", "/configurations/policy"), ("PUT", "/model"), ("DELETE", "/model"), ("DELETE", "/logs")}
+
+
+def test_every_personalizer_write_route_is_listed_and_guarded(make_app):
+    app = make_app()  # no PERSONALIZER_API_KEY; ADMIN_TOKEN "test-token"
+    writes = set()
+    for rule in app.url_map.iter_rules():
+        for prefix in ("/personalizer/v1.0", "/personalizer/v1.1-preview.3", "/personalizer"):
+            if rule.rule.startswith(prefix + "/"):
+                writes |= {(m, rule.rule[len(prefix):]) for m in rule.methods - {"GET", "HEAD", "OPTIONS"}}
+                break
+    assert writes == PUBLIC_WRITES | CREDENTIAL_WRITES
+    http = app.test_client()
+    for method, path in sorted(CREDENTIAL_WRITES):
+        for prefix in ("/personalizer/v1.0", "/personalizer"):
+            response = http.open(prefix + path, method=method, data=b"{}",
+                                 headers={"Ocp-Apim-Subscription-Key": "anything", "Authorization": "Bearer wrong"})
+            assert response.status_code == 401, (method, path)
+            assert response.get_json()["error"]["code"] == "Unauthorized"
