@@ -96,7 +96,7 @@ class PersonalizerTrainer:
         self.clock = clock
         self.batch = batch
         self.model: VWModel | None = None
-        self._reset_from_published()
+        self.version = -1  # nothing read yet: the first step loads the published model (Redis may be down now)
 
     def _reset_from_published(self) -> None:
         if self.model is not None:
@@ -116,7 +116,9 @@ class PersonalizerTrainer:
 
     def step(self) -> PersonalizerReport:
         snap = self.store.snapshot()
-        if snap.model_version != self.version:  # imported, reset or new policy: start from the published one
+        if self.version < 0:
+            self._reset_from_published()
+        elif snap.model_version != self.version:  # imported, reset or new policy: start from the published one
             log.info("trainer: personalizer model version %d published by another writer; reloading", snap.model_version)
             self._reset_from_published()
         now_s, now_us = self.store.client.time()
@@ -211,7 +213,7 @@ class PersonalizerTrainer:
         return version
 
     def close(self, publish: bool = False) -> None:
-        if publish and self.unpublished:
+        if publish and self.version >= 0 and self.unpublished:
             self.publish()
         if self.model is not None:
             self.model.close()
