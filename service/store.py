@@ -71,12 +71,7 @@ return out
 REWARD_LUA = """
 local ev = redis.call('HMGET', KEYS[1], 'artwork', 'segment', 'rewarded', 'ts', 'profile', 'policy')
 if not ev[1] then return {'unknown'} end
-if ev[3] then
-  -- With WAIT, a retry must wait for replicas too: this write carries the connection's
-  -- replication offset past the first attempt's, so the WAIT after it covers that reward.
-  if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'rewarded', ev[3]) end
-  return {'duplicate', ev[1], ev[6]}
-end
+if ev[3] then return {'duplicate', ev[1], ev[6]} end
 local art, seg, r = ev[1], ev[2], ARGV[1]
 redis.call('HSET', KEYS[1], 'rewarded', r)
 redis.call('HINCRBYFLOAT', KEYS[2], 's|' .. art, r)
@@ -394,11 +389,14 @@ class RedisStore:
         """The reward script; with ``wait_replicas``, then ``WAIT`` in the same round trip.
 
         A reward (or a retry of it) that fewer replicas than asked confirmed in time comes back
-        ``replicated=False``: it is on the primary, counted once, and a retry (which WAITs
-        again) answers ``duplicate`` once replicas have it, or ``recorded`` if a failover lost it.
+        ``replicated=False``: it is on the primary, counted once. A retry WAITs again, and WAIT
+        waits for the primary's replication offset as of the connection's last command (Redis
+        records it after every command, writes or not), so it covers the first attempt's write
+        whichever connection made it: the retry answers ``duplicate`` only once replicas have
+        the reward, or ``recorded`` if a failover lost it.
         """
         keys = [self.keys.pending(title, token), self.keys.arms(title), self.keys.log(title)]
-        args = [repr(float(reward)), event_id, repr(now), self.log_maxlen, "1" if self.wait_replicas else "0"]
+        args = [repr(float(reward)), event_id, repr(now), self.log_maxlen]
         if self.wait_replicas:
             result, replicas = self._reward_and_wait(keys, args)
         else:
