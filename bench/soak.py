@@ -1,8 +1,10 @@
-"""Soak: /artwork and /reward under load, a Redis restart in the middle, and a reconciliation.
+"""Soak: /artwork and /reward under load, a Redis fault in the middle, and a reconciliation.
 
     python bench/soak.py                      # 60 s, Redis killed (-9) and restarted at 30 s
     python bench/soak.py --seconds 8          # quick mode
     python bench/soak.py --appendfsync everysec --restart crash   # see what everysec may lose
+    python bench/soak.py --mode failover      # Sentinel + 1 replica, WAIT 1; the primary killed (-9)
+    python bench/soak.py --mode cluster       # 3 masters + 3 replicas, WAIT 1; a master killed (-9)
 
 Starts everything it needs on loopback and stops it all at the end (also on Ctrl-C, SIGTERM or
 an error): a private ``redis-server`` with AOF on, gunicorn (``-c gunicorn.conf.py``, several
@@ -19,6 +21,13 @@ crash (not on a clean shutdown, which flushes). The reconciliation then reads Re
 every reward acknowledged ``recorded`` must be in the title's log stream exactly once and in the
 arm counters (``r|<artwork>``, ``s|<artwork>``) exactly once; nothing lost, nothing doubled.
 Prints a table; exits 1 if the reconciliation fails, 2 if the setup fails.
+
+``failover`` and ``cluster`` modes (``REDIS_WAIT_REPLICAS=1``): see ``SentinelRedis`` and
+``ClusterRedis``. The killed primary comes back as a replica once a replica has taken over;
+until then rewards answer 503 (no replica can confirm them) and are retried. Decisions are not
+WAITed, so the few the dead primary had not yet replicated may be lost: reported
+(``impressions_lost``, ``rewards_404_for_served_decisions``) and tolerated in these modes only;
+a 404 for a decision the log holds always fails the run.
 """
 
 from __future__ import annotations
