@@ -186,6 +186,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Sett
     settings = Settings(**values)  # type: ignore[arg-type]
     if not 0 <= settings.ts_uniform_mix < 1:
         raise ConfigError(f"TS_UNIFORM_MIX must be in [0, 1), got {settings.ts_uniform_mix}")
+    if settings.redis_sentinels and (settings.redis_cluster or settings.redis_embedded):
+        raise ConfigError("REDIS_SENTINELS: not with REDIS_CLUSTER (a cluster fails over by itself) or REDIS_EMBEDDED")
+    if settings.redis_wait_replicas and settings.redis_embedded:
+        raise ConfigError("REDIS_WAIT_REPLICAS: the embedded fakeredis has no replicas")
     if settings.redis_wait_replicas and not 0 < settings.redis_wait_timeout_s < settings.redis_timeout_s:
         # WAIT 0 blocks forever, and a WAIT outliving the socket timeout is a connection error.
         raise ConfigError("REDIS_WAIT_TIMEOUT_MS must be above 0 and below REDIS_TIMEOUT_MS")

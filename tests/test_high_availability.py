@@ -90,7 +90,9 @@ def test_sentinel_and_wait_settings_are_parsed_and_checked():
     for env, name in [({"REDIS_SENTINELS": "127.0.0.1"}, "REDIS_SENTINELS"), ({"REDIS_SENTINELS": "h:99999"}, "REDIS_SENTINELS"),
                       ({"REDIS_SENTINELS": "h:²"}, "REDIS_SENTINELS"), ({"REDIS_WAIT_REPLICAS": "-1"}, "REDIS_WAIT_REPLICAS"),
                       ({"REDIS_WAIT_REPLICAS": "1", "REDIS_WAIT_TIMEOUT_MS": "250"}, "REDIS_WAIT_TIMEOUT_MS"),
-                      ({"REDIS_WAIT_REPLICAS": "1", "REDIS_WAIT_TIMEOUT_MS": "0"}, "REDIS_WAIT_TIMEOUT_MS")]:
+                      ({"REDIS_WAIT_REPLICAS": "1", "REDIS_WAIT_TIMEOUT_MS": "0"}, "REDIS_WAIT_TIMEOUT_MS"),
+                      ({"REDIS_SENTINELS": "h:1", "REDIS_CLUSTER": "1"}, "REDIS_SENTINELS"),
+                      ({"REDIS_WAIT_REPLICAS": "1", "REDIS_EMBEDDED": "1"}, "REDIS_WAIT_REPLICAS")]:
         with pytest.raises(ConfigError, match=name):
             load_settings(env)
 
@@ -289,3 +291,9 @@ def test_the_service_and_its_tools_follow_a_sentinel_failover(make_app, primary_
                         "--sentinel-master", sentinel.name, "--prefix", key_prefix, "--out", str(out), "--window", "0.001"])
     assert code == 0
     assert "(2 rewarded)" in capsys.readouterr().err
+
+
+def test_a_bad_sentinels_argument_is_one_line_naming_it(tmp_path, capsys):
+    code = replay_main(["export", "--redis", "redis://127.0.0.1/0", "--sentinels", "no-port", "--out", str(tmp_path / "x.jsonl")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--sentinels" in err and len(err.splitlines()) == 1
