@@ -412,8 +412,8 @@ class RedisStore:
         if not self.cluster:
             result, replicas = self._execute_scripts(fill)
             return result, int(replicas)
-        # WAIT counts the replicas of the connection it is sent on: it must follow the script on
-        # the same connection to the title's primary, so both go through that node's own client.
+        # WAIT answers for the node it is sent to, up to its connection's last command: it must
+        # follow the script on the same connection to the title's primary (that node's client).
         node = self.client.get_node_from_key(keys[0])
         try:
             result, replicas = self._execute_scripts(fill, self.client.get_redis_connection(node))
