@@ -9,7 +9,7 @@ import time
 
 from flask import Blueprint, current_app, jsonify, request
 
-from service.errors import InvalidInput, StoreUnavailable, UnknownEvent
+from service.errors import InvalidInput, NotReplicated, StoreUnavailable, UnknownEvent
 from service.ids import check_id, parse_event_id
 from service.redis_conn import STORE_ERRORS
 
@@ -92,4 +92,6 @@ def reward():
     if outcome.status == "unknown":
         raise UnknownEvent("unknown or expired event_id (rewards count only inside the attribution window)", field="event_id")
     current_app.extensions["metrics"].observe_reward(title, outcome)
+    if not outcome.replicated:
+        raise NotReplicated()
     return jsonify({"status": outcome.status})

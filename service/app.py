@@ -77,6 +77,8 @@ def create_app(settings: Settings | None = None, *, redis_client=None, metrics=N
         Keys(settings.key_prefix),
         attribution_window_s=settings.attribution_window_s,
         log_maxlen=settings.decision_log_maxlen,
+        wait_replicas=settings.redis_wait_replicas,
+        wait_timeout_s=settings.redis_wait_timeout_s,
     )
     engine = DecisionEngine(store, settings, np.random.default_rng(settings.rng_seed))
     app.extensions["store"] = store

@@ -23,6 +23,10 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_cluster: bool = False
     redis_embedded: bool = False
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = "mymaster"
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_s: float = 0.1
     redis_timeout_s: float = 0.25
     key_prefix: str = "aw"
     admin_token: str = ""
@@ -84,6 +88,26 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _host_ports(text: str) -> tuple[tuple[str, int], ...]:
+    """``host:port,host:port`` (IPv6 hosts in brackets: ``[::1]:26379``)."""
+    out = []
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected comma-separated host:port, got {item!r}")
+        out.append((host.strip("[]"), int(port)))
+    return tuple(out)
+
+
 def _log_format(text: str) -> str:
     if text.strip().lower() not in ("json", "text"):
         raise ValueError(f"expected json or text, got {text!r}")
@@ -113,6 +137,10 @@ VARIABLES: dict[str, tuple[str, object, str]] = {
     "REDIS_URL": ("redis_url", str, "Redis to use (`redis://`, `rediss://`, `unix://`)."),
     "REDIS_CLUSTER": ("redis_cluster", _bool, "1: `REDIS_URL` names a node of a Redis Cluster."),
     "REDIS_EMBEDDED": ("redis_embedded", _bool, "1: in-process fakeredis (nothing shared, nothing persisted; demos only)."),
+    "REDIS_SENTINELS": ("redis_sentinels", _host_ports, "Comma-separated `host:port` of Redis Sentinels: the primary is the one they name (followed across failovers); `REDIS_URL` then gives only password, database and TLS."),
+    "REDIS_SENTINEL_MASTER": ("redis_sentinel_master", str, "Name the Sentinels monitor the primary under."),
+    "REDIS_WAIT_REPLICAS": ("redis_wait_replicas", _non_negative_int, "A reward is acknowledged only once this many replicas have it (`WAIT`); otherwise 503, and the retry is counted once."),
+    "REDIS_WAIT_TIMEOUT_MS": ("redis_wait_timeout_s", lambda t: _non_negative_float(t) / 1000.0, "How long a reward waits for those replicas (below `REDIS_TIMEOUT_MS`)."),
     "REDIS_TIMEOUT_MS": ("redis_timeout_s", lambda t: _non_negative_float(t) / 1000.0, "Socket connect/read timeout of every Redis call."),
     "KEY_PREFIX": ("key_prefix", str, "Prefix of every Redis key (several deployments or test runs can share one Redis)."),
     "ADMIN_TOKEN": ("admin_token", str, "Bearer token for catalog/profile writes; empty disables admin writes (403)."),
@@ -164,4 +192,11 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Sett
     settings = Settings(**values)  # type: ignore[arg-type]
     if not 0 <= settings.ts_uniform_mix < 1:
         raise ConfigError(f"TS_UNIFORM_MIX must be in [0, 1), got {settings.ts_uniform_mix}")
+    if settings.redis_sentinels and (settings.redis_cluster or settings.redis_embedded):
+        raise ConfigError("REDIS_SENTINELS: not with REDIS_CLUSTER (a cluster fails over by itself) or REDIS_EMBEDDED")
+    if settings.redis_wait_replicas and settings.redis_embedded:
+        raise ConfigError("REDIS_WAIT_REPLICAS: the embedded fakeredis has no replicas")
+    if settings.redis_wait_replicas and not 0 < settings.redis_wait_timeout_s < settings.redis_timeout_s:
+        # WAIT 0 blocks forever, and a WAIT outliving the socket timeout is a connection error.
+        raise ConfigError("REDIS_WAIT_TIMEOUT_MS must be above 0 and below REDIS_TIMEOUT_MS")
     return settings

@@ -57,3 +57,14 @@ class StoreUnavailable(ServiceError):
     def __init__(self, message: str = "the decision store is unavailable; retry shortly", **kw):
         kw.setdefault("headers", {"Retry-After": "1"})
         super().__init__(message, **kw)
+
+
+class NotReplicated(StoreUnavailable):
+    """The reward is on the primary but fewer replicas than ``REDIS_WAIT_REPLICAS`` confirmed it
+    in time; a retry is counted once (it answers ``duplicate``, or ``recorded`` if a failover
+    lost the first write)."""
+
+    code = "not_replicated"
+
+    def __init__(self, **kw):
+        super().__init__("the reward is not yet on enough replicas; retry shortly (a retry is counted once)", **kw)

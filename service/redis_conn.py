@@ -1,8 +1,9 @@
-"""Redis clients: a server, a cluster, or the embedded in-process fallback."""
+"""Redis clients: a server, a primary found through Sentinel, a cluster, or the embedded fallback."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import redis
 from redis.backoff import NoBackoff
@@ -13,6 +14,7 @@ from service.config import Settings
 log = logging.getLogger(__name__)
 
 # Errors that mean "the store did not answer": callers degrade (fallback artwork, 503), never 500.
+# (Sentinel's MasterNotFoundError, during a failover, is a ConnectionError.)
 STORE_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
 
 
@@ -30,13 +32,44 @@ def connect(settings: Settings) -> redis.Redis:
             "not persisted. Use a real Redis for anything but a demo."
         )
         return fakeredis.FakeRedis()
-    common = dict(
-        socket_timeout=settings.redis_timeout_s,
-        socket_connect_timeout=settings.redis_timeout_s,
+    return open_client(
+        settings.redis_url,
+        cluster=settings.redis_cluster,
+        sentinels=settings.redis_sentinels,
+        sentinel_master=settings.redis_sentinel_master,
+        timeout_s=settings.redis_timeout_s,
         health_check_interval=30,
     )
-    if settings.redis_cluster:
+
+
+def open_client(
+    url: str,
+    *,
+    cluster: bool = False,
+    sentinels: Sequence[tuple[str, int]] = (),
+    sentinel_master: str = "mymaster",
+    timeout_s: float = 10.0,
+    **kwargs,
+) -> redis.Redis:
+    """The service's, the trainer's and the tools' one way to reach Redis.
+
+    With ``sentinels`` the primary is whatever the Sentinels name: each new connection asks them,
+    and a connection to a demoted or dead primary fails and is dropped, so the next one follows
+    the failover. ``url`` then contributes only credentials, database and TLS.
+    """
+    common = dict(socket_timeout=timeout_s, socket_connect_timeout=timeout_s, **kwargs)
+    if cluster:
         from redis.cluster import RedisCluster
 
-        return RedisCluster.from_url(settings.redis_url, **common)
-    return redis.Redis.from_url(settings.redis_url, retry=Retry(NoBackoff(), 0), **common)
+        return RedisCluster.from_url(url, **common)
+    if sentinels:
+        from redis.sentinel import Sentinel
+
+        params = redis.connection.parse_url(url)
+        primary = {k: params[k] for k in ("db", "username", "password") if k in params}
+        if params.get("connection_class") is redis.connection.SSLConnection:
+            primary["ssl"] = True
+        timeouts = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+        sentinel = Sentinel(list(sentinels), sentinel_kwargs=timeouts)
+        return sentinel.master_for(sentinel_master, retry=Retry(NoBackoff(), 0), **primary, **common)
+    return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common)

@@ -203,14 +203,20 @@ class RewardOutcome:
     status: str  # recorded | duplicate | unknown
     artwork: str | None = None
     policy: str | None = None  # policy that made the rewarded decision
+    replicated: bool = True  # False: WAIT saw fewer replicas than asked within its timeout
 
 
 class RedisStore:
-    def __init__(self, client: redis.Redis, keys: Keys, *, attribution_window_s: int, log_maxlen: int):
+    def __init__(
+        self, client: redis.Redis, keys: Keys, *, attribution_window_s: int, log_maxlen: int,
+        wait_replicas: int = 0, wait_timeout_s: float = 0.1,
+    ):
         self.client = client
         self.keys = keys
         self.window = int(attribution_window_s)
         self.log_maxlen = int(log_maxlen)
+        self.wait_replicas = int(wait_replicas)
+        self.wait_timeout_ms = max(1, round(wait_timeout_s * 1000))  # WAIT's 0 would block forever
         self.cluster = _is_cluster(client)
         self._decide = client.register_script(DECIDE_LUA)
         self._reward = client.register_script(REWARD_LUA)
@@ -359,15 +365,16 @@ class RedisStore:
             counts[title] = ArmCounts.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
         return decided, counts
 
-    def _execute_scripts(self, fill) -> list:
+    def _execute_scripts(self, fill, client=None) -> list:
         """Run a pipeline of EVALSHA calls, loading the scripts once if Redis lost them.
 
         redis-py's own pipeline support asks SCRIPT EXISTS before every execution: one extra
         round trip per request. We send EVALSHA directly; on NOSCRIPT (a restarted or flushed
         Redis) none of the scripts ran, so loading them and sending again is safe.
         """
+        client = client or self.client
         for attempt in (0, 1):
-            pipe = self.client.pipeline(transaction=False)
+            pipe = client.pipeline(transaction=False)
             fill(pipe)
             try:
                 return pipe.execute()
@@ -375,16 +382,46 @@ class RedisStore:
                 if attempt:
                     raise
                 for script in (self._decide, self._reward, self._seed):
-                    self.client.script_load(script.script)
+                    client.script_load(script.script)
         return []
 
     def record_reward(self, title: str, token: str, event_id: str, reward: float, now: float) -> RewardOutcome:
-        result = self._reward(
-            keys=[self.keys.pending(title, token), self.keys.arms(title), self.keys.log(title)],
-            args=[repr(float(reward)), event_id, repr(now), self.log_maxlen],
-        )
+        """The reward script; with ``wait_replicas``, then ``WAIT`` in the same round trip.
+
+        A reward (or a retry of it) that fewer replicas than asked confirmed in time comes back
+        ``replicated=False``: it is on the primary, counted once. A retry WAITs again, and WAIT
+        waits for the primary's replication offset as of the connection's last command (Redis
+        records it after every command, writes or not), so it covers the first attempt's write
+        whichever connection made it: the retry answers ``duplicate`` only once replicas have
+        the reward, or ``recorded`` if a failover lost it.
+        """
+        keys = [self.keys.pending(title, token), self.keys.arms(title), self.keys.log(title)]
+        args = [repr(float(reward)), event_id, repr(now), self.log_maxlen]
+        if self.wait_replicas:
+            result, replicas = self._reward_and_wait(keys, args)
+        else:
+            result, replicas = self._reward(keys=keys, args=args), 0
         status, artwork, policy = ([v.decode() if isinstance(v, bytes) else v for v in result] + [None, None])[:3]
-        return RewardOutcome(status=status, artwork=artwork, policy=policy)
+        return RewardOutcome(status=status, artwork=artwork, policy=policy, replicated=replicas >= self.wait_replicas)
+
+    def _reward_and_wait(self, keys: list[str], args: list) -> tuple[list, int]:
+        def fill(pipe) -> None:
+            pipe.execute_command("EVALSHA", self._reward.sha, len(keys), *keys, *args)
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+
+        if not self.cluster:
+            result, replicas = self._execute_scripts(fill)
+            return result, int(replicas)
+        # WAIT answers for the node it is sent to, up to its connection's last command: it must
+        # follow the script on the same connection to the title's primary (that node's client).
+        node = self.client.get_node_from_key(keys[0])
+        try:
+            result, replicas = self._execute_scripts(fill, self.client.get_redis_connection(node))
+        except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.MovedError):
+            # The node died or lost the slot (a failover): learn the new topology for the next call.
+            self.client.nodes_manager.initialize()
+            raise
+        return result, int(replicas)
 
     # -- stats and logs
     def recent_artworks(self, titles: Sequence[str], count: int) -> dict[str, list[str]]:

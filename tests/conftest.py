@@ -102,15 +102,18 @@ class RedisServer:
 
 
 class RedisClusterServers:
-    """Three cluster-enabled masters on loopback, joined with ``redis-cli --cluster create``."""
+    """Three cluster-enabled masters on loopback (with ``replicas`` each), joined with
+    ``redis-cli --cluster create``."""
 
-    def __init__(self, masters: int = 3):
+    def __init__(self, masters: int = 3, replicas: int = 0):
         if REDIS_SERVER is None or REDIS_CLI is None:
             raise RuntimeError("redis-server and redis-cli are needed for a cluster")
+        self.replicas = replicas
         self.nodes = []
-        for _ in range(masters):
+        for _ in range(masters * (1 + replicas)):
             node = RedisServer(free_cluster_port())
-            node.extra_args = ("--cluster-enabled", "yes", "--cluster-config-file", str(node.dir / "nodes.conf"), "--cluster-node-timeout", "2000")
+            node.extra_args = ("--cluster-enabled", "yes", "--cluster-config-file", str(node.dir / "nodes.conf"), "--cluster-node-timeout", "2000",
+                               "--repl-diskless-sync-delay", "0", "--repl-ping-replica-period", "1")
             self.nodes.append(node)
 
     @property
@@ -121,7 +124,7 @@ class RedisClusterServers:
         for node in self.nodes:
             node.start()
         subprocess.run(
-            [REDIS_CLI, "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in self.nodes], "--cluster-replicas", "0", "--cluster-yes"],
+            [REDIS_CLI, "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in self.nodes], "--cluster-replicas", str(self.replicas), "--cluster-yes"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30,
         )
         deadline = time.monotonic() + 20

@@ -12,7 +12,7 @@ import pytest
 
 from bench.soak import reconcile, reconciliation_ok
 from service.keys import Keys
-from tests.conftest import REDIS_SERVER
+from tests.conftest import REDIS_CLI, REDIS_SERVER
 
 ROOT = Path(__file__).resolve().parent.parent
 TITLE = "stranger-lights"
@@ -33,6 +33,28 @@ def test_short_soak_with_a_redis_crash_loses_and_doubles_nothing(tmp_path):
     assert rec["duplicates_answered_duplicate"] == rec["duplicates_posted"] > 0
     assert load["fallbacks"] > 0  # the outage was seen, and answered with fallbacks, not errors
     assert set(load["non_200"]) <= {"POST /reward 503"}
+    assert "RESULT: OK" in run.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(REDIS_SERVER is None or REDIS_CLI is None, reason="the soak starts its own redis-server and Sentinels/cluster")
+@pytest.mark.parametrize("mode", ["failover", "cluster"])
+def test_short_soak_through_a_primary_failover_loses_and_doubles_no_acknowledged_reward(tmp_path, mode):
+    """failover: Sentinel + 1 replica, the primary killed (-9); cluster: 3 masters + 3 replicas, a
+    master killed (-9). Both with REDIS_WAIT_REPLICAS=1."""
+    out = tmp_path / "soak.json"
+    args = ["--mode", mode, "--seconds", "6", "--workers", "2", "--clients", "2", "--titles", "5", "--json", str(out)]
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "soak.py"), *args], capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    report = json.loads(out.read_text())
+    rec, load = report["reconciliation"], report["load"]
+    assert "killed (-9)" in report["fault"] and ("promoted" in report["fault"] or "took over" in report["fault"])
+    assert report["ok"] and rec["lost"] == 0 and rec["double"] == 0 and rec["expected_rewards"] > 0
+    assert rec["present_in_log_once"] == rec["present_in_stats"] == rec["expected_rewards"]
+    assert rec["duplicates_answered_duplicate"] == rec["duplicates_posted"] > 0
+    assert rec["rewards_404_for_logged_decisions"] == 0
+    assert load["retried_503"] > 0  # the failover was felt, and answered 503 + Retry-After
+    assert set(load["non_200"]) <= {"POST /reward 503"}  # never a 500
     assert "RESULT: OK" in run.stdout
 
 
@@ -95,3 +117,20 @@ def test_reconciliation_sees_a_lost_impression(rewarded):
     served[f"{TITLE}|{rewards[0]['artwork']}"] += 1  # a decision served that Redis never counted
     rec = check(store, rewards, served)
     assert rec["impressions_lost"] == 1 and not reconciliation_ok(rec)
+
+
+def test_reconciliation_sees_a_refused_reward_for_a_logged_decision_in_every_mode(rewarded):
+    store, rewards, served = rewarded
+    rewards.append({**rewards[0], "outcome": "unknown"})  # a 404 for a decision the log holds
+    for may_lose in (False, True):
+        rec = check(store, rewards, served)
+        assert rec["rewards_404_for_logged_decisions"] == 1 and not reconciliation_ok(rec, decisions_may_be_lost=may_lose)
+
+
+def test_reconciliation_tolerates_a_lost_decision_only_after_a_failover(rewarded):
+    store, rewards, served = rewarded
+    served[f"{TITLE}|{rewards[0]['artwork']}"] += 1  # served, then lost with an unreplicated primary
+    rewards.append({**rewards[0], "event_id": f"{TITLE}~{'0' * 32}", "outcome": "unknown"})  # its reward: a 404
+    rec = check(store, rewards, served)
+    assert rec["impressions_lost"] == 1 and rec["rewards_404_for_logged_decisions"] == 0
+    assert not reconciliation_ok(rec) and reconciliation_ok(rec, decisions_may_be_lost=True)

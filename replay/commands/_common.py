@@ -46,3 +46,25 @@ def probability(text: str) -> float:
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {value}")
     return value
+
+
+def add_sentinel_arguments(parser: argparse.ArgumentParser) -> None:
+    """Follow the service's primary through Redis Sentinel, as the service does."""
+    import os
+
+    parser.add_argument("--sentinels", default=os.environ.get("REDIS_SENTINELS", ""), metavar="HOST:PORT,...",
+                        help="Redis Sentinels naming the primary (default: $REDIS_SENTINELS); --redis then gives only password and database")
+    parser.add_argument("--sentinel-master", default=os.environ.get("REDIS_SENTINEL_MASTER", "mymaster"),
+                        help="the primary's name at the Sentinels (default: $REDIS_SENTINEL_MASTER or mymaster)")
+
+
+def redis_client(args: argparse.Namespace, url: str, *, cluster: bool = False):
+    """A client for ``url`` (or the primary the Sentinels name), with tool-sized timeouts."""
+    from service.config import _host_ports
+    from service.redis_conn import open_client
+
+    try:
+        sentinels = _host_ports(args.sentinels)
+    except ValueError as exc:
+        raise CliError(f"--sentinels: {exc}") from None
+    return open_client(url, cluster=cluster, sentinels=sentinels, sentinel_master=args.sentinel_master, timeout_s=10.0)

@@ -8,6 +8,7 @@ import sys
 import time
 
 from replay.cli import CliError
+from replay.commands._common import add_sentinel_arguments, redis_client
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--title", action="append", help="only this title (repeatable)")
     parser.add_argument("--include-open", action="store_true", help="also export decisions whose window is still open (reward 0 so far)")
     parser.add_argument("--cluster", action="store_true", help="the URL names a node of a Redis Cluster")
+    add_sentinel_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,12 +46,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(str(exc)) from None
     try:
-        if args.cluster:
-            from redis.cluster import RedisCluster
-
-            client = RedisCluster.from_url(args.redis, socket_timeout=10)
-        else:
-            client = redis.Redis.from_url(args.redis, socket_timeout=10)
+        client = redis_client(args, args.redis, cluster=args.cluster)
         store = RedisStore(client, keys, attribution_window_s=int(args.window), log_maxlen=1)
         titles = args.title or store.logged_titles()
         entries = []

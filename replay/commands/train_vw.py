@@ -17,7 +17,7 @@ import time
 from bandit.vw_offline import LoggedDecision, learn_logged
 from bandit.vw_policy import EXPLORATIONS, VWConfig, VWConfigError, VWModel
 from replay.cli import CliError
-from replay.commands._common import add_logs_argument
+from replay.commands._common import add_logs_argument, add_sentinel_arguments, redis_client
 from replay.logs import LogSchemaError, load_logs
 
 
@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis", help="publish the model to this Redis (the service's REDIS_URL)")
     parser.add_argument("--prefix", default=os.environ.get("KEY_PREFIX", "aw"),
                         help="the service's KEY_PREFIX (default: $KEY_PREFIX or aw)")
+    add_sentinel_arguments(parser)
 
 
 def _decisions(frame, title: str | None):
@@ -96,25 +97,24 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"model: {args.out} ({len(data):,} bytes)")
     if args.redis:
-        version, position = _publish(args.redis, args.prefix, args.title, data, report.learned)
+        version, position = _publish(args, data, report.learned)
         print(f"published to title {args.title!r}: version {version}, trainer continues after log entry {position}")
     return 0
 
 
-def _publish(url: str, prefix: str, title: str, data: bytes, learned: int) -> tuple[int, str]:
+def _publish(args: argparse.Namespace, data: bytes, learned: int) -> tuple[int, str]:
     import redis  # noqa: PLC0415 - only this path talks to Redis
 
     from service.keys import Keys  # noqa: PLC0415
     from service.models import ModelStore  # noqa: PLC0415
 
     try:
-        client = redis.Redis.from_url(url, socket_timeout=10)
-        models = ModelStore(client, Keys(prefix))
-        position = models.log_end(title)
-        version = models.publish(title, data, position=position, learned=learned, digest=0,
+        models = ModelStore(redis_client(args, args.redis), Keys(args.prefix))
+        position = models.log_end(args.title)
+        version = models.publish(args.title, data, position=position, learned=learned, digest=0,
                                  expected_version=None, source="warm-start")
     except ValueError as exc:
         raise CliError(str(exc)) from None
     except redis.RedisError as exc:
-        raise CliError(f"cannot publish to {url}: {exc}") from None
+        raise CliError(f"cannot publish to {args.redis}: {exc}") from None
     return version, position
