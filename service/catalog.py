@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -12,6 +11,7 @@ from pathlib import Path
 from bandit.thompson import SEGMENTS
 from service.errors import InvalidInput
 from service.ids import check_id
+from service.inputs import number
 
 POLICIES: tuple[str, ...] = ("thompson", "vw", "ab", "fixed")
 MAX_ARTWORKS = 32
@@ -98,14 +98,6 @@ class Profile:
         return body
 
 
-def _number(value: object, name: str, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidInput(f"{name} must be a finite number", field=name)
-    if not lo <= value <= hi:
-        raise InvalidInput(f"{name} must be between {lo:g} and {hi:g}", field=name)
-    return float(value)
-
-
 def _object(body: object, name: str) -> dict:
     if not isinstance(body, dict):
         raise InvalidInput(f"{name} must be a JSON object", field=name)
@@ -155,7 +147,7 @@ def parse_title(title_id: str, body: object) -> Title:
         weights = _object(raw_ab.get("weights", {a: 1.0 for a in ids}), "ab.weights")
         if set(weights) - set(ids):
             raise InvalidInput("ab.weights names an artwork the title does not have", field="ab.weights")
-        values = tuple(_number(weights.get(a, 0.0), f"ab.weights.{a}", 0.0, 1e9) for a in ids)
+        values = tuple(number(weights.get(a, 0.0), f"ab.weights.{a}", 0.0, 1e9) for a in ids)
         if sum(values) <= 0:
             raise InvalidInput("ab.weights must have a positive sum", field="ab.weights")
         ab = ABConfig(salt=salt, weights=tuple(v / sum(values) for v in values))
@@ -182,11 +174,11 @@ def parse_profile(body: object) -> Profile:
     for genre, value in affinities.items():
         if not _TAG.fullmatch(genre):
             raise InvalidInput("affinity names must be 1-64 letters, digits, '_-.:'", field="affinities")
-        parsed_aff[genre] = _number(value, f"affinities.{genre}", 0.0, 1.0)
+        parsed_aff[genre] = number(value, f"affinities.{genre}", 0.0, 1.0)
     return Profile(
         segment=segment,
-        tenure_days=None if tenure is None else _number(tenure, "tenure_days", 0, 1e6),
-        weekly_hours=None if hours is None else _number(hours, "weekly_hours", 0, 168),
+        tenure_days=None if tenure is None else number(tenure, "tenure_days", 0, 1e6),
+        weekly_hours=None if hours is None else number(hours, "weekly_hours", 0, 168),
         affinities=parsed_aff,
     )
 

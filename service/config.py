@@ -26,6 +26,7 @@ class Settings:
     redis_timeout_s: float = 0.25
     key_prefix: str = "aw"
     admin_token: str = ""
+    ops_token: str = ""
     cors_origins: tuple[str, ...] = ("*",)
     attribution_window_s: int = 86_400
     decision_log_maxlen: int = 1_000_000
@@ -112,7 +113,8 @@ VARIABLES: dict[str, tuple[str, object, str]] = {
     "REDIS_EMBEDDED": ("redis_embedded", _bool, "1: in-process fakeredis (nothing shared, nothing persisted; demos only)."),
     "REDIS_TIMEOUT_MS": ("redis_timeout_s", lambda t: _non_negative_float(t) / 1000.0, "Socket connect/read timeout of every Redis call."),
     "KEY_PREFIX": ("key_prefix", str, "Prefix of every Redis key (several deployments or test runs can share one Redis)."),
-    "ADMIN_TOKEN": ("admin_token", str, "Bearer token for catalog/profile writes; empty disables admin writes (403)."),
+    "ADMIN_TOKEN": ("admin_token", str, "Bearer token for catalog/profile writes and profile reads; empty disables them (403)."),
+    "OPS_TOKEN": ("ops_token", str, "When set, `/stats`, `/dashboard` and `/metrics` need it (or `ADMIN_TOKEN`) as a bearer token (`?token=` for the dashboard page); empty: open."),
     "CORS_ORIGINS": ("cors_origins", _origins, "Comma-separated origins allowed to call `/artwork` and `/reward`."),
     "ATTRIBUTION_WINDOW_S": ("attribution_window_s", _positive_int, "Seconds a decision accepts its reward."),
     "DECISION_LOG_MAXLEN": ("decision_log_maxlen", _positive_int, "Approximate cap of each title's decision-log stream."),

@@ -11,7 +11,9 @@ import time
 
 from flask import Blueprint, current_app, jsonify, render_template, request
 
-from service.errors import InvalidInput, StoreUnavailable
+from service.admin import require_ops_reader
+from service.errors import StoreUnavailable
+from service.inputs import ascii_int
 from service.ops import stats_for
 from service.redis_conn import STORE_ERRORS
 from service.store import TRAFFIC_BUCKET_S, TRAFFIC_RETENTION_S
@@ -27,13 +29,12 @@ def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
-        raise InvalidInput(f"{name} must be an integer from {lo} to {hi}", field=name)
-    return int(raw)
+    return ascii_int(raw, name, lo, hi)
 
 
 @bp.get("/dashboard")
 def page():
+    require_ops_reader()
     refresh_s = _int_arg("refresh", DEFAULT_REFRESH_S, 1, 3600)
     minutes = _int_arg("minutes", DEFAULT_MINUTES, 1, MAX_MINUTES)
     return render_template("dashboard.html", refresh_s=refresh_s, minutes=minutes)
@@ -41,6 +42,7 @@ def page():
 
 @bp.get("/dashboard/data")
 def data():
+    require_ops_reader()
     minutes = _int_arg("minutes", DEFAULT_MINUTES, 1, MAX_MINUTES)
     engine = current_app.extensions["engine"]
     titles = sorted(engine.catalog.get())

@@ -79,6 +79,23 @@ PROFILE = {
     },
 }
 
+BATCH_REQUEST = {
+    "type": "object",
+    "required": ["profile", "titles"],
+    "additionalProperties": False,
+    "properties": {
+        "profile": ID,
+        "titles": {"type": "array", "items": ID, "minItems": 1, "maxItems": 50},
+        "context": {
+            "type": "object",
+            "maxProperties": 16,
+            "description": "feature name (^[a-z][a-z0-9_]{0,31}$) -> value (1-64 printable characters, or an integer; hour 0-23)",
+            "additionalProperties": {"oneOf": [CONTEXT_VALUE, {"type": "integer"}]},
+        },
+    },
+}
+
+
 def _err(description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
@@ -87,6 +104,10 @@ def _ok(schema: dict, description: str = "OK") -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+# Ops reads are open unless OPS_TOKEN is set (then its token or the admin token).
+OPS_READ = {"security": [{}, {"bearer": []}]}
+OPS_ERRORS = {"401": _err("OPS_TOKEN is set and no bearer token was sent"), "403": _err("wrong token")}
+TOKEN_PARAM = {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}, "description": "the ops token, for a browser opening the page"}
 ADMIN_ERRORS = {"400": _err("malformed body"), "401": _err("no bearer token"), "403": _err("wrong token"), "503": _err("Redis unreachable")}
 
 
@@ -135,10 +156,29 @@ def openapi_document() -> dict:
                             "one decision (one title) or a batch (several titles, in request order); "
                             "when Redis is unreachable the default artwork with fallback=true",
                         ),
-                        "400": _err("missing or malformed profile, title or context"),
+                        "400": _err("missing, repeated or malformed profile; missing or malformed title; more than "
+                                    "16 context parameters, a repeated one, a name not matching ^[a-z][a-z0-9_]{0,31}$, or a "
+                                    "value that is not 1-64 printable characters"),
                         "404": _err("unknown title"),
                     },
-                }
+                },
+                "post": {
+                    "summary": "The batch call of GET /artwork as a JSON body (for pages whose query would be too long)",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchRequest"}}}},
+                    "responses": {
+                        "200": _ok(
+                            {
+                                "type": "object",
+                                "required": ["profile", "decisions"],
+                                "properties": {"profile": {"type": "string"}, "decisions": {"type": "array", "items": {"$ref": "#/components/schemas/Decision"}}},
+                            },
+                            "one decision per title, in request order (fallback answers when Redis is unreachable)",
+                        ),
+                        "400": _err("malformed body, profile, titles or context"),
+                        "404": _err("unknown title"),
+                        "413": _err("body too large"),
+                    },
+                },
             },
             "/reward": {
                 "post": {
@@ -164,32 +204,36 @@ def openapi_document() -> dict:
                     },
                 }
             },
-            "/stats": {"get": {"summary": "Arm statistics of every title", "responses": {"200": _ok({"type": "object"}), "503": _err("Redis unreachable")}}},
+            "/stats": {"get": {"summary": "Arm statistics of every title", **OPS_READ, "responses": {"200": _ok({"type": "object"}), **OPS_ERRORS, "503": _err("Redis unreachable")}}},
             "/stats/{title}": {
                 "get": {
                     "summary": "Arm statistics of one title, overall and by segment",
+                    **OPS_READ,
                     "parameters": [{"name": "title", "in": "path", "required": True, "schema": ID}],
-                    "responses": {"200": _ok({"type": "object"}), "400": _err("malformed title"), "404": _err("unknown title"), "503": _err("Redis unreachable")},
+                    "responses": {"200": _ok({"type": "object"}), **OPS_ERRORS, "400": _err("malformed title"), "404": _err("unknown title"), "503": _err("Redis unreachable")},
                 }
             },
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _ok({"type": "object"})}}},
-            "/readyz": {"get": {"summary": "Readiness (Redis answers, catalog loaded)", "responses": {"200": _ok({"type": "object"}), "503": _ok({"type": "object"}, "not ready")}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/readyz": {"get": {"summary": "Readiness (Redis accepts writes, catalog loaded); the body names what is not ready", "responses": {"200": _ok({"type": "object"}), "503": _ok({"type": "object"}, "not ready")}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", **OPS_READ, "responses": {**OPS_ERRORS, "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
             "/dashboard": {
                 "get": {
                     "summary": "Ops dashboard (HTML page polling /dashboard/data)",
+                    **OPS_READ,
                     "parameters": [
+                        TOKEN_PARAM,
                         {"name": "refresh", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 3600, "default": 5}, "description": "seconds between refreshes"},
                         {"name": "minutes", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 2880, "default": 60}, "description": "traffic history shown"},
                     ],
-                    "responses": {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}, "400": _err("bad parameter")},
+                    "responses": {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}, "400": _err("bad parameter"), **OPS_ERRORS},
                 }
             },
             "/dashboard/data": {
                 "get": {
                     "summary": "The dashboard's data: /stats per title plus its per-minute traffic history, and health counters",
-                    "parameters": [{"name": "minutes", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 2880, "default": 60}}],
-                    "responses": {"200": _ok({"type": "object"}), "400": _err("bad parameter"), "503": _err("Redis unreachable")},
+                    **OPS_READ,
+                    "parameters": [TOKEN_PARAM, {"name": "minutes", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 2880, "default": 60}}],
+                    "responses": {"200": _ok({"type": "object"}), "400": _err("bad parameter"), **OPS_ERRORS, "503": _err("Redis unreachable")},
                 }
             },
             "/catalog": {"get": {"summary": "Titles with their artworks, default and policy", "responses": {"200": _ok({"type": "object", "properties": {"titles": {"type": "array", "items": {"$ref": "#/components/schemas/Title"}}}})}}},
@@ -206,7 +250,7 @@ def openapi_document() -> dict:
             },
             "/profiles/{profile}": {
                 "parameters": [{"name": "profile", "in": "path", "required": True, "schema": ID}],
-                "get": {"summary": "A profile's features", "responses": {"200": _ok({"type": "object"}), "400": _err("malformed id"), "404": _err("unknown profile"), "503": _err("Redis unreachable")}},
+                "get": {"summary": "A profile's features (admin: personal data)", "security": [{"bearer": []}], "responses": {"200": _ok({"type": "object"}), **ADMIN_ERRORS, "404": _err("unknown profile")}},
                 "put": {
                     "summary": "Write a profile's features (admin; written by an upstream job)",
                     "security": [{"bearer": []}],
@@ -216,7 +260,7 @@ def openapi_document() -> dict:
             },
         },
         "components": {
-            "schemas": {"Error": ERROR, "Decision": DECISION, "Title": TITLE, "Profile": PROFILE},
+            "schemas": {"Error": ERROR, "Decision": DECISION, "Title": TITLE, "Profile": PROFILE, "BatchRequest": BATCH_REQUEST},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

@@ -6,6 +6,7 @@ import contextlib
 
 from flask import Blueprint, Response, current_app, jsonify
 
+from service.admin import require_ops_reader
 from service.errors import NotFound, StoreUnavailable
 from service.ids import check_id
 from service.openapi import openapi_document
@@ -29,12 +30,14 @@ def stats_for(title_ids: list[str]) -> list[dict]:
 
 @bp.get("/stats")
 def all_stats():
+    require_ops_reader()
     titles = sorted(current_app.extensions["engine"].catalog.get())
     return jsonify({"titles": stats_for(titles)})
 
 
 @bp.get("/stats/<title_id>")
 def one_title_stats(title_id: str):
+    require_ops_reader()
     check_id(title_id, "title")
     if title_id not in current_app.extensions["engine"].catalog.get():
         raise NotFound(f"unknown title: {title_id}", field="title")
@@ -61,6 +64,7 @@ def readyz():
 
 @bp.get("/metrics")
 def metrics():
+    require_ops_reader()
     body, content_type = current_app.extensions["metrics"].render()
     return Response(body, content_type=content_type)
 
