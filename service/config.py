@@ -38,7 +38,7 @@ class Settings:
     ts_uniform_mix: float = 0.01
     max_batch_titles: int = 50
     max_body_bytes: int = 64 * 1024
-    recent_traffic_window: int = 1_000
+    recent_traffic_minutes: int = 5
     rng_seed: int | None = None
     vw_exploration: str = "squarecb"
     vw_epsilon: float = 0.05
@@ -126,7 +126,7 @@ VARIABLES: dict[str, tuple[str, object, str]] = {
     "TS_UNIFORM_MIX": ("ts_uniform_mix", _non_negative_float, "Share of Thompson traffic spread uniformly (keeps propensities >= mix/K)."),
     "MAX_BATCH_TITLES": ("max_batch_titles", _positive_int, "Most titles in one `/artwork` request."),
     "MAX_BODY_BYTES": ("max_body_bytes", _positive_int, "Largest request body accepted (413 beyond)."),
-    "RECENT_TRAFFIC_WINDOW": ("recent_traffic_window", _positive_int, "Decisions per title behind the 'recent traffic share' statistic."),
+    "RECENT_TRAFFIC_MINUTES": ("recent_traffic_minutes", _positive_int, "Minutes of traffic behind the 'recent traffic share' statistic (at most 2880)."),
     "RNG_SEED": ("rng_seed", _optional_int, "Seed of the worker's random generator (tests; unset in production)."),
     "VW_EXPLORATION": ("vw_exploration", _vw_exploration, "Exploration of new VW models: `squarecb` (default: adapts exploration to the predicted reward gaps), `epsilon`, `bag`, `cover`, `softmax`. A published model keeps the exploration it was trained with."),
     "VW_EPSILON": ("vw_epsilon", _unit_float, "Uniform share of `epsilon` (and `bag`/`cover`) exploration: every artwork keeps a propensity >= epsilon/K."),

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from collections.abc import Sequence
 from typing import NoReturn, TextIO
 
@@ -77,7 +78,7 @@ def _title(catalog: dict[str, Title], title_id: str) -> Title:
 
 def _with(title: Title, **changes: str) -> Title:
     """The title with ``changes`` applied, validated like an admin write."""
-    return parse_title(title.id, {**title.to_json(), **changes})
+    return parse_title(title.id, {**title.to_json(private=True), **changes})
 
 
 def _pct(x: float | None) -> str:
@@ -129,7 +130,7 @@ class OpsCommands:
         titles = [_title(catalog, t) for t in title_ids] if title_ids else [catalog[t] for t in sorted(catalog)]
         ids = [t.id for t in titles]
         counts = self.store.read_counts(ids)
-        recent = self.store.recent_artworks(ids, self.settings.recent_traffic_window)
+        recent = self.store.recent_traffic(ids, self.settings.recent_traffic_minutes, time.time())
         ts = ThompsonSampling(segment_strength=self.settings.ts_segment_strength, uniform_mix=self.settings.ts_uniform_mix)
         stats = [title_stats(ts, t, counts[t.id], recent[t.id]) for t in titles]
         print(json.dumps({"titles": stats}, indent=1) if as_json else format_table(stats), file=self.out)
