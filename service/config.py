@@ -28,8 +28,9 @@ class Settings:
     admin_token: str = ""
     ops_token: str = ""
     cors_origins: tuple[str, ...] = ("*",)
-    attribution_window_s: int = 86_400
+    attribution_window_s: int = 600
     decision_log_maxlen: int = 1_000_000
+    decision_log_max_age_s: int = 7 * 86_400
     stats_cache_s: float = 1.0
     catalog_refresh_s: float = 0.5
     catalog_path: str = str(DEMO_CATALOG)
@@ -116,8 +117,9 @@ VARIABLES: dict[str, tuple[str, object, str]] = {
     "ADMIN_TOKEN": ("admin_token", str, "Bearer token for catalog/profile writes and profile reads; empty disables them (403)."),
     "OPS_TOKEN": ("ops_token", str, "When set, `/stats`, `/dashboard` and `/metrics` need it (or `ADMIN_TOKEN`) as a bearer token (`?token=` for the dashboard page); empty: open."),
     "CORS_ORIGINS": ("cors_origins", _origins, "Comma-separated origins allowed to call `/artwork` and `/reward`."),
-    "ATTRIBUTION_WINDOW_S": ("attribution_window_s", _positive_int, "Seconds a decision accepts its reward."),
+    "ATTRIBUTION_WINDOW_S": ("attribution_window_s", _positive_int, "Seconds a decision accepts its reward (every open decision holds Redis memory: see Redis memory)."),
     "DECISION_LOG_MAXLEN": ("decision_log_maxlen", _positive_int, "Approximate cap of each title's decision-log stream."),
+    "DECISION_LOG_MAX_AGE_S": ("decision_log_max_age_s", _positive_int, "Log entries older than this are trimmed (about once a minute; more than `ATTRIBUTION_WINDOW_S`)."),
     "STATS_CACHE_S": ("stats_cache_s", _non_negative_float, "How stale a worker's copy of a title's arm counts may be (0: read every request)."),
     "CATALOG_REFRESH_S": ("catalog_refresh_s", _non_negative_float, "How often a worker checks the catalog version."),
     "CATALOG_PATH": ("catalog_path", str, "Catalog JSON loaded into Redis at start (titles already there are kept)."),
@@ -158,6 +160,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Sett
         raise ConfigError(f"unknown settings: {sorted(unknown)}")
     values.update(overrides)
     settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.decision_log_max_age_s <= settings.attribution_window_s:
+        raise ConfigError("DECISION_LOG_MAX_AGE_S must exceed ATTRIBUTION_WINDOW_S (the trainer and export read decisions after their window)")
     if not 0 <= settings.ts_uniform_mix < 1:
         raise ConfigError(f"TS_UNIFORM_MIX must be in [0, 1), got {settings.ts_uniform_mix}")
     return settings

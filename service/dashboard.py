@@ -79,11 +79,14 @@ def traffic_history(titles: list[str], minutes: int, now: float) -> tuple[int, d
     step = -(-minutes // MAX_POINTS)
     last = int(now // TRAFFIC_BUCKET_S)
     points = range((last - minutes + 1) // step, last // step + 1)
+    engine = current_app.extensions["engine"]
     final = current_app.extensions.setdefault("traffic_points", {})  # (title, step, point) -> counts
-    if len(final) > 8 * (MAX_POINTS + 1) * max(len(titles), 1):  # old points and steps: start over
+    # Old points and steps, or a new catalog version (an edit, or `reset` of a title's history): start over.
+    if len(final) > 8 * (MAX_POINTS + 1) * max(len(titles), 1) or final.get("version") != engine.catalog.version:
         final.clear()
+        final["version"] = engine.catalog.version
     missing = {t: [p for p in points if (t, step, p) not in final] for t in titles}
-    sums = current_app.extensions["engine"].store.traffic_sums(
+    sums = engine.store.traffic_sums(
         {t: [range(p * step, min(p * step + step, last + 1)) for p in ps] for t, ps in missing.items()}
     )
     history = {}

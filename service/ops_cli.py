@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats = sub.add_parser("stats", help="arm statistics per title, as a table")
     stats.add_argument("titles", nargs="*", metavar="TITLE", help="titles to show (default: all)")
     stats.add_argument("--json", action="store_true", help="print the /stats JSON instead of a table")
-    reset = sub.add_parser("reset", help="forget a title's arm statistics (asks for confirmation)")
+    reset = sub.add_parser("reset", help="forget a title's arm statistics and traffic history (asks for confirmation)")
     reset.add_argument("title", metavar="TITLE")
     reset.add_argument("--yes", action="store_true", help="do not ask")
     policy = sub.add_parser("set-policy", help="set the policy in force for a title")
@@ -142,7 +142,7 @@ class OpsCommands:
             print(f"Reset the arm statistics of {title.id} ({impressions} impressions)? [y/N] ", end="", file=self.err, flush=True)
             if self.answers.readline().strip().lower() not in ("y", "yes"):
                 raise CommandError("not reset (answer y to confirm, or pass --yes)")
-        self.store.reset_title_stats(title.id)
+        self.store.reset_title_stats(title.id, time.time())
         print(f"reset {title.id}: {impressions} impressions forgotten", file=self.out)
 
     def set_policy(self, title_id: str, policy: str) -> None:

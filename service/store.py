@@ -444,8 +444,25 @@ class RedisStore:
         entries = self.client.xrange(self.keys.log(title), min=start, max="+", count=count)
         return [((i.decode() if isinstance(i, bytes) else i), _decode_fields(f)) for i, f in entries]
 
-    def reset_title_stats(self, title: str) -> None:
-        self.client.delete(self.keys.arms(title))
+    def trim_logs(self, older_than: float) -> None:
+        """Drop log entries older than ``older_than`` (epoch s) from every title's log, deleted
+        titles' included. Approximate (``~``): Redis drops whole stream nodes only, which is cheap."""
+        min_id = f"{int(older_than * 1000)}-0"
+        titles = self.logged_titles()
+        pipe = self.client.pipeline(transaction=False)
+        for t in titles:
+            pipe.xtrim(self.keys.log(t), minid=min_id, approximate=True)
+        pipe.execute()
+
+    def reset_title_stats(self, title: str, now: float) -> None:
+        """Forget what ``/stats`` shows of ``title``: its counters and its traffic history (recent
+        shares). The catalog version is bumped so that workers drop their copies of the history."""
+        last = int(now // TRAFFIC_BUCKET_S)
+        buckets = range(last - TRAFFIC_RETENTION_S // TRAFFIC_BUCKET_S, last + 2)  # + the next, for clock skew
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(self.keys.arms(title), *(self.keys.traffic(title, b) for b in buckets))
+        pipe.incr(self.keys.catalog_version)
+        pipe.execute()
 
 
 def _decode_fields(fields: dict) -> dict[str, str]:

@@ -44,6 +44,7 @@ import redis
 from bandit.vw_features import FeatureError, has_features, to_example
 from bandit.vw_policy import VWConfig, VWModel, cost_of, learning_probability
 from service.config import Settings, load_settings
+from service.json_logging import configure_logging
 from service.keys import Keys
 from service.models import ModelConflict, ModelStore, add_to_digest
 from service.redis_conn import connect
@@ -216,6 +217,9 @@ class TitleTrainer:
         return self.publish()
 
     def publish(self) -> int | None:
+        """Publish the model if it learned something since the last publish; the new version."""
+        if self.unpublished == 0:  # a new version must mean a changed model
+            return None
         started = time.perf_counter()
         data = self.model.to_bytes()
         try:
@@ -304,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     # The web's short timeout is for requests; the trainer reads pages and writes models.
     settings = replace(settings, redis_timeout_s=max(settings.redis_timeout_s, 5.0))
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging(settings.log_level, settings.log_format)  # JSON lines, as the web workers write
     trainer = Trainer(settings, connect(settings), args.title)
     if args.once:
         while any(r.read for r in trainer.step()):
