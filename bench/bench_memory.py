@@ -21,7 +21,7 @@ import redis
 
 from bench.bench_service import Processes, bench_catalog, free_port
 from service.app import create_app
-from service.config import load_settings
+from service.config import Settings, load_settings
 
 N_TITLES = 20
 
@@ -82,9 +82,10 @@ def main() -> int:
         print("\nFormula: pending = rate x window x P; log = titles x min(rate per title x max age, maxlen) x L")
         for rate, window in ((100, 600), (1_000, 600), (1_000, 86_400)):
             print(f"  {rate:>5} decisions/s, window {window:>6} s: pending {rate * window * pending_bytes / 2**30:6.2f} GiB")
-        for rate in (100, 1_000):
-            entries = N_TITLES * min(rate / N_TITLES * 7 * 86_400, 1_000_000)
-            print(f"  {rate:>5} decisions/s over {N_TITLES} titles, 7-day / 1M-entry log: {entries * log_bytes / 2**30:6.2f} GiB")
+        age, maxlen = Settings.decision_log_max_age_s, Settings.decision_log_maxlen
+        for rate in (10, 100, 1_000):
+            entries = N_TITLES * min(rate / N_TITLES * age, maxlen)
+            print(f"  {rate:>5} decisions/s over {N_TITLES} titles, log of {age} s / {maxlen:,} entries per title: {entries * log_bytes / 2**30:6.2f} GiB")
         return 0
     finally:
         procs.stop_all()

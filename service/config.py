@@ -30,7 +30,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ("*",)
     attribution_window_s: int = 600
     decision_log_maxlen: int = 1_000_000
-    decision_log_max_age_s: int = 7 * 86_400
+    decision_log_max_age_s: int = 86_400
     stats_cache_s: float = 1.0
     catalog_refresh_s: float = 0.5
     catalog_path: str = str(DEMO_CATALOG)
@@ -120,7 +120,7 @@ VARIABLES: dict[str, tuple[str, object, str]] = {
     "ATTRIBUTION_WINDOW_S": ("attribution_window_s", _positive_int, "Seconds a decision accepts its reward (every open decision holds Redis memory: see Redis memory)."),
     "DECISION_LOG_MAXLEN": ("decision_log_maxlen", _positive_int, "Approximate cap of each title's decision-log stream."),
     "DECISION_LOG_MAX_AGE_S": ("decision_log_max_age_s", _positive_int, "Log entries older than this are trimmed (about once a minute; more than `ATTRIBUTION_WINDOW_S`)."),
-    "STATS_CACHE_S": ("stats_cache_s", _non_negative_float, "How stale a worker's copy of a title's arm counts may be (0: read every request)."),
+    "STATS_CACHE_S": ("stats_cache_s", _non_negative_float, "How stale a worker's copy of a title's arm counts, and of its `/stats` and `/dashboard/data` answers, may be (0: read every request)."),
     "CATALOG_REFRESH_S": ("catalog_refresh_s", _non_negative_float, "How often a worker checks the catalog version."),
     "CATALOG_PATH": ("catalog_path", str, "Catalog JSON loaded into Redis at start (titles already there are kept)."),
     "LOAD_CATALOG": ("load_catalog", _bool, "0: do not load `CATALOG_PATH` at start."),
