@@ -9,12 +9,15 @@ from flask import Blueprint, current_app, jsonify, request
 
 from service.errors import InvalidInput, StoreUnavailable, UnknownEvent
 from service.ids import check_id, parse_event_id
-from service.inputs import ascii_int, json_body, number
+from service.inputs import json_body, number
 from service.redis_conn import STORE_ERRORS
 
 bp = Blueprint("api", __name__)
 
 _CONTEXT_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+# Context values: 1-64 characters, no control characters (C0, DEL, C1); hour: 0-23 in ASCII digits.
+CONTEXT_VALUE = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,64}")
+HOUR = re.compile(r"[01]?[0-9]|2[0-3]")
 _MAX_CONTEXT = 16
 
 
@@ -45,12 +48,14 @@ def check_context(context: dict) -> dict[str, str]:
     checked: dict[str, str] = {}
     for name, value in context.items():
         _check_context_name(name)
+        if isinstance(value, float) and value.is_integer():  # 3.0 is the integer 3 in JSON
+            value = int(value)
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
-        if not isinstance(value, str) or not 1 <= len(value) <= 64 or not value.isprintable():
-            raise InvalidInput(f"context parameter {name} must be 1-64 printable characters", field=name)
-        if name == "hour":
-            ascii_int(value, "hour", 0, 23)
+        if not isinstance(value, str) or not CONTEXT_VALUE.fullmatch(value):
+            raise InvalidInput(f"context parameter {name} must be 1-64 characters without control characters", field=name)
+        if name == "hour" and not HOUR.fullmatch(value):
+            raise InvalidInput("hour must be an integer from 0 to 23 (ASCII digits)", field="hour")
         checked[name] = value
     return checked
 

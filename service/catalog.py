@@ -176,10 +176,10 @@ def parse_title(title_id: str, body: object) -> Title:
         if sum(values) <= 0:
             raise InvalidInput("ab.weights must have a positive sum", field="ab.weights")
         ab = ABConfig(salt=salt, weights=tuple(v / sum(values) for v in values))
-    salt = body.get("salt", "")
-    if salt != "" and (not isinstance(salt, str) or not 1 <= len(salt) <= 128):
+    salt = body.get("salt")
+    if salt is not None and (not isinstance(salt, str) or not 1 <= len(salt) <= 128):
         raise InvalidInput("salt must be a string of 1-128 characters", field="salt")
-    return Title(id=title_id, artworks=tuple(artworks), default=default, policy=policy, ab=ab, salt=salt)
+    return Title(id=title_id, artworks=tuple(artworks), default=default, policy=policy, ab=ab, salt=salt or "")
 
 
 def parse_profile(body: object) -> Profile:

@@ -5,7 +5,9 @@ from __future__ import annotations
 ID = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}
 NULLABLE_STR = {"type": "string", "nullable": True}
 EVENT_ID = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}~[0-9a-f]{32}$", "description": "an event_id returned by /artwork"}
-CONTEXT_VALUE = {"type": "string", "minLength": 1, "maxLength": 64, "description": "printable characters"}
+CONTEXT_VALUE = {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]{1,64}$", "description": "1-64 characters, no control characters"}
+CONTEXT_NAME = {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$"}
+HOUR = {"oneOf": [{"type": "integer", "minimum": 0, "maximum": 23}, {"type": "string", "pattern": "^([01]?[0-9]|2[0-3])$"}]}
 
 ERROR = {
     "type": "object",
@@ -48,14 +50,18 @@ TITLE = {
         "artworks": {"type": "array", "items": ARTWORK, "minItems": 1, "maxItems": 32},
         "default": ID,
         "policy": {"type": "string", "enum": ["thompson", "vw", "ab", "fixed"]},
+        "salt": {"type": "string", "nullable": True, "minLength": 1, "maxLength": 128, "writeOnly": True,
+                 "description": "secret salt of the A/B hash (default: random, kept across edits; never shown)"},
         "ab": {
             "type": "object",
             "nullable": True,
             "properties": {
-                "salt": {"type": "string", "minLength": 1, "maxLength": 128},
+                "salt": {"type": "string", "nullable": True, "minLength": 1, "maxLength": 128, "writeOnly": True, "description": "default: the title's secret salt"},
                 "weights": {
                     "type": "object",
-                    "description": "artwork id -> weight (some weight positive)",
+                    "description": "artwork id (one of the title's artworks) -> weight (some weight positive)",
+                    "propertyNames": ID,
+                    "not": {"additionalProperties": {"const": 0}},  # some weight is positive
                     "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1e9},
                 },
             },
@@ -73,7 +79,8 @@ PROFILE = {
         "affinities": {
             "type": "object",
             "maxProperties": 64,
-            "description": "genre (1-64 letters, digits, '_-.:') -> affinity",
+            "description": "genre -> affinity",
+            "propertyNames": TAG,
             "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
         },
     },
@@ -89,8 +96,10 @@ BATCH_REQUEST = {
         "context": {
             "type": "object",
             "maxProperties": 16,
-            "description": "feature name (^[a-z][a-z0-9_]{0,31}$) -> value (1-64 printable characters, or an integer; hour 0-23)",
-            "additionalProperties": {"oneOf": [CONTEXT_VALUE, {"type": "integer"}]},
+            "description": "feature name -> value (a string, or an integer taken as its decimal text, at most 64 characters)",
+            "propertyNames": CONTEXT_NAME,
+            "properties": {"hour": HOUR},
+            "additionalProperties": {"oneOf": [CONTEXT_VALUE, {"type": "integer", "minimum": -(2**63), "maximum": 2**64 - 1}]},
         },
     },
 }
@@ -111,9 +120,26 @@ TOKEN_PARAM = {"name": "token", "in": "query", "required": False, "schema": {"ty
 ADMIN_ERRORS = {"400": _err("malformed body"), "401": _err("no bearer token"), "403": _err("wrong token"), "503": _err("Redis unreachable")}
 
 
+def _v31(node: object) -> object:
+    """OpenAPI 3.1 (JSON Schema 2020-12, which has ``propertyNames``): ``nullable`` becomes a
+    "null" type. The schemas above are written once, in the 3.0 style."""
+    if isinstance(node, list):
+        return [_v31(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _v31(v) for k, v in node.items() if k != "nullable"}
+    if node.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    return out
+
+
 def openapi_document() -> dict:
+    return _v31(_document())  # type: ignore[return-value]
+
+
+def _document() -> dict:
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "Artwork personalization service",
             "version": "0.1.0",

@@ -169,7 +169,7 @@ def _context_template(context: dict) -> str:
 
 @lru_cache(maxsize=4096)
 def _context_template_of(items: tuple) -> str:
-    # \x01 cannot occur in a context value (validated printable), so it marks the placeholder.
+    # \x01 cannot occur in a context value (control characters are refused), so it marks the placeholder.
     text = json.dumps({**dict(items), "segment": "\x01"}, separators=(",", ":"))
     return text.replace("%", "%%").replace('"\\u0001"', '"%s"')
 

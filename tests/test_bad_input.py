@@ -202,6 +202,7 @@ def test_post_artwork_is_the_batch_call(app, redis_client):
         {"profile": "p1", "titles": ["stranger-lights"], "context": {"Device": "tv"}},
         {"profile": "p1", "titles": ["stranger-lights"], "context": {"device": ""}},
         {"profile": "p1", "titles": ["stranger-lights"], "context": {"device": 1.5}},
+        {"profile": "p1", "titles": ["stranger-lights"], "context": {"device": "tv\n"}},
         {"profile": "p1", "titles": ["stranger-lights"], "context": {"hour": 24}},
         {"profile": "p1", "titles": ["stranger-lights"], "context": {f"k{i}": "v" for i in range(17)}},
         {"profile": "p1", "titles": ["stranger-lights"], "extra": 1},
