@@ -7,6 +7,7 @@ import time
 
 from flask import Blueprint, current_app, jsonify, request
 
+from service.decisions import Decision
 from service.errors import InvalidInput, StoreUnavailable, UnknownEvent
 from service.ids import check_id, parse_event_id
 from service.inputs import json_body, number
@@ -69,12 +70,8 @@ def _check_titles(titles: list) -> list[str]:
     return [check_id(t, "title") for t in titles]
 
 
-def _decide(profile: str, titles: list[str], context: dict[str, str]):
-    engine = current_app.extensions["engine"]
-    if request.method == "HEAD":  # answers like GET, but decides and records nothing
-        engine.titles_for(titles)
-        return current_app.response_class(status=200, mimetype="application/json")
-    decisions = engine.decide(profile, titles, context)
+def _decide(profile: str, titles: list[str], context: dict[str, str]) -> list[Decision]:
+    decisions = current_app.extensions["engine"].decide(profile, titles, context)
     current_app.extensions["metrics"].observe_decisions(decisions)
     return decisions
 
@@ -86,9 +83,11 @@ def artwork():
         raise InvalidInput("profile must be given once", field="profile")
     profile = check_id(profiles[0] if profiles else None, "profile")
     titles = _check_titles(request.args.getlist("title"))
-    decisions = _decide(profile, titles, parse_context(request.args))
-    if not isinstance(decisions, list):
-        return decisions
+    context = parse_context(request.args)
+    if request.method == "HEAD":  # answers like GET (400, 404, 200), but decides and records nothing
+        current_app.extensions["engine"].titles_for(titles)
+        return current_app.response_class(status=200, mimetype="application/json")
+    decisions = _decide(profile, titles, context)
     if len(titles) == 1:
         return jsonify(decisions[0].to_json())
     return jsonify({"profile": profile, "decisions": [d.to_json() for d in decisions]})

@@ -160,6 +160,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Sett
         raise ConfigError(f"unknown settings: {sorted(unknown)}")
     values.update(overrides)
     settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.recent_traffic_minutes > 2_880:  # the traffic counters are kept for 48 h
+        raise ConfigError(f"RECENT_TRAFFIC_MINUTES must be at most 2880, got {settings.recent_traffic_minutes}")
     if settings.decision_log_max_age_s <= settings.attribution_window_s:
         raise ConfigError("DECISION_LOG_MAX_AGE_S must exceed ATTRIBUTION_WINDOW_S (the trainer and export read decisions after their window)")
     if not 0 <= settings.ts_uniform_mix < 1:

@@ -183,3 +183,11 @@ def test_decision_log_max_age_must_exceed_the_window():
 
     with pytest.raises(ConfigError, match="DECISION_LOG_MAX_AGE_S"):
         load_settings({"ATTRIBUTION_WINDOW_S": "3600", "DECISION_LOG_MAX_AGE_S": "600"})
+
+
+def test_recent_traffic_minutes_is_bounded_by_the_history_kept():
+    from service.config import ConfigError
+
+    assert load_settings({"RECENT_TRAFFIC_MINUTES": "2880"}).recent_traffic_minutes == 2880
+    with pytest.raises(ConfigError, match="RECENT_TRAFFIC_MINUTES"):
+        load_settings({"RECENT_TRAFFIC_MINUTES": "2881"})
