@@ -2,7 +2,8 @@
 
 The page is static HTML with a small inline script (no build, no CDN): it fetches
 ``/dashboard/data`` every few seconds and redraws. The data is ``/stats`` (same Redis counters)
-plus each title's per-minute traffic history and the health counters of the metrics object.
+plus each title's traffic history (per minute, or coarser points for long spans: at most
+MAX_POINTS + 1) and the health counters of the metrics object.
 """
 
 from __future__ import annotations
