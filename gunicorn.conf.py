@@ -62,3 +62,8 @@ def child_exit(server, worker) -> None:
 def on_exit(server) -> None:
     if _created_dir is not None:
         shutil.rmtree(_created_dir, ignore_errors=True)
+
+# The documented largest batch (50 titles of 128 characters) is a ~7 KB request line, beyond
+# gunicorn's default 4094 bytes (an HTML 414 page). 8190 is gunicorn's maximum; longer queries
+# (percent-encoded ids, much context) take the batch as a JSON body: POST /artwork.
+limit_request_line = 8190

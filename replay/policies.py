@@ -164,7 +164,8 @@ def read_policy_table(path: str | Path) -> dict[str, dict[str, float]]:
 
 @dataclass(frozen=True)
 class ABPolicy(FixedPolicy):
-    """The service's fixed split: ``ABSplit.equal(title's artworks, salt=title)``, by profile.
+    """A fixed equal split by profile: ``ABSplit.equal(title's artworks, salt=title)`` (the
+    service salts with a secret per title; any salt gives an equally random split).
 
     Deterministic given the profile, so ``pi`` is one-hot. The title's artworks are taken in
     the order of the logs' ``candidates`` (the catalog order); without that column, sorted.

@@ -2,81 +2,129 @@
 
 from __future__ import annotations
 
-import json
-import math
 import re
 import time
 
 from flask import Blueprint, current_app, jsonify, request
 
+from service.decisions import Decision
 from service.errors import InvalidInput, NotReplicated, StoreUnavailable, UnknownEvent
 from service.ids import check_id, parse_event_id
+from service.inputs import json_body, number
 from service.redis_conn import STORE_ERRORS
 
 bp = Blueprint("api", __name__)
 
 _CONTEXT_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+# Context values: 1-64 characters, no control characters (C0, DEL, C1); hour: 0-23 in ASCII digits.
+CONTEXT_VALUE = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,64}")
+HOUR = re.compile(r"[01]?[0-9]|2[0-3]")
 _MAX_CONTEXT = 16
 
 
 def parse_context(args) -> dict[str, str]:
     """Extra query parameters are context features (device, country, hour, ...)."""
-    context: dict[str, str] = {}
+    context: dict[str, object] = {}
     for name in args:
         if name in ("profile", "title"):
             continue
-        if not _CONTEXT_NAME.fullmatch(name):
-            raise InvalidInput(f"context parameter names must match {_CONTEXT_NAME.pattern}", field=name[:64])
+        _check_context_name(name)
         values = args.getlist(name)
         if len(values) != 1:
             raise InvalidInput(f"context parameter {name} must be given once", field=name)
-        value = values[0]
-        if not 1 <= len(value) <= 64 or not value.isprintable():
-            raise InvalidInput(f"context parameter {name} must be 1-64 printable characters", field=name)
-        if name == "hour" and not (value.isdigit() and 0 <= int(value) <= 23):
-            raise InvalidInput("hour must be an integer from 0 to 23", field="hour")
-        context[name] = value
+        context[name] = values[0]
+    return check_context(context)
+
+
+def _check_context_name(name: object) -> None:
+    if not isinstance(name, str) or not _CONTEXT_NAME.fullmatch(name):
+        raise InvalidInput(f"context parameter names must match {_CONTEXT_NAME.pattern}", field=str(name)[:64])
+
+
+def check_context(context: dict) -> dict[str, str]:
+    """Validated context features (query parameters, or a JSON body's ``context`` object, whose
+    integer values are taken as their decimal text)."""
     if len(context) > _MAX_CONTEXT:
         raise InvalidInput(f"at most {_MAX_CONTEXT} context parameters", field="context")
-    return context
+    checked: dict[str, str] = {}
+    for name, value in context.items():
+        _check_context_name(name)
+        if isinstance(value, float) and value.is_integer():  # 3.0 is the integer 3 in JSON
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not CONTEXT_VALUE.fullmatch(value):
+            raise InvalidInput(f"context parameter {name} must be 1-64 characters without control characters", field=name)
+        if name == "hour" and not HOUR.fullmatch(value):
+            raise InvalidInput("hour must be an integer from 0 to 23 (ASCII digits)", field="hour")
+        checked[name] = value
+    return checked
 
 
-@bp.get("/artwork")
-def artwork():
-    engine = current_app.extensions["engine"]
-    profile = check_id(request.args.get("profile"), "profile")
-    titles = request.args.getlist("title")
+def _check_titles(titles: list) -> list[str]:
     if not titles:
         raise InvalidInput("title is required (repeat it for a batch)", field="title")
     limit = current_app.config["SETTINGS"].max_batch_titles
     if len(titles) > limit:
         raise InvalidInput(f"at most {limit} titles per request", field="title")
-    for t in titles:
-        check_id(t, "title")
-    context = parse_context(request.args)
-    decisions = engine.decide(profile, titles, context)
+    return [check_id(t, "title") for t in titles]
+
+
+def _decide(profile: str, titles: list[str], context: dict[str, str]) -> list[Decision]:
+    decisions = current_app.extensions["engine"].decide(profile, titles, context)
     current_app.extensions["metrics"].observe_decisions(decisions)
+    return decisions
+
+
+@bp.get("/artwork")
+def artwork():
+    profiles = request.args.getlist("profile")
+    if len(profiles) > 1:
+        raise InvalidInput("profile must be given once", field="profile")
+    profile = check_id(profiles[0] if profiles else None, "profile")
+    titles = _check_titles(request.args.getlist("title"))
+    context = parse_context(request.args)
+    if request.method == "HEAD":  # answers like GET (400, 404, 200), but decides and records nothing
+        current_app.extensions["engine"].titles_for(titles)
+        return current_app.response_class(status=200, mimetype="application/json")
+    decisions = _decide(profile, titles, context)
     if len(titles) == 1:
         return jsonify(decisions[0].to_json())
     return jsonify({"profile": profile, "decisions": [d.to_json() for d in decisions]})
 
 
+_BATCH_FIELDS = {"profile", "titles", "context"}
+
+
+@bp.post("/artwork")
+def artwork_batch():
+    """The batch call as a JSON body, for pages whose query would be too long."""
+    body = json_body(request.get_data(cache=False), 'body must be a JSON object {"profile", "titles": [...], "context": {...}}')
+    if not isinstance(body, dict):
+        raise InvalidInput('body must be a JSON object {"profile", "titles": [...], "context": {...}}', field="body")
+    unknown = set(body) - _BATCH_FIELDS
+    if unknown:
+        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))} (allowed: profile, titles, context)", field=sorted(unknown)[0][:64])
+    profile = check_id(body.get("profile"), "profile")
+    titles = body.get("titles")
+    if not isinstance(titles, list):
+        raise InvalidInput("titles must be a list of title ids", field="titles")
+    titles = _check_titles(titles)
+    context = body.get("context", {})
+    if not isinstance(context, dict):
+        raise InvalidInput("context must be a JSON object of features", field="context")
+    decisions = _decide(profile, titles, check_context(context))
+    return jsonify({"profile": profile, "decisions": [d.to_json() for d in decisions]})
+
+
 def parse_reward_body(raw: bytes) -> tuple[str, float]:
     """(event_id, reward) from a body sent as JSON whatever its content type (sendBeacon)."""
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput("body must be a JSON object {\"event_id\": ..., \"reward\": 0..1}", field="body") from None
+    body = json_body(raw, "body must be a JSON object {\"event_id\": ..., \"reward\": 0..1}")
     if not isinstance(body, dict):
         raise InvalidInput("body must be a JSON object {\"event_id\": ..., \"reward\": 0..1}", field="body")
     if "event_id" not in body:
         raise InvalidInput("event_id is required", field="event_id")
-    reward = body.get("reward", 1)
-    if isinstance(reward, bool) or not isinstance(reward, int | float) or not math.isfinite(reward):
-        raise InvalidInput("reward must be a number in [0, 1]", field="reward")
-    if not 0 <= reward <= 1:
-        raise InvalidInput("reward must be a number in [0, 1]", field="reward")
-    return body["event_id"], float(reward)
+    return body["event_id"], number(body.get("reward", 1), "reward", 0, 1)
 
 
 @bp.post("/reward")

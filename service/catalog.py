@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-import math
 import re
-from dataclasses import dataclass, field
+import secrets
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
 from bandit.thompson import SEGMENTS
 from service.errors import InvalidInput
 from service.ids import check_id
+from service.inputs import number
 
 POLICIES: tuple[str, ...] = ("thompson", "vw", "ab", "fixed")
 MAX_ARTWORKS = 32
@@ -26,9 +27,9 @@ class Artwork:
 
 @dataclass(frozen=True)
 class ABConfig:
-    """Fixed split of policy ``ab``: the salt and each artwork's weight."""
+    """Fixed split of policy ``ab``: each artwork's weight, and a salt when the admin chose one."""
 
-    salt: str
+    salt: str | None
     weights: tuple[float, ...]
 
 
@@ -39,6 +40,10 @@ class Title:
     default: str
     policy: str = "thompson"
     ab: ABConfig | None = None
+    # Secret salt of the A/B hash unless ``ab.salt`` is given: random, set when the title is
+    # first stored and kept across edits (see ``with_salt``). Never in public answers: with it
+    # anyone could compute which arm a profile gets.
+    salt: str = ""
 
     @cached_property
     def artwork_ids(self) -> tuple[str, ...]:
@@ -48,13 +53,17 @@ class Title:
         return self.artwork_ids.index(artwork)
 
     def ab_split(self) -> ABConfig:
-        """The configured split, or an equal split salted with the title id."""
-        if self.ab is not None:
-            return self.ab
-        k = len(self.artworks)
-        return ABConfig(salt=self.id, weights=tuple(1.0 / k for _ in range(k)))
+        """The configured split (equal by default), salted with ``ab.salt`` or the title's secret.
 
-    def to_json(self) -> dict:
+        (A title stored before titles had a secret falls back to its id.)
+        """
+        k = len(self.artworks)
+        weights = self.ab.weights if self.ab is not None else tuple(1.0 / k for _ in range(k))
+        chosen = self.ab.salt if self.ab is not None else None
+        return ABConfig(salt=chosen or self.salt or self.id, weights=weights)
+
+    def to_json(self, private: bool = False) -> dict:
+        """The title as the API shows it; ``private``: with its salts, as it is stored."""
         body: dict = {
             "id": self.id,
             "artworks": [{"id": a.id, "tags": list(a.tags)} for a in self.artworks],
@@ -62,8 +71,24 @@ class Title:
             "policy": self.policy,
         }
         if self.ab is not None:
-            body["ab"] = {"salt": self.ab.salt, "weights": dict(zip(self.artwork_ids, self.ab.weights, strict=True))}
+            body["ab"] = {"weights": dict(zip(self.artwork_ids, self.ab.weights, strict=True))}
+            if private and self.ab.salt is not None:
+                body["ab"]["salt"] = self.ab.salt
+        if private and self.salt:
+            body["salt"] = self.salt
         return body
+
+
+def new_salt() -> str:
+    return secrets.token_hex(16)
+
+
+def with_salt(title: Title, previous: Title | None) -> Title:
+    """``title`` with a secret salt: its own, else the stored title's (an edit must not reshuffle
+    the split), else a new random one."""
+    if title.salt:
+        return title
+    return replace(title, salt=previous.salt if previous is not None and previous.salt else new_salt())
 
 
 @dataclass(frozen=True)
@@ -98,14 +123,6 @@ class Profile:
         return body
 
 
-def _number(value: object, name: str, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidInput(f"{name} must be a finite number", field=name)
-    if not lo <= value <= hi:
-        raise InvalidInput(f"{name} must be between {lo:g} and {hi:g}", field=name)
-    return float(value)
-
-
 def _object(body: object, name: str) -> dict:
     if not isinstance(body, dict):
         raise InvalidInput(f"{name} must be a JSON object", field=name)
@@ -116,7 +133,7 @@ def parse_title(title_id: str, body: object) -> Title:
     """A title from the admin body (``PUT /catalog/<title>``) or a catalog file entry."""
     check_id(title_id, "title")
     body = _object(body, "body")
-    unknown = set(body) - {"id", "artworks", "default", "policy", "ab"}
+    unknown = set(body) - {"id", "artworks", "default", "policy", "ab", "salt"}
     if unknown:
         raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
     if "id" in body and body["id"] != title_id:
@@ -149,17 +166,20 @@ def parse_title(title_id: str, body: object) -> Title:
     ab = None
     if body.get("ab") is not None:
         raw_ab = _object(body["ab"], "ab")
-        salt = raw_ab.get("salt", title_id)
-        if not isinstance(salt, str) or not 1 <= len(salt) <= 128:
+        salt = raw_ab.get("salt")
+        if salt is not None and (not isinstance(salt, str) or not 1 <= len(salt) <= 128):
             raise InvalidInput("ab.salt must be a string of 1-128 characters", field="ab.salt")
         weights = _object(raw_ab.get("weights", {a: 1.0 for a in ids}), "ab.weights")
         if set(weights) - set(ids):
             raise InvalidInput("ab.weights names an artwork the title does not have", field="ab.weights")
-        values = tuple(_number(weights.get(a, 0.0), f"ab.weights.{a}", 0.0, 1e9) for a in ids)
+        values = tuple(number(weights.get(a, 0.0), f"ab.weights.{a}", 0.0, 1e9) for a in ids)
         if sum(values) <= 0:
             raise InvalidInput("ab.weights must have a positive sum", field="ab.weights")
         ab = ABConfig(salt=salt, weights=tuple(v / sum(values) for v in values))
-    return Title(id=title_id, artworks=tuple(artworks), default=default, policy=policy, ab=ab)
+    salt = body.get("salt")
+    if salt is not None and (not isinstance(salt, str) or not 1 <= len(salt) <= 128):
+        raise InvalidInput("salt must be a string of 1-128 characters", field="salt")
+    return Title(id=title_id, artworks=tuple(artworks), default=default, policy=policy, ab=ab, salt=salt or "")
 
 
 def parse_profile(body: object) -> Profile:
@@ -182,11 +202,11 @@ def parse_profile(body: object) -> Profile:
     for genre, value in affinities.items():
         if not _TAG.fullmatch(genre):
             raise InvalidInput("affinity names must be 1-64 letters, digits, '_-.:'", field="affinities")
-        parsed_aff[genre] = _number(value, f"affinities.{genre}", 0.0, 1.0)
+        parsed_aff[genre] = number(value, f"affinities.{genre}", 0.0, 1.0)
     return Profile(
         segment=segment,
-        tenure_days=None if tenure is None else _number(tenure, "tenure_days", 0, 1e6),
-        weekly_hours=None if hours is None else _number(hours, "weekly_hours", 0, 168),
+        tenure_days=None if tenure is None else number(tenure, "tenure_days", 0, 1e6),
+        weekly_hours=None if hours is None else number(hours, "weekly_hours", 0, 168),
         affinities=parsed_aff,
     )
 

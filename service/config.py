@@ -30,9 +30,11 @@ class Settings:
     redis_timeout_s: float = 0.25
     key_prefix: str = "aw"
     admin_token: str = ""
+    ops_token: str = ""
     cors_origins: tuple[str, ...] = ("*",)
-    attribution_window_s: int = 86_400
+    attribution_window_s: int = 600
     decision_log_maxlen: int = 1_000_000
+    decision_log_max_age_s: int = 86_400
     stats_cache_s: float = 1.0
     catalog_refresh_s: float = 0.5
     catalog_path: str = str(DEMO_CATALOG)
@@ -41,7 +43,7 @@ class Settings:
     ts_uniform_mix: float = 0.01
     max_batch_titles: int = 50
     max_body_bytes: int = 64 * 1024
-    recent_traffic_window: int = 1_000
+    recent_traffic_minutes: int = 5
     rng_seed: int | None = None
     vw_exploration: str = "squarecb"
     vw_epsilon: float = 0.05
@@ -143,11 +145,13 @@ VARIABLES: dict[str, tuple[str, object, str]] = {
     "REDIS_WAIT_TIMEOUT_MS": ("redis_wait_timeout_s", lambda t: _non_negative_float(t) / 1000.0, "How long a reward waits for those replicas (below `REDIS_TIMEOUT_MS`)."),
     "REDIS_TIMEOUT_MS": ("redis_timeout_s", lambda t: _non_negative_float(t) / 1000.0, "Socket connect/read timeout of every Redis call."),
     "KEY_PREFIX": ("key_prefix", str, "Prefix of every Redis key (several deployments or test runs can share one Redis)."),
-    "ADMIN_TOKEN": ("admin_token", str, "Bearer token for catalog/profile writes; empty disables admin writes (403)."),
+    "ADMIN_TOKEN": ("admin_token", str, "Bearer token for catalog/profile writes and profile reads; empty disables them (403)."),
+    "OPS_TOKEN": ("ops_token", str, "When set, `/stats`, `/dashboard` and `/metrics` need it (or `ADMIN_TOKEN`) as a bearer token (`?token=` for the dashboard page); empty: open."),
     "CORS_ORIGINS": ("cors_origins", _origins, "Comma-separated origins allowed to call `/artwork` and `/reward`."),
-    "ATTRIBUTION_WINDOW_S": ("attribution_window_s", _positive_int, "Seconds a decision accepts its reward."),
+    "ATTRIBUTION_WINDOW_S": ("attribution_window_s", _positive_int, "Seconds a decision accepts its reward (every open decision holds Redis memory: see Redis memory)."),
     "DECISION_LOG_MAXLEN": ("decision_log_maxlen", _positive_int, "Approximate cap of each title's decision-log stream."),
-    "STATS_CACHE_S": ("stats_cache_s", _non_negative_float, "How stale a worker's copy of a title's arm counts may be (0: read every request)."),
+    "DECISION_LOG_MAX_AGE_S": ("decision_log_max_age_s", _positive_int, "Log entries older than this are trimmed (about once a minute; more than `ATTRIBUTION_WINDOW_S`)."),
+    "STATS_CACHE_S": ("stats_cache_s", _non_negative_float, "How stale a worker's copy of a title's arm counts, and of its `/stats` and `/dashboard/data` answers, may be (0: read every request)."),
     "CATALOG_REFRESH_S": ("catalog_refresh_s", _non_negative_float, "How often a worker checks the catalog version."),
     "CATALOG_PATH": ("catalog_path", str, "Catalog JSON loaded into Redis at start (titles already there are kept)."),
     "LOAD_CATALOG": ("load_catalog", _bool, "0: do not load `CATALOG_PATH` at start."),
@@ -155,7 +159,7 @@ VARIABLES: dict[str, tuple[str, object, str]] = {
     "TS_UNIFORM_MIX": ("ts_uniform_mix", _non_negative_float, "Share of Thompson traffic spread uniformly (keeps propensities >= mix/K)."),
     "MAX_BATCH_TITLES": ("max_batch_titles", _positive_int, "Most titles in one `/artwork` request."),
     "MAX_BODY_BYTES": ("max_body_bytes", _positive_int, "Largest request body accepted (413 beyond)."),
-    "RECENT_TRAFFIC_WINDOW": ("recent_traffic_window", _positive_int, "Decisions per title behind the 'recent traffic share' statistic."),
+    "RECENT_TRAFFIC_MINUTES": ("recent_traffic_minutes", _positive_int, "Minutes of traffic behind the 'recent traffic share' statistic (at most 2880)."),
     "RNG_SEED": ("rng_seed", _optional_int, "Seed of the worker's random generator (tests; unset in production)."),
     "VW_EXPLORATION": ("vw_exploration", _vw_exploration, "Exploration of new VW models: `squarecb` (default: adapts exploration to the predicted reward gaps), `epsilon`, `bag`, `cover`, `softmax`. A published model keeps the exploration it was trained with."),
     "VW_EPSILON": ("vw_epsilon", _unit_float, "Uniform share of `epsilon` (and `bag`/`cover`) exploration: every artwork keeps a propensity >= epsilon/K."),
@@ -190,6 +194,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Sett
         raise ConfigError(f"unknown settings: {sorted(unknown)}")
     values.update(overrides)
     settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.recent_traffic_minutes > 2_880:  # the traffic counters are kept for 48 h
+        raise ConfigError(f"RECENT_TRAFFIC_MINUTES must be at most 2880, got {settings.recent_traffic_minutes}")
+    if settings.decision_log_max_age_s <= settings.attribution_window_s:
+        raise ConfigError("DECISION_LOG_MAX_AGE_S must exceed ATTRIBUTION_WINDOW_S (the trainer and export read decisions after their window)")
     if not 0 <= settings.ts_uniform_mix < 1:
         raise ConfigError(f"TS_UNIFORM_MIX must be in [0, 1), got {settings.ts_uniform_mix}")
     if settings.redis_sentinels and (settings.redis_cluster or settings.redis_embedded):

@@ -33,6 +33,9 @@ from service.store import ArmCounts, DecisionRecord, RedisStore
 
 log = logging.getLogger(__name__)
 
+# How often a worker trims the decision logs by age (with the catalog check, off the decide script).
+LOG_TRIM_S = 60.0
+
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,8 @@ class CatalogCache:
         self.version: int | None = None
         self.loaded = False
         self._checked_at = float("-inf")
+        self._trimmed_at = float("-inf")
+        self.log_max_age_s = settings.decision_log_max_age_s
         self._lock = threading.Lock()
 
     def get(self) -> dict[str, Title]:
@@ -98,6 +103,9 @@ class CatalogCache:
                 if force or version != self.version:
                     self.version, self.titles = self.store.load_catalog()
                 self.loaded = True
+                if self._checked_at - self._trimmed_at >= LOG_TRIM_S:
+                    self._trimmed_at = self._checked_at
+                    self.store.trim_logs(time.time() - self.log_max_age_s)
             except STORE_ERRORS as exc:
                 log.warning("catalog refresh failed, serving the last known catalog: %s", exc)
 

@@ -37,6 +37,11 @@ class Keys:
         return f"{self.prefix}:{{catalog}}:version"
 
     @property
+    def readiness_probe(self) -> str:
+        """String written (and expiring) by ``/readyz`` to learn whether Redis accepts writes."""
+        return f"{self.prefix}:{{catalog}}:ready-probe"
+
+    @property
     def retired_titles(self) -> str:
         """Set of deleted titles whose logs are still exportable."""
         return f"{self.prefix}:{{catalog}}:retired"

@@ -5,7 +5,9 @@ from __future__ import annotations
 ID = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}
 NULLABLE_STR = {"type": "string", "nullable": True}
 EVENT_ID = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}~[0-9a-f]{32}$", "description": "an event_id returned by /artwork"}
-CONTEXT_VALUE = {"type": "string", "minLength": 1, "maxLength": 64, "description": "printable characters"}
+CONTEXT_VALUE = {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]{1,64}$", "description": "1-64 characters, no control characters"}
+CONTEXT_NAME = {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$"}
+HOUR = {"oneOf": [{"type": "integer", "minimum": 0, "maximum": 23}, {"type": "string", "pattern": "^([01]?[0-9]|2[0-3])$"}]}
 
 ERROR = {
     "type": "object",
@@ -48,14 +50,18 @@ TITLE = {
         "artworks": {"type": "array", "items": ARTWORK, "minItems": 1, "maxItems": 32},
         "default": ID,
         "policy": {"type": "string", "enum": ["thompson", "vw", "ab", "fixed"]},
+        "salt": {"type": "string", "nullable": True, "minLength": 1, "maxLength": 128, "writeOnly": True,
+                 "description": "secret salt of the A/B hash (default: random, kept across edits; never shown)"},
         "ab": {
             "type": "object",
             "nullable": True,
             "properties": {
-                "salt": {"type": "string", "minLength": 1, "maxLength": 128},
+                "salt": {"type": "string", "nullable": True, "minLength": 1, "maxLength": 128, "writeOnly": True, "description": "default: the title's secret salt"},
                 "weights": {
                     "type": "object",
-                    "description": "artwork id -> weight (some weight positive)",
+                    "description": "artwork id (one of the title's artworks) -> weight (some weight positive)",
+                    "propertyNames": ID,
+                    "not": {"additionalProperties": {"const": 0}},  # some weight is positive
                     "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1e9},
                 },
             },
@@ -73,11 +79,31 @@ PROFILE = {
         "affinities": {
             "type": "object",
             "maxProperties": 64,
-            "description": "genre (1-64 letters, digits, '_-.:') -> affinity",
+            "description": "genre -> affinity",
+            "propertyNames": TAG,
             "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
         },
     },
 }
+
+BATCH_REQUEST = {
+    "type": "object",
+    "required": ["profile", "titles"],
+    "additionalProperties": False,
+    "properties": {
+        "profile": ID,
+        "titles": {"type": "array", "items": ID, "minItems": 1, "maxItems": 50},
+        "context": {
+            "type": "object",
+            "maxProperties": 16,
+            "description": "feature name -> value (a string, or an integer taken as its decimal text, at most 64 characters)",
+            "propertyNames": CONTEXT_NAME,
+            "properties": {"hour": HOUR},
+            "additionalProperties": {"oneOf": [CONTEXT_VALUE, {"type": "integer", "minimum": -(2**63), "maximum": 2**64 - 1}]},
+        },
+    },
+}
+
 
 def _err(description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -87,12 +113,33 @@ def _ok(schema: dict, description: str = "OK") -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+# Ops reads are open unless OPS_TOKEN is set (then its token or the admin token).
+OPS_READ = {"security": [{}, {"bearer": []}]}
+OPS_ERRORS = {"401": _err("OPS_TOKEN is set and no bearer token was sent"), "403": _err("wrong token")}
+TOKEN_PARAM = {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}, "description": "the ops token, for a browser opening the page"}
 ADMIN_ERRORS = {"400": _err("malformed body"), "401": _err("no bearer token"), "403": _err("wrong token"), "503": _err("Redis unreachable")}
 
 
+def _v31(node: object) -> object:
+    """OpenAPI 3.1 (JSON Schema 2020-12, which has ``propertyNames``): ``nullable`` becomes a
+    "null" type. The schemas above are written once, in the 3.0 style."""
+    if isinstance(node, list):
+        return [_v31(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _v31(v) for k, v in node.items() if k != "nullable"}
+    if node.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    return out
+
+
 def openapi_document() -> dict:
+    return _v31(_document())  # type: ignore[return-value]
+
+
+def _document() -> dict:
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "Artwork personalization service",
             "version": "0.1.0",
@@ -135,10 +182,29 @@ def openapi_document() -> dict:
                             "one decision (one title) or a batch (several titles, in request order); "
                             "when Redis is unreachable the default artwork with fallback=true",
                         ),
-                        "400": _err("missing or malformed profile, title or context"),
+                        "400": _err("missing, repeated or malformed profile; missing or malformed title; more than "
+                                    "16 context parameters, a repeated one, a name not matching ^[a-z][a-z0-9_]{0,31}$, or a "
+                                    "value that is not 1-64 printable characters"),
                         "404": _err("unknown title"),
                     },
-                }
+                },
+                "post": {
+                    "summary": "The batch call of GET /artwork as a JSON body (for pages whose query would be too long)",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchRequest"}}}},
+                    "responses": {
+                        "200": _ok(
+                            {
+                                "type": "object",
+                                "required": ["profile", "decisions"],
+                                "properties": {"profile": {"type": "string"}, "decisions": {"type": "array", "items": {"$ref": "#/components/schemas/Decision"}}},
+                            },
+                            "one decision per title, in request order (fallback answers when Redis is unreachable)",
+                        ),
+                        "400": _err("malformed body, profile, titles or context"),
+                        "404": _err("unknown title"),
+                        "413": _err("body too large"),
+                    },
+                },
             },
             "/reward": {
                 "post": {
@@ -164,32 +230,36 @@ def openapi_document() -> dict:
                     },
                 }
             },
-            "/stats": {"get": {"summary": "Arm statistics of every title", "responses": {"200": _ok({"type": "object"}), "503": _err("Redis unreachable")}}},
+            "/stats": {"get": {"summary": "Arm statistics of every title", **OPS_READ, "responses": {"200": _ok({"type": "object"}), **OPS_ERRORS, "503": _err("Redis unreachable")}}},
             "/stats/{title}": {
                 "get": {
                     "summary": "Arm statistics of one title, overall and by segment",
+                    **OPS_READ,
                     "parameters": [{"name": "title", "in": "path", "required": True, "schema": ID}],
-                    "responses": {"200": _ok({"type": "object"}), "400": _err("malformed title"), "404": _err("unknown title"), "503": _err("Redis unreachable")},
+                    "responses": {"200": _ok({"type": "object"}), **OPS_ERRORS, "400": _err("malformed title"), "404": _err("unknown title"), "503": _err("Redis unreachable")},
                 }
             },
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _ok({"type": "object"})}}},
-            "/readyz": {"get": {"summary": "Readiness (Redis answers, catalog loaded)", "responses": {"200": _ok({"type": "object"}), "503": _ok({"type": "object"}, "not ready")}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/readyz": {"get": {"summary": "Readiness (Redis accepts writes, catalog loaded); the body names what is not ready", "responses": {"200": _ok({"type": "object"}), "503": _ok({"type": "object"}, "not ready")}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", **OPS_READ, "responses": {**OPS_ERRORS, "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
             "/dashboard": {
                 "get": {
                     "summary": "Ops dashboard (HTML page polling /dashboard/data)",
+                    **OPS_READ,
                     "parameters": [
+                        TOKEN_PARAM,
                         {"name": "refresh", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 3600, "default": 5}, "description": "seconds between refreshes"},
                         {"name": "minutes", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 2880, "default": 60}, "description": "traffic history shown"},
                     ],
-                    "responses": {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}, "400": _err("bad parameter")},
+                    "responses": {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}, "400": _err("bad parameter"), **OPS_ERRORS},
                 }
             },
             "/dashboard/data": {
                 "get": {
                     "summary": "The dashboard's data: /stats per title plus its per-minute traffic history, and health counters",
-                    "parameters": [{"name": "minutes", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 2880, "default": 60}}],
-                    "responses": {"200": _ok({"type": "object"}), "400": _err("bad parameter"), "503": _err("Redis unreachable")},
+                    **OPS_READ,
+                    "parameters": [TOKEN_PARAM, {"name": "minutes", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 2880, "default": 60}}],
+                    "responses": {"200": _ok({"type": "object"}), "400": _err("bad parameter"), **OPS_ERRORS, "503": _err("Redis unreachable")},
                 }
             },
             "/catalog": {"get": {"summary": "Titles with their artworks, default and policy", "responses": {"200": _ok({"type": "object", "properties": {"titles": {"type": "array", "items": {"$ref": "#/components/schemas/Title"}}}})}}},
@@ -206,7 +276,7 @@ def openapi_document() -> dict:
             },
             "/profiles/{profile}": {
                 "parameters": [{"name": "profile", "in": "path", "required": True, "schema": ID}],
-                "get": {"summary": "A profile's features", "responses": {"200": _ok({"type": "object"}), "400": _err("malformed id"), "404": _err("unknown profile"), "503": _err("Redis unreachable")}},
+                "get": {"summary": "A profile's features (admin: personal data)", "security": [{"bearer": []}], "responses": {"200": _ok({"type": "object"}), **ADMIN_ERRORS, "404": _err("unknown profile")}},
                 "put": {
                     "summary": "Write a profile's features (admin; written by an upstream job)",
                     "security": [{"bearer": []}],
@@ -216,7 +286,7 @@ def openapi_document() -> dict:
             },
         },
         "components": {
-            "schemas": {"Error": ERROR, "Decision": DECISION, "Title": TITLE, "Profile": PROFILE},
+            "schemas": {"Error": ERROR, "Decision": DECISION, "Title": TITLE, "Profile": PROFILE, "BatchRequest": BATCH_REQUEST},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

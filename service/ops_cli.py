@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from collections.abc import Sequence
 from typing import NoReturn, TextIO
 
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats = sub.add_parser("stats", help="arm statistics per title, as a table")
     stats.add_argument("titles", nargs="*", metavar="TITLE", help="titles to show (default: all)")
     stats.add_argument("--json", action="store_true", help="print the /stats JSON instead of a table")
-    reset = sub.add_parser("reset", help="forget a title's arm statistics (asks for confirmation)")
+    reset = sub.add_parser("reset", help="forget a title's arm statistics and traffic history (asks for confirmation)")
     reset.add_argument("title", metavar="TITLE")
     reset.add_argument("--yes", action="store_true", help="do not ask")
     policy = sub.add_parser("set-policy", help="set the policy in force for a title")
@@ -77,7 +78,7 @@ def _title(catalog: dict[str, Title], title_id: str) -> Title:
 
 def _with(title: Title, **changes: str) -> Title:
     """The title with ``changes`` applied, validated like an admin write."""
-    return parse_title(title.id, {**title.to_json(), **changes})
+    return parse_title(title.id, {**title.to_json(private=True), **changes})
 
 
 def _pct(x: float | None) -> str:
@@ -129,7 +130,7 @@ class OpsCommands:
         titles = [_title(catalog, t) for t in title_ids] if title_ids else [catalog[t] for t in sorted(catalog)]
         ids = [t.id for t in titles]
         counts = self.store.read_counts(ids)
-        recent = self.store.recent_artworks(ids, self.settings.recent_traffic_window)
+        recent = self.store.recent_traffic(ids, self.settings.recent_traffic_minutes, time.time())
         ts = ThompsonSampling(segment_strength=self.settings.ts_segment_strength, uniform_mix=self.settings.ts_uniform_mix)
         stats = [title_stats(ts, t, counts[t.id], recent[t.id]) for t in titles]
         print(json.dumps({"titles": stats}, indent=1) if as_json else format_table(stats), file=self.out)
@@ -141,7 +142,7 @@ class OpsCommands:
             print(f"Reset the arm statistics of {title.id} ({impressions} impressions)? [y/N] ", end="", file=self.err, flush=True)
             if self.answers.readline().strip().lower() not in ("y", "yes"):
                 raise CommandError("not reset (answer y to confirm, or pass --yes)")
-        self.store.reset_title_stats(title.id)
+        self.store.reset_title_stats(title.id, time.time())
         print(f"reset {title.id}: {impressions} impressions forgotten", file=self.out)
 
     def set_policy(self, title_id: str, policy: str) -> None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping
 
 from bandit.thompson import SEGMENTS, ThompsonSampling
 from service.catalog import Title
@@ -29,17 +28,18 @@ def _arm_rows(ts: ThompsonSampling, title: Title, n: list, s: list, r: list | No
     return rows
 
 
-def title_stats(ts: ThompsonSampling, title: Title, counts: ArmCounts, recent: Sequence[str]) -> dict:
+def title_stats(ts: ThompsonSampling, title: Title, counts: ArmCounts, recent: Mapping[str, int]) -> dict:
+    """``recent``: decisions per artwork in the last RECENT_TRAFFIC_MINUTES."""
     arts = title.artwork_ids
     n, s = counts.title_arrays(arts)
     r = [counts.rewards.get(a, 0) for a in arts]
     posterior = ts.posterior(n, s)
     rows = _arm_rows(ts, title, n, s, r, posterior)
-    recent_counts = Counter(recent)
+    recent_total = sum(recent.values())
     probs = ts.action_probabilities(posterior) if title.policy == "thompson" else None
     for i, row in enumerate(rows):
         row["tags"] = list(title.artworks[i].tags)
-        row["recent_share"] = (recent_counts[row["artwork"]] / len(recent)) if recent else None
+        row["recent_share"] = (recent.get(row["artwork"], 0) / recent_total) if recent_total else None
         row["share"] = (n[i] / sum(n)) if sum(n) else None
         if probs is not None:
             row["ts_probability"] = float(probs[i])
@@ -58,7 +58,7 @@ def title_stats(ts: ThompsonSampling, title: Title, counts: ArmCounts, recent: S
         "impressions": int(sum(n)),
         "rewards": int(sum(r)),
         "reward_sum": round(float(sum(s)), 6),
-        "recent_decisions": len(recent),
+        "recent_decisions": recent_total,
         "artworks": rows,
         "segments": segments,
     }

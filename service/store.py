@@ -18,14 +18,14 @@ All of a title's keys share one hash tag, so both scripts run unchanged on a Red
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import redis
 
 from bandit.thompson import SEGMENTS
-from service.catalog import Profile, Title, profile_from_json, title_from_json
+from service.catalog import Profile, Title, profile_from_json, title_from_json, with_salt
 from service.keys import Keys
 
 # Counter fields in a title's arms hash: "n|<artwork>" impressions, "s|<artwork>" reward sum,
@@ -89,6 +89,24 @@ return {'recorded', art, ev[6]}
 TRAFFIC_BUCKET_S = 60
 TRAFFIC_RETENTION_S = 2 * 86_400
 
+# Sums a title's traffic buckets into points server-side, so a long span costs one call and a
+# small reply instead of a hash per minute. KEYS: the buckets, point after point; ARGV: the
+# number of buckets of each point. Returns one flat {artwork, count, ...} list per point.
+TRAFFIC_SUM_LUA = """
+local out, j = {}, 0
+for p = 1, #ARGV do
+  local sums, point = {}, {}
+  for _ = 1, tonumber(ARGV[p]) do
+    j = j + 1
+    local flat = redis.call('HGETALL', KEYS[j])
+    for k = 1, #flat, 2 do sums[flat[k]] = (sums[flat[k]] or 0) + tonumber(flat[k + 1]) end
+  end
+  for art, n in pairs(sums) do point[#point + 1] = art; point[#point + 1] = n end
+  out[p] = point
+end
+return out
+"""
+
 SEED_CATALOG_LUA = """
 local added = 0
 for i = 1, #ARGV, 2 do
@@ -151,7 +169,7 @@ def _context_template(context: dict) -> str:
 
 @lru_cache(maxsize=4096)
 def _context_template_of(items: tuple) -> str:
-    # \x01 cannot occur in a context value (validated printable), so it marks the placeholder.
+    # \x01 cannot occur in a context value (control characters are refused), so it marks the placeholder.
     text = json.dumps({**dict(items), "segment": "\x01"}, separators=(",", ":"))
     return text.replace("%", "%%").replace('"\\u0001"', '"%s"')
 
@@ -221,10 +239,15 @@ class RedisStore:
         self._decide = client.register_script(DECIDE_LUA)
         self._reward = client.register_script(REWARD_LUA)
         self._seed = client.register_script(SEED_CATALOG_LUA)
+        self._traffic_sum = client.register_script(TRAFFIC_SUM_LUA)
 
     # -- health
     def ping(self) -> bool:
         return bool(self.client.ping())
+
+    def write_probe(self) -> None:
+        """A small expiring write: raises what a decision's write would (OOM, READONLY, MISCONF...)."""
+        self.client.set(self.keys.readiness_probe, "1", px=10_000)
 
     # -- catalog
     def catalog_version(self) -> int:
@@ -244,16 +267,22 @@ class RedisStore:
     def seed_catalog(self, titles: Iterable[Title]) -> int:
         """Add titles that are not in Redis yet (admin edits win); returns how many were added."""
         argv: list[str] = []
-        for t in titles:
-            argv += [t.id, json.dumps(t.to_json())]
+        for t in titles:  # a salt for each, kept only by the titles this adds
+            argv += [t.id, json.dumps(with_salt(t, None).to_json(private=True))]
         if not argv:
             return 0
         return int(self._seed(keys=[self.keys.catalog, self.keys.catalog_version], args=argv))
 
+    def get_title(self, title_id: str) -> Title | None:
+        raw = self.client.hget(self.keys.catalog, title_id)
+        return None if raw is None else title_from_json(raw)
+
     def put_title(self, title: Title) -> bool:
-        """Create or replace; returns True if it was new."""
+        """Create or replace; returns True if it was new. A replaced title keeps its secret salt
+        unless ``title`` brings one."""
+        title = with_salt(title, None if title.salt else self.get_title(title.id))
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(self.keys.catalog, title.id, json.dumps(title.to_json()))
+        pipe.hset(self.keys.catalog, title.id, json.dumps(title.to_json(private=True)))
         pipe.srem(self.keys.retired_titles, title.id)
         pipe.incr(self.keys.catalog_version)
         created, _, _ = pipe.execute()
@@ -381,7 +410,7 @@ class RedisStore:
             except redis.exceptions.NoScriptError:
                 if attempt:
                     raise
-                for script in (self._decide, self._reward, self._seed):
+                for script in (self._decide, self._reward, self._seed, self._traffic_sum):
                     client.script_load(script.script)
         return []
 
@@ -424,20 +453,27 @@ class RedisStore:
         return result, int(replicas)
 
     # -- stats and logs
-    def recent_artworks(self, titles: Sequence[str], count: int) -> dict[str, list[str]]:
-        """Artworks of (up to) the last ``count`` decisions of each title, newest first."""
-        pipe = self.client.pipeline(transaction=False)
-        for t in titles:
-            # Rewards share the stream; read twice as many entries to see ~count decisions.
-            pipe.xrevrange(self.keys.log(t), count=2 * count)
-        out: dict[str, list[str]] = {}
-        for t, entries in zip(titles, pipe.execute(), strict=True):
-            arts = []
-            for _id, fields in entries:
-                rec = _decode_fields(fields)
-                if rec.get("type") == "decision":
-                    arts.append(json.loads(rec["record"])["artwork"])
-            out[t] = arts[:count]
+    def recent_traffic(self, titles: Sequence[str], minutes: int, now: float) -> dict[str, dict[str, int]]:
+        """Per title, decisions per artwork in the last ``minutes`` traffic buckets (the current,
+        partial one included): the counters the decide script keeps, never the log."""
+        last = int(now // TRAFFIC_BUCKET_S)
+        sums = self.traffic_sums({t: [range(last - minutes + 1, last + 1)] for t in titles})
+        return {t: points[0] for t, points in sums.items()}
+
+    def traffic_sums(self, groups: Mapping[str, Sequence[Sequence[int]]]) -> dict[str, list[dict[str, int]]]:
+        """Per title, decisions per artwork summed over each group of minute buckets (bucket
+        number = epoch s // TRAFFIC_BUCKET_S): one script call per title, summed in Redis."""
+        titles = [t for t, points in groups.items() if points]
+
+        def fill(pipe) -> None:
+            for t in titles:
+                keys = [self.keys.traffic(t, b) for point in groups[t] for b in point]
+                pipe.execute_command("EVALSHA", self._traffic_sum.sha, len(keys), *keys, *(len(point) for point in groups[t]))
+
+        results = self._execute_scripts(fill) if titles else []
+        out: dict[str, list[dict[str, int]]] = {t: [] for t in groups}
+        for t, points in zip(titles, results, strict=True):
+            out[t] = [{_text(k): int(v) for k, v in zip(flat[::2], flat[1::2], strict=True)} for flat in points]
         return out
 
     def read_log(self, title: str, start: str = "-", count: int = 10_000) -> list[tuple[str, dict]]:
@@ -445,22 +481,25 @@ class RedisStore:
         entries = self.client.xrange(self.keys.log(title), min=start, max="+", count=count)
         return [((i.decode() if isinstance(i, bytes) else i), _decode_fields(f)) for i, f in entries]
 
-    def traffic_history(self, titles: Sequence[str], buckets: int, now: float) -> dict[str, list[tuple[int, dict[str, int]]]]:
-        """Per title, the last ``buckets`` minutes (oldest first): (bucket start epoch s, artwork -> decisions)."""
-        last = int(now // TRAFFIC_BUCKET_S)
-        span = range(last - buckets + 1, last + 1)
+    def trim_logs(self, older_than: float) -> None:
+        """Drop log entries older than ``older_than`` (epoch s) from every title's log, deleted
+        titles' included. Approximate (``~``): Redis drops whole stream nodes only, which is cheap."""
+        min_id = f"{int(older_than * 1000)}-0"
+        titles = self.logged_titles()
         pipe = self.client.pipeline(transaction=False)
         for t in titles:
-            for b in span:
-                pipe.hgetall(self.keys.traffic(t, b))
-        raw = iter(pipe.execute())
-        return {
-            t: [(b * TRAFFIC_BUCKET_S, {k: int(v) for k, v in _decode_fields(next(raw)).items()}) for b in span]
-            for t in titles
-        }
+            pipe.xtrim(self.keys.log(t), minid=min_id, approximate=True)
+        pipe.execute()
 
-    def reset_title_stats(self, title: str) -> None:
-        self.client.delete(self.keys.arms(title))
+    def reset_title_stats(self, title: str, now: float) -> None:
+        """Forget what ``/stats`` shows of ``title``: its counters and its traffic history (recent
+        shares). The catalog version is bumped so that workers drop their copies of the history."""
+        last = int(now // TRAFFIC_BUCKET_S)
+        buckets = range(last - TRAFFIC_RETENTION_S // TRAFFIC_BUCKET_S, last + 2)  # + the next, for clock skew
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(self.keys.arms(title), *(self.keys.traffic(title, b) for b in buckets))
+        pipe.incr(self.keys.catalog_version)
+        pipe.execute()
 
 
 def _decode_fields(fields: dict) -> dict[str, str]:

@@ -18,8 +18,8 @@ after the last publish is learned again into the published model, which never ha
 second trainer, or a warm start published meanwhile, makes the publish fail: the trainer then
 reloads the published model and goes on from its position.
 
-Memory: the decisions of one attribution window per title wait in memory (production: 24 h of a
-title's VW traffic), featurized as they are read: ~0.6 KB a decision (ids, shared line, label;
+Memory: the decisions of one attribution window per title wait in memory (by default 10 minutes
+of a title's VW traffic; up to days if the window is set so), featurized as they are read: ~0.6 KB a decision (ids, shared line, label;
 its action lines are shared by the title's decisions). If the capped stream drops decisions
 before the trainer reads them (``DECISION_LOG_MAXLEN`` too small for the window), they are lost
 to learning.
@@ -44,6 +44,7 @@ import redis
 from bandit.vw_features import FeatureError, has_features, to_example
 from bandit.vw_policy import VWConfig, VWModel, cost_of, learning_probability
 from service.config import Settings, load_settings
+from service.json_logging import configure_logging
 from service.keys import Keys
 from service.models import ModelConflict, ModelStore, add_to_digest
 from service.personalizer.store import PersonalizerStore
@@ -81,7 +82,7 @@ class StepReport:
 # shared line, action lines, logged artwork's index, learning probability).
 # - Featurized when read, not when learned: its strings are shared with every decision of the
 #   same title (and profile and request context while ``bandit.vw_features`` caches them), so
-#   it costs ~0.6 KB instead of its decoded record's ~4.7 KB (a day of a title's decisions waits).
+#   it costs ~0.6 KB instead of its decoded record's ~4.7 KB (a window of a title's decisions waits).
 # - A tuple of strings and numbers, and rewards in a str -> float dict: CPython's garbage
 #   collector stops tracking such objects, where a class instance stays tracked and every full
 #   collection walks all the waiting ones (it halved the trainer's throughput).
@@ -218,6 +219,9 @@ class TitleTrainer:
         return self.publish()
 
     def publish(self) -> int | None:
+        """Publish the model if it learned something since the last publish; the new version."""
+        if self.unpublished == 0:  # a new version must mean a changed model
+            return None
         started = time.perf_counter()
         data = self.model.to_bytes()
         try:
@@ -314,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     # The web's short timeout is for requests; the trainer reads pages and writes models.
     settings = replace(settings, redis_timeout_s=max(settings.redis_timeout_s, 5.0))
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging(settings.log_level, settings.log_format)  # JSON lines, as the web workers write
     trainer = Trainer(settings, connect(settings), args.title)
     if args.once:
         while any(r.read for r in trainer.step()):

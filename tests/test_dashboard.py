@@ -160,3 +160,22 @@ def test_dashboard_data_is_503_when_redis_is_down(make_app, redis_server_factory
     server.stop()
     r = client.get("/dashboard/data")
     assert r.status_code == 503 and r.get_json()["error"]["code"] == "store_unavailable"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (scripts/test installs Debian's chromium as root)")
+def test_dashboard_behind_ops_token_passes_its_token_to_its_data_requests(make_app, tmp_path):
+    app = make_app(log_level="WARNING", ops_token="ops-t")
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        title_ids = sorted(t["id"] for t in app.test_client().get("/catalog").get_json()["titles"])
+        dom = DashboardDom()
+        dom.feed(render(f"{url}/dashboard?refresh=60&token=ops-t", tmp_path, tmp_path / "shot.png"))
+        assert dom.cards == title_ids  # /dashboard/data answered the page's own request
+        assert app.test_client().get("/dashboard/data").status_code == 401
+    finally:
+        server.shutdown()
+        thread.join(5)

@@ -176,3 +176,19 @@ def test_metrics_sum_the_counts_of_every_gunicorn_worker(tmp_path, redis_url, ke
     finally:
         server.stop()
     assert server.proc.returncode is not None
+
+
+@pytest.mark.slow
+def test_gunicorn_accepts_the_documented_largest_batch(tmp_path, redis_url, key_prefix):
+    """50 titles of 128 characters fit gunicorn's request line (its default 4094 bytes gave an
+    HTML 414): unknown titles, so the answer is the app's JSON 404, not gunicorn's page."""
+    server = Gunicorn(tmp_path, redis_url, key_prefix)
+    try:
+        server.wait_ready()
+        titles = [f"{i:03d}" + "t" * 125 for i in range(50)]
+        query = "&".join(f"title={t}" for t in titles)
+        r = requests.get(f"{server.url}/artwork?profile={'p' * 128}&{query}&device=tv&hour=7", timeout=10)
+        assert len(r.request.url) > 6_500
+        assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_title"
+    finally:
+        server.stop()

@@ -133,3 +133,18 @@ def test_python_m_service_fails_without_a_traceback(argv, env, code, message):
     )  # fmt: skip
     assert done.returncode == code
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1 and message in done.stderr
+
+
+def test_reset_clears_everything_stats_shows_recent_shares_included(make_app, cli_env):
+    web = make_app(catalog_refresh_s=0, stats_cache_s=0).test_client()
+    served(web, TITLE, 30)
+    before = web.get(f"/stats/{TITLE}").get_json()
+    assert before["recent_decisions"] == 30 and before["impressions"] == 30
+    assert sum(a["recent_share"] for a in before["artworks"]) == pytest.approx(1.0)
+    assert sum(sum(h["counts"].values()) for t in web.get("/dashboard/data").get_json()["titles"] if t["title"] == TITLE for h in t["history"]) == 30
+    assert run("reset", TITLE, "--yes")[0] == 0
+    after = web.get(f"/stats/{TITLE}").get_json()
+    assert after["impressions"] == 0 and after["recent_decisions"] == 0 and after["segments"] == {}
+    assert all(a["recent_share"] is None and a["impressions"] == 0 for a in after["artworks"])
+    history = next(t["history"] for t in web.get("/dashboard/data").get_json()["titles"] if t["title"] == TITLE)
+    assert all(h["counts"] == {} for h in history)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import redis
+
 from tests.conftest import ADMIN
 
 TITLE = "stranger-lights"
@@ -44,3 +46,23 @@ def test_starts_with_redis_down_and_serves_fallbacks(make_app, redis_server_fact
     assert d["fallback"] is True
     server.start()
     assert client.get(f"/artwork?profile=p1&title={TITLE}").get_json()["fallback"] is False
+
+
+def test_readyz_is_not_ready_while_redis_refuses_writes(make_app, redis_server_factory):
+    """A Redis at maxmemory (noeviction) answers PING but refuses every decision: not ready, and
+    the body says why; ready again once memory is freed."""
+    server = redis_server_factory("--maxmemory-policy", "noeviction")
+    app = make_app(redis_url_override=server.url)
+    client = app.test_client()
+    assert client.get("/readyz").get_json() == {"status": "ready", "checks": {"redis": True, "writable": True, "catalog": True}}
+    admin = redis.Redis.from_url(server.url)
+    admin.set("ballast", b"x" * 512 * 1024)
+    admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) - 256 * 1024)  # now above it
+    assert client.get(f"/artwork?profile=p1&title={TITLE}").get_json()["fallback"] is True
+    r = client.get("/readyz")
+    assert r.status_code == 503
+    body = r.get_json()
+    assert body["checks"] == {"redis": True, "writable": False, "catalog": True}
+    assert body["status"] == "not_ready" and "OOM" in body["reason"] and "out of memory" in body["reason"]
+    admin.delete("ballast")
+    assert client.get("/readyz").status_code == 200

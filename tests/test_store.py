@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
@@ -194,3 +195,38 @@ def test_a_catalog_change_between_counter_refreshes_never_breaks_a_decision(make
     for _ in range(3):
         d = reader.get("/artwork?profile=p&title=changing").get_json()
         assert (d["artwork"], d["propensity"]) == ("y1", 1.0)
+
+
+def _old_entries(redis_client, key: str, n: int, at_ms: int) -> None:
+    pipe = redis_client.pipeline(transaction=False)
+    for i in range(n):
+        pipe.xadd(key, {"type": "decision", "record": "{}"}, id=f"{at_ms}-{i}")
+    pipe.execute()
+
+
+def test_decision_logs_are_trimmed_by_age_when_a_worker_starts_and_every_minute(make_app, redis_client, key_prefix):
+    from service.decisions import LOG_TRIM_S
+    from service.keys import Keys
+
+    key = Keys(key_prefix).log(TITLE)
+    old_ms = int((time.time() - 2 * 86_400) * 1000)
+    _old_entries(redis_client, key, 1_000, old_ms)
+    app = make_app()  # default DECISION_LOG_MAX_AGE_S: 1 day; the first catalog check trims
+    assert app.config["SETTINGS"].decision_log_max_age_s == 86_400 and LOG_TRIM_S == 60
+    # Approximate trimming drops whole stream nodes (100 entries): at most one node's worth stays.
+    assert redis_client.xlen(key) < 100
+    client = app.test_client()
+    client.get(f"/artwork?profile=p1&title={TITLE}")
+    entries = redis_client.xrange(key)
+    assert int(entries[-1][0].split(b"-")[0]) > old_ms  # the new decision is kept
+
+
+def test_trim_logs_keeps_entries_younger_than_the_limit(app, redis_client):
+    store = app.extensions["store"]
+    key = store.keys.log(TITLE)
+    now_ms = int(time.time() * 1000)
+    _old_entries(redis_client, key, 500, now_ms - 3_600_000)
+    _old_entries(redis_client, key, 300, now_ms - 60_000)
+    store.trim_logs(time.time() - 600)
+    ids = [int(i.split(b"-")[0]) for i, _ in redis_client.xrange(key)]
+    assert ids.count(now_ms - 60_000) == 300 and ids.count(now_ms - 3_600_000) < 100

@@ -148,3 +148,37 @@ def test_cached_examples_equal_freshly_built_ones():
     assert [to_example(c, sim.artwork_ids()) for c in contexts] == cached
     unhashable = {**contexts[0], "extra": ["a", "list"]}  # not cacheable: built every time
     assert to_example(unhashable, sim.artwork_ids()) == to_example(unhashable, sim.artwork_ids())
+
+
+def test_a_model_is_published_only_when_it_learned_something(log_world):
+    client, keys, settings, store = log_world
+    models = ModelStore(client, keys)
+    trainer = TitleTrainer(TITLE, store, models, settings, VWConfig(), batch=60)
+    trainer.step()
+    assert trainer.publish() is None and models.load(TITLE) is None  # empty log: nothing to publish
+    for i, (rec, _reward) in enumerate(_records(20, seed=3)):
+        client.xadd(keys.log(TITLE), {"type": "decision", "record": _logged(rec)}, id=f"{1_000 + i}-0")
+    while trainer.step().read:
+        pass
+    assert trainer.publish() == 1 and models.load(TITLE).learned == 20
+    client.xadd(keys.log(TITLE), {"type": "reward", "event_id": "other~1", "reward": "1.0"}, id="5000-0")
+    trainer.step()  # read an entry, learned nothing
+    assert trainer.publish() is None and models.load(TITLE).version == 1
+    trainer.close()
+
+
+def test_the_trainer_logs_json_lines_like_the_service(redis_url, key_prefix):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "REDIS_URL": redis_url, "KEY_PREFIX": key_prefix, "LOG_LEVEL": "INFO"}
+    env.pop("LOG_FORMAT", None)
+    proc = subprocess.run([sys.executable, "-m", "service.trainer", "--once", "--title", TITLE], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert lines
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert any(r["logger"] == "service.trainer" and "starts a new model" in r["message"] for r in records)
+    assert all({"time", "level", "logger", "message", "pid"} <= set(r) for r in records)

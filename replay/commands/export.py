@@ -9,14 +9,15 @@ import time
 
 from replay.cli import CliError
 from replay.commands._common import add_sentinel_arguments, redis_client
+from service.config import Settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis", required=True, help="Redis URL of the service (e.g. redis://127.0.0.1:6379/0)")
     parser.add_argument("--out", required=True, help="output file: .jsonl, .csv or .parquet")
     parser.add_argument("--prefix", default=os.environ.get("KEY_PREFIX", "aw"), help="the service's KEY_PREFIX (default: $KEY_PREFIX or aw)")
-    parser.add_argument("--window", type=float, default=float(os.environ.get("ATTRIBUTION_WINDOW_S", 86_400)),
-                        help="attribution window in seconds (default: $ATTRIBUTION_WINDOW_S or 86400)")
+    parser.add_argument("--window", type=float, default=float(os.environ.get("ATTRIBUTION_WINDOW_S", Settings.attribution_window_s)),
+                        help="attribution window in seconds (default: $ATTRIBUTION_WINDOW_S or 600)")
     parser.add_argument("--title", action="append", help="only this title (repeatable)")
     parser.add_argument("--include-open", action="store_true", help="also export decisions whose window is still open (reward 0 so far)")
     parser.add_argument("--cluster", action="store_true", help="the URL names a node of a Redis Cluster")
