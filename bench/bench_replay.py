@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from replay.estimators import DR, IPS, SNIPS, EstimatorInput, estimate_many  # noqa: E402
 from replay.evaluation import policy_input  # noqa: E402
 from replay.logs import encode_logs, load_logs, write_logs  # noqa: E402
-from replay.policies import PolicyOptions, TablePolicy, ThompsonPolicy  # noqa: E402
+from replay.policies import TablePolicy, ThompsonPolicy  # noqa: E402
+from replay.policy_base import PolicyOptions  # noqa: E402
 from replay.reward_model import fit_reward_model  # noqa: E402
 from replay.simulation import segmented_titles, simulate_logs  # noqa: E402
 

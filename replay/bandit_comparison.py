@@ -44,12 +44,13 @@ import numpy as np
 
 from bandit.thompson import ThompsonSampling, decide_from_probabilities, mix_uniform, ts_propensities
 from replay.abtest import analyze_counts, plan_sample_size
+from replay.errors import ReplayError
 
 SHIP_RULES = ("significant", "best")
 SCENARIOS = ("uniform-ctr", "personalized")
 
 
-class ComparisonError(ValueError):
+class ComparisonError(ReplayError):
     """A comparison argument is malformed; the message names it."""
 
 

@@ -26,12 +26,14 @@ from typing import ClassVar
 import numpy as np
 from scipy.stats import norm
 
+from replay.errors import ReplayError
+
 TINY_PROPENSITY = 1e-3
 LOW_ESS_SHARE = 0.01
 DEFAULT_CHUNK = 131_072
 
 
-class EstimatorInputError(ValueError):
+class EstimatorInputError(ReplayError):
     """An estimator input is malformed; the message names the argument."""
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from replay.estimators import ESTIMATORS, Estimate, EstimatorInput, Replay, estimate_many
 from replay.logs import LogArrays
-from replay.policies import Policy, PolicyOutput
+from replay.policy_base import Policy, PolicyOutput
 from replay.reward_model import fit_reward_model
 
 

@@ -1,4 +1,6 @@
-"""Logged impressions: load JSON Lines, CSV or Parquet into one validated table, then encode it.
+"""Logged impressions I/O: format detection, reading, validation, encoding and writing.
+
+JSON Lines, CSV (optionally .gz) and Parquet, chosen by file name (``detect_format``).
 
 The schema is the one in SPEC.md ("Logged impressions"). Nothing is dropped or guessed: the first
 row that breaks the schema raises ``LogSchemaError`` naming its line/row number and column (and
@@ -21,20 +23,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from replay.errors import ReplayError
+
 REQUIRED = ("event_id", "timestamp", "profile", "title", "artwork", "propensity", "reward")
 OPTIONAL = ("policy", "candidates", "context", "segment")
+COLUMNS = REQUIRED + OPTIONAL
 _ID_COLUMNS = ("event_id", "profile", "title", "artwork")
 FORMATS = ("jsonl", "csv", "parquet")
 UNKNOWN_SEGMENT = "(none)"
 
 
-class LogSchemaError(ValueError):
-    """A log breaks the schema. ``row`` is a human label such as "line 12" or "row 3"."""
+class LogSchemaError(ReplayError):
+    """A log cannot be read, written or breaks the schema. ``row`` is a human label such as
+    "line 12" or "row 3"; ``argument`` is the file."""
 
     def __init__(self, source: str, row: str | None, column: str | None, message: str):
         self.source, self.row, self.column, self.message = source, row, column, message
         where = ", ".join(p for p in (row, f"column '{column}'" if column else None) if p)
-        super().__init__(f"{source}: {where}: {message}" if where else f"{source}: {message}")
+        super().__init__(f"{source}: {where}: {message}" if where else f"{source}: {message}", argument=source)
 
 
 def detect_format(path: str | Path) -> str:
@@ -44,7 +50,8 @@ def detect_format(path: str | Path) -> str:
                       ("parquet", (".parquet", ".pq"))):
         if name in exts:
             return fmt
-    raise LogSchemaError(str(path), None, None, "unknown log format: use a .jsonl, .csv or .parquet file name")
+    raise LogSchemaError(str(path), None, None, "cannot tell the format from the file name: use .jsonl, .csv or .parquet "
+                         "(.jsonl.gz and .csv.gz are read and written compressed)")
 
 
 def load_logs(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
@@ -451,18 +458,30 @@ def _context_features(col: pd.Series) -> tuple[np.ndarray | None, tuple[str, ...
 
 
 def write_logs(frame: pd.DataFrame, path: str | Path, fmt: str | None = None) -> None:
-    """Write a log table as JSON Lines, CSV (lists/objects as JSON text) or Parquet."""
+    """Write a log table (SPEC columns, in SPEC order) as JSON Lines, CSV or Parquet.
+
+    CSV carries ``candidates`` and ``context`` as JSON text (SPEC); Parquet keeps ``candidates``
+    a list of strings but ``context`` JSON text, since free-form objects have no one struct type.
+    The loader reads all three back to the same table.
+    """
     path = Path(path)
     fmt = fmt or detect_format(path)
-    if fmt == "parquet":
-        frame.to_parquet(path, index=False)
-    elif fmt == "csv":
-        out = frame.copy()
-        for col in ("candidates", "context"):
-            if col in out.columns:
-                out[col] = [None if v is None else json.dumps(list(v) if col == "candidates" else v) for v in out[col]]
-        out.to_csv(path, index=False)
-    elif fmt == "jsonl":
-        frame.to_json(path, orient="records", lines=True)
-    else:
+    if fmt not in FORMATS:
         raise LogSchemaError(str(path), None, None, f"format must be one of {FORMATS}, got {fmt!r}")
+    out = frame[[c for c in COLUMNS if c in frame.columns]].copy()
+    as_json = ("candidates", "context") if fmt == "csv" else ("context",) if fmt == "parquet" else ()
+    for col in as_json:
+        if col in out.columns:
+            out[col] = [None if v is None else json.dumps(list(v) if col == "candidates" else v, separators=(",", ":"))
+                        for v in out[col]]
+    if fmt == "parquet" and "candidates" in out.columns:
+        out["candidates"] = [None if v is None else list(v) for v in out["candidates"]]
+    try:
+        if fmt == "parquet":
+            out.to_parquet(path, index=False)
+        elif fmt == "csv":
+            out.to_csv(path, index=False)
+        else:
+            out.to_json(path, orient="records", lines=True, force_ascii=False)
+    except OSError as exc:
+        raise LogSchemaError(str(path), None, None, f"cannot write: {exc.strerror or exc}") from None

@@ -1,19 +1,9 @@
-"""Policies to evaluate offline.
+"""Fixed policies (uniform, logged, ab, table) and Thompson sampling, to evaluate offline.
 
-A policy's contract: given the logs (rows in time order), the probability it gives each
-candidate artwork in each row. ``Policy.evaluate(logs, rng)`` returns a ``PolicyOutput``:
-
-- ``pi`` (n, K): probability of each artwork slot of the row's title (see ``LogArrays``);
-- ``pi_chosen`` (n,): probability of the artwork that was actually logged;
-- ``accepted`` (n,) or None: for learning policies, the rows replay accepted and learned from.
-
-Fixed policies only implement ``probabilities(logs)``. Learning policies (``thompson``; ``vw``
-once it lands) replay the log in order and update on the rows they accept (Li et al. 2011),
-and report the distribution they had at each row, which IPS/SNIPS/DR then use.
-
-Policies are registered by name in ``POLICIES``; a spec on the command line is ``NAME`` or
-``NAME:ARG`` (``table:PATH``). To add one, write a factory ``(arg, options) -> Policy`` and
-register it with ``register_policy``; see ``_vw_factory`` for the hook the VW policy fills.
+The contract is in ``replay.policy_base``; names map to factories in ``replay.policy_registry``.
+Fixed policies only implement ``probabilities(logs)``. Learning policies (``thompson`` here,
+``vw`` in ``replay.vw_replay``) replay the log in order and update on the rows they accept
+(Li et al. 2011), and report the distribution they had at each row, which IPS/SNIPS/DR then use.
 """
 
 from __future__ import annotations
@@ -23,44 +13,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from bandit.ab_assignment import ABSplit, assign
 from bandit.thompson import ThompsonSampling
 from replay.logs import LogArrays
-
-
-class PolicyError(ValueError):
-    """A policy cannot be built or applied; the message says which and why."""
-
-
-@dataclass(frozen=True, eq=False)
-class PolicyOutput:
-    pi: np.ndarray
-    pi_chosen: np.ndarray
-    accepted: np.ndarray | None = None
-    warnings: tuple[str, ...] = ()
-
-
-class Policy(Protocol):
-    name: str
-
-    def evaluate(self, logs: LogArrays, rng: np.random.Generator) -> PolicyOutput: ...
-
-
-@dataclass(frozen=True)
-class PolicyOptions:
-    """Knobs shared by policy factories (the CLI fills them from flags)."""
-
-    ts_batch: int = 200
-    ts_prior: tuple[float, float] = (1.0, 1.0)
-    ts_segment_strength: float = 200.0
-    ts_uniform_mix: float = 0.01
-
-    def thompson(self) -> ThompsonSampling:
-        return ThompsonSampling(self.ts_prior, self.ts_segment_strength, self.ts_uniform_mix)
+from replay.policy_base import Policy, PolicyError, PolicyOptions, PolicyOutput
 
 
 class FixedPolicy:
@@ -293,68 +252,25 @@ class ThompsonPolicy:
         return PolicyOutput(pi, pi_chosen, accepted=accepted)
 
 
-def _vw_factory(arg: str | None, options: PolicyOptions) -> Policy:
-    """Hook for the VW policy: a module ``replay.vw_policy`` exposing ``make_policy(arg, options)``.
-
-    The returned object follows the ``Policy`` protocol; a learning VW policy should accept rows
-    like ``ThompsonPolicy`` (rejection bound 1/min propensity, update on accepted rows in log
-    order) and return ``accepted`` in its PolicyOutput; a saved model (``vw:MODEL_PATH``) can
-    instead be a ``FixedPolicy``.
-    """
-    try:
-        import replay.vw_policy as vw_policy  # noqa: PLC0415 - optional, heavy (vowpalwabbit)
-    except ModuleNotFoundError as exc:
-        if exc.name != "replay.vw_policy":
-            raise
-        raise PolicyError("policy 'vw' is not available in this build yet (replay.vw_policy is missing)") from None
-    return vw_policy.make_policy(arg, options)
-
-
-PolicyFactory = Callable[[str | None, PolicyOptions], Policy]
-
-
-def _no_arg(cls) -> PolicyFactory:
+def _no_arg(cls):
     def make(arg: str | None, options: PolicyOptions) -> Policy:
         if arg:
-            raise PolicyError(f"policy {cls().name!r} takes no argument, got {arg!r}")
+            raise PolicyError(f"policy {cls().name!r} takes no argument, got {arg!r}", arg)
         return cls()
 
     return make
 
 
-def _table_factory(arg: str | None, options: PolicyOptions) -> Policy:
+make_uniform, make_logged, make_ab = _no_arg(UniformPolicy), _no_arg(LoggedPolicy), _no_arg(ABPolicy)
+
+
+def make_table(arg: str | None, options: PolicyOptions) -> Policy:
     if not arg:
-        raise PolicyError("policy 'table' needs a CSV path: table:PATH")
+        raise PolicyError("policy 'table' needs a CSV path: table:PATH", "table")
     return TablePolicy(read_policy_table(arg), name=f"table:{arg}")
 
 
-def _thompson_factory(arg: str | None, options: PolicyOptions) -> Policy:
+def make_thompson(arg: str | None, options: PolicyOptions) -> Policy:
     if arg:
-        raise PolicyError(f"policy 'thompson' takes no argument, got {arg!r} (use --ts-batch)")
+        raise PolicyError(f"policy 'thompson' takes no argument, got {arg!r} (use --ts-batch)", arg)
     return ThompsonPolicy(options)
-
-
-POLICIES: dict[str, PolicyFactory] = {
-    "uniform": _no_arg(UniformPolicy),
-    "logged": _no_arg(LoggedPolicy),
-    "ab": _no_arg(ABPolicy),
-    "table": _table_factory,
-    "thompson": _thompson_factory,
-    "vw": _vw_factory,
-}
-
-
-def register_policy(name: str, factory: PolicyFactory) -> None:
-    """Make ``name`` (and ``name:ARG``) available to ``make_policy`` and the CLI."""
-    if not name or ":" in name:
-        raise PolicyError(f"policy name must be non-empty without ':', got {name!r}")
-    POLICIES[name] = factory
-
-
-def make_policy(spec: str, options: PolicyOptions | None = None) -> Policy:
-    """Build a policy from ``NAME`` or ``NAME:ARG``."""
-    name, _, arg = spec.partition(":")
-    factory = POLICIES.get(name)
-    if factory is None:
-        raise PolicyError(f"unknown policy {name!r}; known: {', '.join(sorted(POLICIES))}")
-    return factory(arg or None, options or PolicyOptions())

@@ -181,7 +181,7 @@ def test_cli_compare_json_plot_and_progress(tmp_path, capsys):
     ],
 )
 def test_cli_compare_bad_input(capsys, argv, words):
-    assert main(["compare", "--horizon", "100", *argv]) == 2
+    assert main(["compare", "--horizon", "100", *argv]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and words in err and "\n" not in err
 
@@ -243,5 +243,5 @@ def test_cli_compare_personalized_json_and_plot(tmp_path, capsys):
     assert main(["compare", "--scenario", "personalized", "--horizon", "600", "--seeds", "1", "--policies", "ab"]) == 0
     table = capsys.readouterr().out
     assert "oracle" in table and "CTR" in table
-    assert main(["compare", "--scenario", "personalized", "--ctrs", "0.2,0.3"]) == 2
+    assert main(["compare", "--scenario", "personalized", "--ctrs", "0.2,0.3"]) == 1
     assert "--ctrs" in capsys.readouterr().err

@@ -57,9 +57,9 @@ def test_evaluate_table_policy_text_output_and_bootstrap(sim_logs, capsys, tmp_p
         (["--policy", "uniform", "--policy", "uniform"], "named twice"),
     ],
 )
-def test_evaluate_user_errors_exit_2_with_one_line(sim_logs, capsys, argv, message):
+def test_evaluate_user_errors_exit_1_with_one_line(sim_logs, capsys, argv, message):
     path, _ = sim_logs
-    assert main(["evaluate", str(path), *argv]) == 2
+    assert main(["evaluate", str(path), *argv]) == 1
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
 

@@ -11,13 +11,11 @@ from replay.estimators import Replay
 from replay.evaluation import policy_input
 from replay.logs import encode_logs, validate_logs
 from replay.policies import (
-    POLICIES,
-    PolicyError,
-    PolicyOptions,
     ThompsonLearner,
-    make_policy,
     read_policy_table,
 )
+from replay.policy_base import PolicyError, PolicyOptions
+from replay.policy_registry import POLICIES, make_policy
 from replay.simulation import segmented_titles, serve_thompson, simulate_logs, two_artworks
 
 
@@ -83,15 +81,25 @@ def test_logged_policy_is_on_policy_average():
     assert est.value == pytest.approx(logs.reward.mean())
 
 
-def test_unknown_policy_and_vw_hook():
-    with pytest.raises(PolicyError, match="unknown policy 'nope'"):
+def test_unknown_policy_is_an_error_naming_the_known_ones():
+    with pytest.raises(PolicyError, match="unknown policy 'nope'; known: ab, logged, table, thompson, uniform, vw"):
         make_policy("nope")
-    assert "vw" in POLICIES
-    try:
-        import replay.vw_policy  # noqa: F401
-    except ModuleNotFoundError:
-        with pytest.raises(PolicyError, match="vw"):
-            make_policy("vw")
+    assert set(POLICIES) == {"uniform", "logged", "ab", "table", "thompson", "vw"}
+
+
+def test_vw_replay_learns_the_better_artwork_and_a_bad_model_path_is_an_error(tmp_path):
+    logs = logs_of(two_artworks((0.05, 0.6)), 3_000, seed=3)
+    out = make_policy("vw").evaluate(logs, np.random.default_rng(0))
+    np.testing.assert_allclose(out.pi.sum(axis=1), 1.0)
+    assert 300 < out.accepted.sum() < logs.n  # replay accepts some rows, not all
+    best = logs.arms[0].index("a2")
+    assert out.pi[0, best] == pytest.approx(0.5) and out.pi[-500:, best].mean() > 0.85  # learned a2 from accepted rows
+    with pytest.raises(PolicyError, match="vw:/no/such/model"):
+        make_policy("vw:/no/such/model")
+    junk = tmp_path / "junk.vw"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(PolicyError, match="not a VW model"):
+        make_policy(f"vw:{junk}")
 
 
 @pytest.mark.parametrize("batch", [1, 3, 7])
