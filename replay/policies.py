@@ -13,12 +13,15 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bandit.ab_assignment import ABSplit, assign
-from bandit.thompson import ThompsonSampling
-from replay.logs import LogArrays
+
+if TYPE_CHECKING:  # fixed policies need neither scipy (Thompson) nor pandas (logs)
+    from bandit.thompson import ThompsonSampling
+    from replay.logs import LogArrays
 from replay.policy_base import Policy, PolicyError, PolicyOptions, PolicyOutput
 
 
@@ -47,7 +50,7 @@ class UniformPolicy(FixedPolicy):
     name: str = "uniform"
 
     def probabilities(self, logs: LogArrays) -> np.ndarray:
-        return _normalize_rows(logs.mask.astype(float))
+        return _normalize_rows(logs.combo_mask.astype(float))[logs.combo]
 
 
 @dataclass(frozen=True)
@@ -81,11 +84,11 @@ class TablePolicy(FixedPolicy):
         for t, title in enumerate(logs.titles):
             probs = self.table[title]
             per_title[t, : len(logs.arms[t])] = [probs.get(a, 0.0) for a in logs.arms[t]]
-        pi = per_title[logs.title]
+        per_combo = per_title[logs.combo_title]
         if logs.has_candidates:
             # The row's candidates are what could be shown: renormalize over them.
-            pi = _normalize_rows(pi * logs.mask)
-        return pi
+            per_combo = _normalize_rows(per_combo * logs.combo_mask)
+        return per_combo[logs.combo]  # one (n, K) array, gathered from a row per title x candidate set
 
 
 def read_policy_table(path: str | Path) -> dict[str, dict[str, float]]:

@@ -23,7 +23,7 @@ def load(args: argparse.Namespace) -> LogArrays:
     from replay.logs import LogSchemaError, encode_logs, load_logs
 
     try:
-        return encode_logs(load_logs(args.logs, args.format))
+        return encode_logs(load_logs(args.logs, args.format, keep_event_id=False))
     except LogSchemaError as exc:
         raise CliError(str(exc)) from None
 
