@@ -103,7 +103,7 @@ def main() -> int:
         write_logs(simulate_logs(env, rng, args.rows, "uniform"), d / "logs.parquet")
         target = rng.dirichlet(np.ones(10), size=5)
         (d / "policy.csv").write_text("title,artwork,probability\n" + "".join(
-            f"{t},{a},{target[i, j]!r}\n" for i, (t, arts) in enumerate(zip(env.titles, env.artworks, strict=True))
+            f"{t},{a},{float(target[i, j])!r}\n" for i, (t, arts) in enumerate(zip(env.titles, env.artworks, strict=True))
             for j, a in enumerate(arts)))
         (d / "baseline.py").write_text(BASELINE)
         evaluate = [*replay_cmd, "evaluate", "logs.parquet", "--policy", "table:policy.csv",

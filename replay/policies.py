@@ -126,23 +126,36 @@ def read_policy_table(path: str | Path) -> dict[str, dict[str, float]]:
 
 @dataclass(frozen=True)
 class ABPolicy(FixedPolicy):
-    """The service's fixed split: ``ABSplit.equal(title's artworks, salt=title)``, by profile.
+    """The service's fixed split of policy ``ab``, by profile (deterministic, so ``pi`` is one-hot).
 
-    Deterministic given the profile, so ``pi`` is one-hot. The title's artworks are taken in
-    the order of the logs' ``candidates`` (the catalog order); without that column, sorted.
+    ``splits[title] = (artworks, weights, salt)`` as configured in the catalog (``ab:CATALOG``,
+    the service's ``ab.salt`` / ``ab.weights``); titles without one get the service's default,
+    an equal split salted with the title id over the title's artworks in catalog order (the
+    order of the logs' ``candidates``; without that column, sorted).
     """
 
+    splits: dict[str, tuple[tuple[str, ...], tuple[float, ...], str]] = field(default_factory=dict)
     name: str = "ab"
+
+    def _split(self, title: str, arms: tuple[str, ...]) -> ABSplit:
+        if title not in self.splits:
+            return ABSplit.equal(arms, salt=title)
+        artworks, weights, salt = self.splits[title]
+        return ABSplit(artworks, weights, salt)
 
     def probabilities(self, logs: LogArrays) -> np.ndarray:
         n_prof = len(logs.profiles)
         pair = logs.title.astype(np.int64) * n_prof + logs.profile
         uniq, inverse = np.unique(pair, return_inverse=True)
-        splits = [ABSplit.equal(arms, salt=title) for title, arms in zip(logs.titles, logs.arms, strict=True)]
-        slot = np.fromiter(
-            (assign(splits[p // n_prof], logs.profiles[p % n_prof]).index for p in uniq.tolist()),
-            dtype=np.int64, count=uniq.size,
-        )
+        splits = [self._split(title, arms) for title, arms in zip(logs.titles, logs.arms, strict=True)]
+        slot = np.empty(uniq.size, dtype=np.int64)
+        for j, p in enumerate(uniq.tolist()):
+            t = p // n_prof
+            arm = assign(splits[t], logs.profiles[p % n_prof]).arm
+            if arm not in logs.arms[t]:
+                raise PolicyError(f"policy {self.name}: title {logs.titles[t]!r}'s split assigns {arm!r}, "
+                                  "which is not among the logs' artworks for the title")
+            slot[j] = logs.arms[t].index(arm)
         pi = np.zeros((logs.n, logs.k))
         pi[np.arange(logs.n), slot[inverse]] = 1.0
         return pi
@@ -264,7 +277,22 @@ def _no_arg(cls):
     return make
 
 
-make_uniform, make_logged, make_ab = _no_arg(UniformPolicy), _no_arg(LoggedPolicy), _no_arg(ABPolicy)
+make_uniform, make_logged = _no_arg(UniformPolicy), _no_arg(LoggedPolicy)
+
+
+def make_ab(arg: str | None, options: PolicyOptions) -> Policy:
+    """``ab``: the service's default split of every title; ``ab:CATALOG.json``: the catalog's splits."""
+    if not arg:
+        return ABPolicy()
+    from service.catalog import load_catalog_file  # the service's own parser: same defaults, same checks
+    from service.errors import ServiceError
+
+    try:
+        titles = load_catalog_file(arg)
+    except ServiceError as exc:
+        raise PolicyError(f"policy ab:{arg}: {exc.message}", arg) from None
+    splits = {t.id: (t.artwork_ids, t.ab_split().weights, t.ab_split().salt) for t in titles}
+    return ABPolicy(splits, name=f"ab:{arg}")
 
 
 def make_table(arg: str | None, options: PolicyOptions) -> Policy:
