@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import redis
 
-from bandit import personalized_sim as sim
 from bandit.vw_features import decision_context
+from replay import personalized_sim as sim
 from replay.cli import main
 from replay.logs import encode_logs, load_logs
 from replay.policy_registry import make_policy
