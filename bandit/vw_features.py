@@ -223,3 +223,9 @@ def log_context(context: Mapping | None, segment: str | None = None) -> dict:
         ctx["segment"] = segment or "new"
     ctx[VERSION_KEY] = FEATURE_VERSION
     return ctx
+
+
+def logged_example(context: Mapping | None, segment: str | None, candidates: Sequence[str]) -> ADFExample:
+    """The VW example of a logged decision: the one featurization the trainer, ``train-vw`` and
+    replay all use (``log_context`` then ``to_example``; a ``vw`` decision's context as logged)."""
+    return to_example(log_context(context, segment), candidates)

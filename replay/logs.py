@@ -461,6 +461,8 @@ class LogArrays:
     combo: np.ndarray | None = None  # (n,) int
     combo_mask: np.ndarray | None = None  # (C, K) bool
     combo_title: np.ndarray | None = None  # (C,) int
+    contexts: np.ndarray | None = None  # (n,) object: each row's logged context dict (or None), for VW
+    combo_slots: tuple[tuple[int, ...], ...] = ()  # per combination: its candidates' slots, in logged order
 
     @property
     def n(self) -> int:
@@ -479,6 +481,7 @@ class LogArrays:
             self.logging_policy[rows], self.logging_policies, self.order[rows], f, self.feature_names,
             self.has_segment, self.has_candidates,
             None if self.combo is None else self.combo[rows], self.combo_mask, self.combo_title,
+            None if self.contexts is None else self.contexts[rows], self.combo_slots,
         )
 
 
@@ -523,15 +526,16 @@ def encode_logs(frame: pd.DataFrame) -> LogArrays:
         combo_codes, combos = pd.factorize(title_codes.astype(np.int64) * n_c + (cand_codes + 1))
         combo_mask = np.zeros((combos.size, k), dtype=bool)
         combo_title = (combos // n_c).astype(np.int64)
+        combo_slots = []
         for j, key in enumerate(combos.tolist()):
             t, c = divmod(key, n_c)
-            if c == 0:
-                combo_mask[j, : n_arms[t]] = True
-            else:
-                combo_mask[j, [arms[t].index(art) for art in cand_uniques[c - 1]]] = True
+            slots = tuple(range(n_arms[t])) if c == 0 else tuple(arms[t].index(art) for art in cand_uniques[c - 1])
+            combo_mask[j, list(slots)] = True
+            combo_slots.append(slots)
     else:
         combo_codes, combo_title = title_codes, np.arange(len(titles))
         combo_mask = np.arange(k)[None, :] < n_arms[:, None]
+        combo_slots = [tuple(range(m)) for m in n_arms.tolist()]
     mask = combo_mask[combo_codes]
     if "segment" in df.columns:
         seg_codes, segments = _factorize_filled(df["segment"], UNKNOWN_SEGMENT)
@@ -552,6 +556,8 @@ def encode_logs(frame: pd.DataFrame) -> LogArrays:
         logging_policy=np.asarray(pol_codes, np.int32), logging_policies=tuple(pols), order=order,
         features=features, feature_names=names, has_segment=has_segment, has_candidates=cand_codes is not None,
         combo=np.asarray(combo_codes, dtype=np.int64), combo_mask=combo_mask, combo_title=combo_title,
+        contexts=df["context"].to_numpy(dtype=object) if "context" in df.columns else None,
+        combo_slots=tuple(combo_slots),
     )
 
 
