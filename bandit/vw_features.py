@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from bandit.errors import BanditError
+
 FEATURE_VERSION = 1
 TAGS_KEY = "vw.tags"
 VERSION_KEY = "vw.v"
@@ -32,7 +34,7 @@ _PROFILE = "p."
 _UNSAFE = re.compile(r"[\s|:]")  # VW text separators
 
 
-class FeatureError(ValueError):
+class FeatureError(BanditError):
     """A decision context cannot be turned into VW features; the message names the argument."""
 
 
