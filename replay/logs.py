@@ -57,9 +57,8 @@ def detect_format(path: str | Path) -> str:
 def load_logs(path: str | Path, fmt: str | None = None, *, keep_event_id: bool = True) -> pd.DataFrame:
     """Read and validate a log file; ``fmt`` is one of FORMATS (default: from the file name).
 
-    ``keep_event_id=False`` (what ``encode_logs`` callers use: LogArrays has no event ids) still
-    validates the column but leaves it out of the frame; for Parquet the check runs on the Arrow
-    column, so a million ids are never turned into Python strings.
+    ``keep_event_id=False`` (what ``encode_logs`` callers use: LogArrays has no event ids) leaves
+    the column out of the frame; from Parquet it is then not even read (nor validated).
     """
     path = Path(path)
     fmt = fmt or detect_format(path)
@@ -74,7 +73,7 @@ def load_logs(path: str | Path, fmt: str | None = None, *, keep_event_id: bool =
         frame, labels = _read_csv(path)
     else:
         frame, labels, ids_checked = _read_parquet(path, keep_event_id)
-    frame = validate_logs(frame, source=str(path), row_label=labels, event_ids_checked=ids_checked)
+    frame = validate_logs(frame, source=str(path), row_label=labels, event_id_skipped=ids_checked)
     return frame if keep_event_id or "event_id" not in frame.columns else frame.drop(columns="event_id")
 
 
@@ -126,11 +125,10 @@ _DICTIONARY_COLUMNS = ("profile", "title", "artwork", "policy", "segment")
 
 
 def _read_parquet(path: Path, keep_event_id: bool = True) -> tuple[pd.DataFrame, Callable[[int], str], bool]:
-    """The frame, its row labels, and whether event ids were already validated (and dropped).
+    """The frame, its row labels, and whether ``event_id`` was left out (``keep_event_id=False``).
 
-    Column by column, so the two wide columns (event ids, candidate lists) are never in memory
-    beside their pandas copies: event ids can be checked in Arrow, candidate lists are read in
-    batches and kept as codes into their few distinct lists.
+    Text columns come as dictionaries (pandas categoricals) and candidate lists as codes into
+    their few distinct lists, so no column becomes a million Python objects.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -139,9 +137,10 @@ def _read_parquet(path: Path, keep_event_id: bool = True) -> tuple[pd.DataFrame,
         pfile = pq.ParquetFile(path)
         schema = pfile.schema_arrow
         dictionary = [c for c in _DICTIONARY_COLUMNS if c in schema.names and _is_text(schema.field(c).type)]
-        ids_checked = False
-        if not keep_event_id and "event_id" in schema.names:
-            ids_checked = _event_ids_valid(pfile.read(columns=["event_id"]).column(0))
+        # Callers that encode (LogArrays has no event ids) skip the column: a million unique
+        # strings are the most expensive thing in the file and no estimate depends on them
+        # (``check``, ``abtest``, ``train-vw`` and the other formats still validate them).
+        ids_checked = not keep_event_id and "event_id" in schema.names
         plain = [c for c in schema.names if not (c == "candidates" or (c == "event_id" and ids_checked))]
         table = pq.read_table(path, columns=plain, read_dictionary=dictionary) if plain else pa.table({})
         if "candidates" in schema.names:
@@ -220,32 +219,20 @@ def _is_text(arrow_type) -> bool:
     return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
 
 
-def _event_ids_valid(col) -> bool:
-    """Non-null, non-empty, unique strings (checked in Arrow); False sends the column to the
-    pandas validator, which names the first bad row."""
-    import pyarrow.compute as pc
-
-    if not _is_text(col.type) or col.null_count:
-        return False
-    if len(col) and pc.min(pc.utf8_length(col)).as_py() == 0:
-        return False
-    return len(pc.unique(col)) == len(col)  # unique: twice as fast as count_distinct here
-
-
 def validate_logs(
     frame: pd.DataFrame, source: str = "<logs>", row_label: Callable[[int], str] | None = None,
-    event_ids_checked: bool = False,
+    event_id_skipped: bool = False,
 ) -> pd.DataFrame:
     """Check a raw table against the schema and return it normalized (a new frame).
 
-    ``event_ids_checked``: the reader validated and dropped ``event_id`` (Parquet, see load_logs).
+    ``event_id_skipped``: the reader left ``event_id`` out on purpose (Parquet, see load_logs).
 
     Raises LogSchemaError for the first column found broken, naming its first bad row.
     """
     label = row_label or (lambda i: f"row {i + 1}")
     if not isinstance(frame, pd.DataFrame):
         raise LogSchemaError(source, None, None, "logs must be a table")
-    missing = [c for c in REQUIRED if c not in frame.columns and not (c == "event_id" and event_ids_checked)]
+    missing = [c for c in REQUIRED if c not in frame.columns and not (c == "event_id" and event_id_skipped)]
     if missing:
         raise LogSchemaError(source, None, missing[0], f"required column missing (have: {', '.join(map(str, frame.columns))})")
     if len(frame) == 0:
@@ -496,7 +483,7 @@ def encode_logs(frame: pd.DataFrame) -> LogArrays:
     title_codes, titles = pd.factorize(df["title"], sort=True)
     # Distinct candidate lists per row (a handful), so per-row work stays vectorized.
     if "candidates" in df.columns:
-        cand_codes, cand_uniques = pd.factorize(df["candidates"], use_na_sentinel=True)
+        cand_codes, cand_uniques = _factorize_lists(df["candidates"].to_numpy(dtype=object))
     else:
         cand_codes, cand_uniques = None, []
     art_codes, art_names = pd.factorize(df["artwork"])
@@ -559,6 +546,25 @@ def encode_logs(frame: pd.DataFrame) -> LogArrays:
         contexts=df["context"].to_numpy(dtype=object) if "context" in df.columns else None,
         combo_slots=tuple(combo_slots),
     )
+
+
+def _factorize_lists(values: np.ndarray) -> tuple[np.ndarray, list]:
+    """Codes of a column of candidate tuples (-1: None) and the tuple of each code.
+
+    Grouped by object identity: validation makes equal lists one shared tuple, so this is a
+    hash of a million integers, not of a million tuples. Equal lists that are distinct objects
+    just get two codes, which nothing downstream minds.
+    """
+    ids = np.fromiter(map(id, values), dtype=np.int64, count=len(values))
+    codes, _ = pd.factorize(ids)
+    first = np.empty(codes.max(initial=-1) + 1, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]  # each code's first row (the last write wins)
+    uniques = [values[i] for i in first.tolist()]
+    if any(u is None for u in uniques):
+        keep = np.array([u is not None for u in uniques])
+        remap = np.where(keep, np.cumsum(keep) - 1, -1)
+        codes, uniques = remap[codes], [u for u in uniques if u is not None]
+    return codes, uniques
 
 
 def _factorize_filled(col: pd.Series, fill: str):
