@@ -141,45 +141,46 @@ def _read_parquet(path: Path, keep_event_id: bool = True) -> tuple[pd.DataFrame,
         # strings are the most expensive thing in the file and no estimate depends on them
         # (``check``, ``abtest``, ``train-vw`` and the other formats still validate them).
         ids_checked = not keep_event_id and "event_id" in schema.names
-        plain = [c for c in schema.names if not (c == "candidates" or (c == "event_id" and ids_checked))]
-        table = pq.read_table(path, columns=plain, read_dictionary=dictionary) if plain else pa.table({})
-        if "candidates" in schema.names:
-            table = table.append_column("candidates", _candidates_as_dictionary(path, pfile))
+        columns = [c for c in schema.names if not (c == "event_id" and ids_checked)]
+        kind = schema.field("candidates").type if "candidates" in columns else None
+        listed = kind is not None and (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and _is_text(kind.value_type)
+        if listed:  # one pass over the file: the lists' artwork ids come dictionary-encoded too
+            dictionary.append("candidates.list.element")
+        table = pq.read_table(path, columns=columns, read_dictionary=dictionary) if columns else pa.table({})
+        if listed:
+            i = table.column_names.index("candidates")
+            col = table.column(i).combine_chunks()
+            table = table.remove_column(i).append_column(
+                "candidates", _candidates_as_dictionary(col, lambda: pfile.read(columns=["candidates"]).column(0)))
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise LogSchemaError(str(path), None, None, f"not a readable Parquet file ({exc})") from None
     frame = table.to_pandas()
     return frame, lambda i: f"row {i + 1}", ids_checked
 
 
-def _candidates_as_dictionary(path: Path, pfile):
-    """The candidates column as a dictionary of JSON texts (fast to validate).
+def _candidates_as_dictionary(col, read_plain):
+    """A list<string> candidates column as a dictionary of JSON texts (fast to validate).
 
-    Read with its artwork ids dictionary-encoded, so a row's list is a short run of small integer
+    ``col`` has its artwork ids dictionary-encoded, so a row's list is a short run of small integer
     codes; rows are keyed by (length, codes as base-B digits) and factorized. Lists too long for
-    an int64 key, and columns of another type (JSON text, bad values, returned as read for the
-    validator), take the general path.
+    an int64 key, or with a null id, take the general path: ``read_plain()``, for the validator.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    kind = pfile.schema_arrow.field("candidates").type
-    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)) or not _is_text(kind.value_type):
-        return pfile.read(columns=["candidates"]).column(0)
-    col = pq.read_table(path, columns=["candidates"], read_dictionary=["candidates.list.element"]).column(0).combine_chunks()
     valid = ~np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
     lengths = np.asarray(pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False), dtype=np.int64)
     flat = col.flatten()  # values of the non-null lists, in row order
     if not pa.types.is_dictionary(flat.type):
         flat = flat.dictionary_encode()
     if flat.null_count:
-        return pfile.read(columns=["candidates"]).column(0)  # a null artwork id: let the validator name it
+        return read_plain()  # a null artwork id: let the validator name it
     words = flat.dictionary.to_pylist()
     codes = flat.indices.to_numpy(zero_copy_only=False)
     base = len(words) + 1
     max_len = int(lengths.max(initial=0))
     if max_len * math.log2(base) > 62:
-        return pfile.read(columns=["candidates"]).column(0)  # not an int64 key: general (slower) path
+        return read_plain()  # not an int64 key: general (slower) path
     key = np.zeros(len(lengths), dtype=np.int64)
     if valid.all() and (lengths == max_len).all():  # the usual log: every row lists the same number
         digits = codes.reshape(len(lengths), max_len)
