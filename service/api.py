@@ -43,22 +43,31 @@ def parse_context(args) -> dict[str, str]:
 
 @bp.get("/artwork")
 def artwork():
-    engine = current_app.extensions["engine"]
-    profile = check_id(request.args.get("profile"), "profile")
-    titles = request.args.getlist("title")
+    return jsonify(answer_artwork(current_app, request.args))
+
+
+def answer_artwork(app, args) -> dict:
+    """The answer to ``GET /artwork`` with query ``args``: validated, decided, counted.
+
+    Shared by the view above and ``service.fast_path``, which serves the same request without
+    Flask's per-request machinery.
+    """
+    engine = app.extensions["engine"]
+    profile = check_id(args.get("profile"), "profile")
+    titles = args.getlist("title")
     if not titles:
         raise InvalidInput("title is required (repeat it for a batch)", field="title")
-    limit = current_app.config["SETTINGS"].max_batch_titles
+    limit = app.config["SETTINGS"].max_batch_titles
     if len(titles) > limit:
         raise InvalidInput(f"at most {limit} titles per request", field="title")
     for t in titles:
         check_id(t, "title")
-    context = parse_context(request.args)
+    context = parse_context(args)
     decisions = engine.decide(profile, titles, context)
-    current_app.extensions["metrics"].observe_decisions(decisions)
+    app.extensions["metrics"].observe_decisions(decisions)
     if len(titles) == 1:
-        return jsonify(decisions[0].to_json())
-    return jsonify({"profile": profile, "decisions": [d.to_json() for d in decisions]})
+        return decisions[0].to_json()
+    return {"profile": profile, "decisions": [d.to_json() for d in decisions]}
 
 
 def parse_reward_body(raw: bytes) -> tuple[str, float]:

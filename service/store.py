@@ -137,8 +137,12 @@ class ArmCounts:
 
 
 @lru_cache(maxsize=4096)
-def _candidates_json(candidates: tuple[str, ...]) -> str:
-    return json.dumps(list(candidates), separators=(",", ":"))
+def _title_part(title: str, policy: str, candidates: tuple[str, ...]) -> str:
+    """The middle of a record template: what one title's records share."""
+    return (
+        f'"title":"{title}","artwork":"%s","propensity":%s,"policy":"{policy}",'
+        f'"candidates":{json.dumps(list(candidates), separators=(",", ":"))},"context":'
+    )
 
 
 def _context_template(context: dict) -> str:
@@ -156,12 +160,28 @@ def _context_template_of(items: tuple) -> str:
     return text.replace("%", "%%").replace('"\\u0001"', '"%s"')
 
 
+def _template(event_id: str, timestamp_text: str, profile: str, title_part: str, context_part: str) -> str:
+    return (
+        f'{{"event_id":"{event_id}","timestamp":{timestamp_text},"profile":"{profile}",'
+        f'{title_part}{context_part},"segment":"%s"}}'
+    )
+
+
+def encode_draws(draws: Sequence[tuple[str, float]]) -> str:
+    """Draws as the decide script reads them: "artwork|propensity" per segment joined by "|",
+    or one pair when every segment drew the same."""
+    first = draws[0]
+    pairs = (first,) if all(d == first for d in draws) else draws
+    return "|".join(f"{a}|{p!r}" for a, p in pairs)
+
+
 @dataclass(frozen=True)
 class DecisionRecord:
     """One decision as logged (SPEC's log schema, without the reward).
 
     ``draws`` holds the (artwork, propensity) chosen for each segment of SEGMENT_ORDER: the
-    same pair four times when the segment was known before choosing.
+    same pair four times when the segment was known before choosing. ``draws_text`` is
+    ``encode_draws(draws)`` when the caller has it already.
     """
 
     event_id: str
@@ -173,6 +193,7 @@ class DecisionRecord:
     candidates: tuple[str, ...]
     context: dict
     draws: tuple[tuple[str, float], ...]
+    draws_text: str | None = None
 
     def template(self) -> str:
         """The record as a Lua string.format template: JSON with %s, in this order, for the
@@ -181,18 +202,13 @@ class DecisionRecord:
         Built from cached pieces (ids are validated: no quotes, backslashes or %); equal to
         ``json.dumps`` of the record with those four filled in (tested).
         """
-        return (
-            f'{{"event_id":"{self.event_id}","timestamp":{self.timestamp!r},"profile":"{self.profile}",'
-            f'"title":"{self.title}","artwork":"%s","propensity":%s,"policy":"{self.policy}",'
-            f'"candidates":{_candidates_json(self.candidates)},"context":{_context_template(self.context)},'
-            '"segment":"%s"}'
+        return _template(
+            self.event_id, repr(self.timestamp), self.profile,
+            _title_part(self.title, self.policy, self.candidates), _context_template(self.context),
         )
 
     def draws_arg(self) -> str:
-        """The draws as the decide script reads them: one pair when every segment drew the same."""
-        first = self.draws[0]
-        pairs = (first,) if all(d == first for d in self.draws) else self.draws
-        return "|".join(f"{a}|{p!r}" for a, p in pairs)
+        return self.draws_text if self.draws_text is not None else encode_draws(self.draws)
 
     def draw_for(self, segment: str) -> tuple[str, float]:
         return self.draws[SEGMENT_ORDER.index(segment) if segment in SEGMENT_ORDER else 0]
@@ -334,23 +350,31 @@ class RedisStore:
         bucket = int(first.timestamp // TRAFFIC_BUCKET_S)
         groups = [[rec] for rec in records] if self.cluster else [list(records)]
 
-        def fill(pipe) -> None:
-            # Per call: a NOSCRIPT retry (restarted Redis) fills the pipeline a second time.
-            refresh_set = set(refresh)
-            for group in groups:
-                # On a cluster every key of a call must share the title's slot: its arms key stands
-                # in for the profile, which is not read there (the segment is given).
-                keys: list[str] = [self.keys.arms(group[0].title) if self.cluster else profile_key]
-                args: list = list(common)
-                for rec in group:
-                    keys += self.keys.decision(rec.title, rec.token, bucket)
-                    args += [rec.policy, rec.template(), "1" if rec.title in refresh_set else "0", rec.draws_arg()]
-                    refresh_set.discard(rec.title)  # a title repeated in a batch: read it once
-                # execute_command, not pipe.evalsha: redis-py's cluster pipeline refuses the
-                # latter, while routing a raw EVALSHA by its first key works on both clients.
-                pipe.execute_command("EVALSHA", self._decide.sha, len(keys), *keys, *args)
+        refresh_set = set(refresh)
+        timestamp_text = common[-1]
+        contexts: dict[int, str] = {}  # id(context) -> its template: a batch's records share one
+        calls = []
+        for group in groups:
+            # On a cluster every key of a call must share the title's slot: its arms key stands in
+            # for the profile, which is not read there (the segment is given).
+            keys: list[str] = [self.keys.arms(group[0].title) if self.cluster else profile_key]
+            args: list = list(common)
+            for rec in group:
+                keys += self.keys.decision(rec.title, rec.token, bucket)
+                context_part = contexts.get(id(rec.context))
+                if context_part is None:
+                    context_part = contexts[id(rec.context)] = _context_template(rec.context)
+                title_part = _title_part(rec.title, rec.policy, rec.candidates)
+                args += [
+                    rec.policy,
+                    _template(rec.event_id, timestamp_text, rec.profile, title_part, context_part),
+                    "1" if rec.title in refresh_set else "0",
+                    rec.draws_arg(),
+                ]
+                refresh_set.discard(rec.title)  # a title repeated in a batch: read it once
+            calls.append((self._decide.sha, len(keys), *keys, *args))
 
-        results = self._execute_scripts(fill)
+        results = self._run_scripts(calls)
         decided = _text(results[0][0])
         refreshed_titles = [t for t in dict.fromkeys(r.title for r in records) if t in set(refresh)]
         raw_counts = [c for result in results for c in result[1:]]
@@ -359,17 +383,23 @@ class RedisStore:
             counts[title] = ArmCounts.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
         return decided, counts
 
-    def _execute_scripts(self, fill) -> list:
-        """Run a pipeline of EVALSHA calls, loading the scripts once if Redis lost them.
+    def _run_scripts(self, calls: Sequence[tuple]) -> list:
+        """EVALSHA each of ``calls`` ((sha, numkeys, *keys, *args)) in one round trip; loads the
+        scripts once if Redis lost them (a restarted or flushed Redis: then none of them ran, so
+        sending again is safe).
 
-        redis-py's own pipeline support asks SCRIPT EXISTS before every execution: one extra
-        round trip per request. We send EVALSHA directly; on NOSCRIPT (a restarted or flushed
-        Redis) none of the scripts ran, so loading them and sending again is safe.
+        One call (a single Redis: the whole batch) is a plain command, as cheap as redis-py gets;
+        several (a cluster: one per title) go in a pipeline. Neither uses redis-py's Script
+        objects, which ask SCRIPT EXISTS first (one more round trip per request), and a raw
+        EVALSHA is routed by its first key on both clients (the cluster pipeline refuses evalsha).
         """
         for attempt in (0, 1):
-            pipe = self.client.pipeline(transaction=False)
-            fill(pipe)
             try:
+                if len(calls) == 1:
+                    return [self.client.execute_command("EVALSHA", *calls[0])]
+                pipe = self.client.pipeline(transaction=False)
+                for call in calls:
+                    pipe.execute_command("EVALSHA", *call)
                 return pipe.execute()
             except redis.exceptions.NoScriptError:
                 if attempt:
