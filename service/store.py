@@ -21,6 +21,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import redis
 
@@ -175,13 +176,13 @@ def encode_draws(draws: Sequence[tuple[str, float]]) -> str:
     return "|".join(f"{a}|{p!r}" for a, p in pairs)
 
 
-@dataclass(frozen=True)
-class DecisionRecord:
+class DecisionRecord(NamedTuple):
     """One decision as logged (SPEC's log schema, without the reward).
 
     ``draws`` holds the (artwork, propensity) chosen for each segment of SEGMENT_ORDER: the
     same pair four times when the segment was known before choosing. ``draws_text`` is
-    ``encode_draws(draws)`` when the caller has it already.
+    ``encode_draws(draws)`` when the caller has it already. (A named tuple: one per title of a
+    batch, built ~4x faster than a frozen dataclass.)
     """
 
     event_id: str
