@@ -1,6 +1,7 @@
 """Evaluate several policies on one log with several estimators (what ``evaluate`` runs).
 
-Order of work: fit the reward model once (if DM or DR is asked for), then per policy: its
+Order of work: cross-fit the reward model once (if a model-based estimator is asked for: every
+row predicted by a model fitted without its fold), then per policy: its
 probabilities on every row (learning policies replay the log in order), replay acceptance,
 then every estimator in one chunked pass. The segment breakdown reuses the same per-row
 inputs (and the same replay acceptance) restricted to each segment's rows.
@@ -10,14 +11,18 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from replay.estimators import ESTIMATORS, Estimate, EstimatorInput, Replay, estimate_many
 from replay.logs import LogArrays
 from replay.policies import Policy, PolicyOutput
-from replay.reward_model import fit_reward_model
+from replay.reward_model import DEFAULT_FOLDS, CrossFit, cross_fit
+
+MODEL_BASED = frozenset({"dm", "dr", "sndr", "switchdr", "dros"})
+# A learning policy that learned from fewer accepted rows than this is close to its prior.
+MIN_LEARNED_ROWS = 100
 
 
 @dataclass(frozen=True)
@@ -28,10 +33,13 @@ class Evaluation:
     policy_warnings: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-def policy_input(logs: LogArrays, out: PolicyOutput, q_hat: np.ndarray | None) -> EstimatorInput:
+def policy_input(logs: LogArrays, out: PolicyOutput, q_hat: np.ndarray | CrossFit | None) -> EstimatorInput:
+    """Per-row inputs of one policy; with a ``CrossFit``, DM also gets the model's weights."""
+    fit = q_hat if isinstance(q_hat, CrossFit) else None
     return EstimatorInput(
         reward=logs.reward, propensity=logs.propensity, action=logs.action, pi_chosen=out.pi_chosen,
-        pi=out.pi, q_hat=q_hat, accepted=out.accepted, group=logs.title,
+        pi=out.pi, q_hat=fit.q_hat if fit is not None else q_hat, accepted=out.accepted, group=logs.title,
+        dm_weight=fit.model.dm_weights(logs, out.pi) if fit is not None else None,
     )
 
 
@@ -40,7 +48,8 @@ def take(data: EstimatorInput, rows: np.ndarray) -> EstimatorInput:
         return None if a is None else a[rows]
 
     return EstimatorInput(data.reward[rows], data.propensity[rows], data.action[rows], data.pi_chosen[rows],
-                          pick(data.pi), pick(data.q_hat), pick(data.accepted), pick(data.group), validate=False)
+                          pick(data.pi), pick(data.q_hat), pick(data.accepted), pick(data.group),
+                          pick(data.dm_weight), validate=False)
 
 
 def evaluate_policies(
@@ -52,6 +61,8 @@ def evaluate_policies(
     level: float = 0.95,
     bootstrap: int = 0,
     by_segment: bool = False,
+    interval: str = "normal",
+    folds: int = DEFAULT_FOLDS,
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> Evaluation:
     """``on_progress(stage, done, total)`` is called as policies replay and estimators run."""
@@ -61,7 +72,8 @@ def evaluate_policies(
     if not policies:
         raise ValueError("policies must name at least one policy")
     ests = [ESTIMATORS[e]() for e in estimators]
-    q_hat = fit_reward_model(logs).predict(logs) if {"dm", "dr"} & set(estimators) else None
+    fit = cross_fit(logs, rng, folds) if MODEL_BASED & set(estimators) else None
+    model_warning = _model_warning(fit)
     results: dict[str, tuple[Estimate, ...]] = {}
     seg_results: dict[str, dict[str, tuple[Estimate, ...]]] = {}
     warnings: dict[str, tuple[str, ...]] = {}
@@ -75,18 +87,36 @@ def evaluate_policies(
             out = policy.evaluate(logs, rng, on_progress=tick)  # type: ignore[call-arg]
         else:
             out = policy.evaluate(logs, rng)
-        data = policy_input(logs, out, q_hat)
+        data = policy_input(logs, out, fit)
         if "replay" in estimators:
             data = Replay().prepare(data, rng)
-        results[policy.name] = tuple(
-            estimate_many(ests, data, level=level, bootstrap=bootstrap, rng=rng, on_progress=tick)
-        )
-        warnings[policy.name] = out.warnings
+        results[policy.name] = _with_model_warning(tuple(
+            estimate_many(ests, data, level=level, bootstrap=bootstrap, rng=rng, on_progress=tick, interval=interval)
+        ), model_warning)
+        own = list(out.warnings)
+        if out.accepted is not None and policy.name != "logged" and int(out.accepted.sum()) < MIN_LEARNED_ROWS:
+            own.append(f"replay accepted only {int(out.accepted.sum())} of {logs.n} rows to learn from: "
+                       "the policy barely left its prior (its estimates are mostly the prior's)")
+        warnings[policy.name] = tuple(own)
         if by_segment and logs.has_segment:
             for g, seg in enumerate(logs.segments):
                 rows = np.flatnonzero(logs.segment == g)
                 if rows.size:
                     seg_results.setdefault(seg, {})[policy.name] = tuple(
-                        estimate_many(ests, take(data, rows), level=level, bootstrap=bootstrap, rng=rng)
+                        estimate_many(ests, take(data, rows), level=level, bootstrap=bootstrap, rng=rng,
+                                      interval=interval)
                     )
     return Evaluation(logs.n, results, seg_results, warnings)
+
+
+def _model_warning(fit: CrossFit | None) -> str | None:
+    if fit is None or fit.folds < 2 or fit.mse < fit.baseline_mse:
+        return None
+    return (f"the reward model predicts held-out rewards no better than their mean (MSE {fit.mse:.4g} vs "
+            f"{fit.baseline_mse:.4g} over {fit.folds} folds): model-based estimates rest on a poor model")
+
+
+def _with_model_warning(ests: tuple[Estimate, ...], warning: str | None) -> tuple[Estimate, ...]:
+    if warning is None:
+        return ests
+    return tuple(replace(e, warnings=e.warnings + (warning,)) if e.estimator in MODEL_BASED else e for e in ests)

@@ -13,10 +13,14 @@ from replay.estimators import (
     DR,
     ESTIMATORS,
     IPS,
+    SNDR,
     SNIPS,
+    ClippedIPS,
+    DRos,
     EstimatorInput,
     EstimatorInputError,
     Replay,
+    SwitchDR,
     estimate_many,
     replay_acceptance,
 )
@@ -40,12 +44,17 @@ def small() -> EstimatorInput:
     return EstimatorInput(np.array(R), np.array(MU), np.array(A), np.array(pc), np.array(PI), np.array(Q), np.array(ACC))
 
 
-def hand_values() -> dict[str, float]:
+def hand_values(clip: float = 100.0, tau: float = 50.0, lam: float = 1000.0) -> dict[str, float]:
     n = len(R)
     w = [PI[i][A[i]] / MU[i] for i in range(n)]
     dm = [sum(PI[i][j] * Q[i][j] for j in range(2)) for i in range(n)]
+    e = [R[i] - Q[i][A[i]] for i in range(n)]
     acc_r = [R[i] for i in range(n) if ACC[i]]
     return {
+        "ipsclip": sum(min(w[i], clip) * R[i] for i in range(n)) / n,
+        "sndr": sum(dm) / n + sum(w[i] * e[i] for i in range(n)) / sum(w),
+        "switchdr": sum(dm[i] + (w[i] if w[i] <= tau else 0.0) * e[i] for i in range(n)) / n,
+        "dros": sum(dm[i] + lam * w[i] / (w[i] ** 2 + lam) * e[i] for i in range(n)) / n,
         "replay": sum(acc_r) / len(acc_r),
         "ips": sum(w[i] * R[i] for i in range(n)) / n,
         "snips": sum(w[i] * R[i] for i in range(n)) / sum(w),
@@ -61,7 +70,33 @@ def test_small_log_matches_closed_form(name):
     assert est.ci[0] <= est.value <= est.ci[1]
 
 
-@pytest.mark.parametrize("cls", [IPS, DM, DR])
+def test_truncating_estimators_bite_where_the_weights_exceed_their_threshold():
+    # Row 2 has w = 3.2 (and reward 0, so clipped IPS is unchanged): tau 2 and lam 4 change DR.
+    hand = hand_values(clip=2.0, tau=2.0, lam=4.0)
+    d = small()
+    for est in (ClippedIPS(clip=2.0), SwitchDR(tau=2.0), DRos(lam=4.0)):
+        assert est.estimate(d).value == pytest.approx(hand[est.name], rel=1e-12)
+    assert hand["switchdr"] != pytest.approx(hand_values()["switchdr"])
+
+
+def test_sndr_delta_method_matches_influence_function_by_hand():
+    rng = np.random.default_rng(5)
+    n, k = 400, 3
+    pi = rng.dirichlet(np.ones(k), size=n)
+    a = rng.integers(k, size=n)
+    mu = rng.uniform(0.1, 1.0, size=n)
+    r = (rng.random(n) < 0.3).astype(float)
+    q = rng.random((n, k)) * 0.5
+    d = EstimatorInput(r, mu, a, pi[np.arange(n), a], pi, q)
+    e = r - d.q_chosen
+    c = (d.w * e).sum() / d.w.sum()
+    infl = (d.dm_term - d.dm_term.mean()) + (d.w * e - c * d.w) / d.w.mean()
+    est = SNDR().estimate(d)
+    assert est.value == pytest.approx(d.dm_term.mean() + c, rel=1e-12)
+    assert est.se == pytest.approx(np.sqrt((infl ** 2).sum() / (n - 1) / n), rel=1e-9)
+
+
+@pytest.mark.parametrize("cls", [IPS, DM, DR, ClippedIPS, SwitchDR, DRos])
 def test_mean_estimators_interval_matches_statsmodels(cls):
     rng = np.random.default_rng(3)
     n, k = 500, 3
@@ -71,7 +106,9 @@ def test_mean_estimators_interval_matches_statsmodels(cls):
     r = rng.random(n)
     q = rng.random((n, k))
     d = EstimatorInput(r, mu, a, pi[np.arange(n), a], pi, q)
-    terms = {IPS: d.w * r, DM: d.dm_term, DR: d.dm_term + d.w * (r - d.q_chosen)}[cls]
+    dr = d.dm_term + d.w * (r - d.q_chosen)
+    terms = {IPS: d.w * r, DM: d.dm_term, DR: dr, ClippedIPS: d.w * r, SwitchDR: dr,
+             DRos: d.dm_term + 1000 * d.w / (d.w ** 2 + 1000) * (r - d.q_chosen)}[cls]
     lo, hi = DescrStatsW(terms).zconfint_mean(alpha=0.05)
     est = cls().estimate(d)
     assert est.ci == pytest.approx((lo, hi), rel=1e-9)

@@ -10,11 +10,12 @@ import numpy as np
 
 from replay.cli import CliError
 from replay.commands._common import add_logs_argument, load, non_negative_int, positive_int, probability
-from replay.estimators import ESTIMATORS, EstimatorInputError
+from replay.estimators import DEFAULT_ESTIMATORS, ESTIMATORS, INTERVALS, EstimatorInputError
 from replay.evaluation import evaluate_policies
 from replay.policies import POLICIES, PolicyError, PolicyOptions, make_policy
 from replay.progress import Progress, progress_enabled
 from replay.report import estimates_json, estimates_table, plot_estimates
+from replay.reward_model import DEFAULT_FOLDS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", action="append", required=True, metavar="NAME",
                         help=f"policy to evaluate, repeatable: {', '.join(POLICIES)} or table:PATH")
     parser.add_argument("--estimator", action="append", choices=list(ESTIMATORS),
-                        help="estimator, repeatable (default: all of replay, ips, snips, dm, dr)")
+                        help=f"estimator, repeatable (default: {', '.join(DEFAULT_ESTIMATORS)})")
+    parser.add_argument("--interval", choices=INTERVALS, default=None,
+                        help="interval method: normal (delta method, default), bootstrap (needs --bootstrap N) or "
+                             "el (empirical likelihood, for ips and snips; robust to heavy importance weights)")
+    parser.add_argument("--folds", type=positive_int, default=DEFAULT_FOLDS, metavar="K",
+                        help="cross-fitting folds of the reward model behind dm/dr (default %(default)s; 1 fits in sample)")
     parser.add_argument("--bootstrap", type=non_negative_int, default=0, metavar="N",
                         help="percentile interval from N Poisson-bootstrap replicates (default: normal approximation)")
     parser.add_argument("--seed", type=int, default=0, help="seed of replay's rejection sampling, TS and bootstrap (default 0)")
@@ -47,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if len(set(names)) != len(names):
         raise CliError(f"a policy is named twice: {names}")
     logs = load(args)
-    estimators = list(dict.fromkeys(args.estimator or list(ESTIMATORS)))
+    estimators = list(dict.fromkeys(args.estimator or DEFAULT_ESTIMATORS))
+    interval = args.interval or ("bootstrap" if args.bootstrap else "normal")
     enabled = progress_enabled(args.progress)
     bars: dict[str, Progress] = {}
 
@@ -62,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         evaluation = evaluate_policies(
             logs, policies, estimators, np.random.default_rng(args.seed), level=args.level,
-            bootstrap=args.bootstrap, by_segment=not args.no_segments and not args.json, on_progress=on_progress,
+            bootstrap=args.bootstrap, interval=interval, folds=args.folds, by_segment=not args.no_segments and not args.json, on_progress=on_progress,
         )
     except (PolicyError, EstimatorInputError) as exc:
         raise CliError(str(exc)) from None
