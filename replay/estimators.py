@@ -66,6 +66,10 @@ class EstimatorInput:
     dm_weight: optional (n,) n * dDM/dr_i of the reward model that produced q_hat
         (``RewardModel.dm_weights``): DM's interval then includes the model's estimation
         error. Without it q_hat is treated as known.
+    model_influence: optional ``pi -> n * d/dr_j [mean_i sum_a pi[i, a] q_hat(x_i, a)]`` for any
+        (n, K) ``pi`` (``RewardModel.dm_weights``); lets DR and its variants count the model's
+        error on the part of DM they do not correct.
+    influence: set by ``DR.prepare``: per-row coefficient of the residual in the influence function.
     """
 
     reward: np.ndarray
@@ -77,6 +81,8 @@ class EstimatorInput:
     accepted: np.ndarray | None = None
     group: np.ndarray | None = None
     dm_weight: np.ndarray | None = None
+    model_influence: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
+    influence: np.ndarray | None = field(default=None, repr=False)
     validate: bool = field(default=True, repr=False)
 
     def __post_init__(self) -> None:
@@ -115,7 +121,8 @@ class EstimatorInput:
             self.reward[s], self.propensity[s], self.action[s], self.pi_chosen[s],
             None if self.pi is None else self.pi[s], None if self.q_hat is None else self.q_hat[s],
             None if self.accepted is None else self.accepted[s], None if self.group is None else self.group[s],
-            None if self.dm_weight is None else self.dm_weight[s], validate=False,
+            None if self.dm_weight is None else self.dm_weight[s], None,
+            None if self.influence is None else self.influence[s], validate=False,
         )
 
     def chunks(self, size: int = DEFAULT_CHUNK) -> Iterator[EstimatorInput]:
@@ -252,19 +259,26 @@ def _ess(sw: float, sww: float) -> float:
 
 class _MeanOfTerms(Estimator):
     """An estimator that is the mean of one term per row (IPS, DR): normal interval from the
-    terms' variance, ESS from the importance weights."""
+    variance of its influence terms (the terms themselves unless a reward model's error adds to
+    them), ESS from the importance weights."""
 
     @abstractmethod
     def terms(self, data: EstimatorInput) -> np.ndarray: ...
 
+    def influence_terms(self, data: EstimatorInput) -> np.ndarray:
+        return self.terms(data)
+
     def partial(self, data, weights=None):
         t = self.terms(data)
+        u = self.influence_terms(data)
         ww = data.w * data.w
-        return np.hstack([_count(data, weights), _sums((t, t * t, data.w, ww, ww * data.reward), weights)])
+        return np.hstack([_count(data, weights),
+                          _sums((t, t * t, data.w, ww, ww * data.reward, u, u * u), weights)])
 
     def finish(self, sums):
-        n, s1, s2, sw, sww, _ = sums
-        v, se = _mean_se(n, s1, s2)
+        n, s1, _s2, sw, sww, _, su, suu = sums
+        v, _ = _mean_se(n, s1, s1)
+        _, se = _mean_se(n, su, suu)
         return v, se, _ess(sw, sww)
 
     def point(self, sums):
@@ -281,7 +295,7 @@ class IPS(_MeanOfTerms):
         return data.w * data.reward
 
     def el_sums(self, sums):
-        n, swr, swwrr, sw, sww, swwr = sums
+        n, swr, swwrr, sw, sww, swwr = sums[:6]
         return n, sw, sww, swr, swwr, swwrr
 
 
@@ -347,7 +361,32 @@ class DR(_MeanOfTerms):
     name: ClassVar[str] = "dr"
 
     def terms(self, data):
-        return data.dm_term + data.w * (data.reward - data.q_chosen)
+        return data.dm_term + self.correction_weight(data) * (data.reward - data.q_chosen)
+
+    def correction_weight(self, data: EstimatorInput) -> np.ndarray:
+        """h_i in DM term + h_i (r_i - q_hat_i): w for DR, truncated or shrunk w for its variants."""
+        return data.w
+
+    def prepare(self, data, rng):
+        """Per-row coefficient of the residual in the influence function, c_i = h_i + D_i - G_i.
+
+        D_i is DM's dependence on r_i through the model (``dm_weight``), G_i the correction's
+        own dependence on it through q_hat at the logged artworks. For DR they nearly cancel
+        (double robustness); where a variant drops part of the correction, the model's error on
+        that part stays in the interval.
+        """
+        if data.model_influence is None or data.dm_weight is None:
+            return data
+        h = self.correction_weight(data)
+        onehot = np.zeros_like(data._need_q())
+        onehot[np.arange(data.n), data.action] = h
+        coef = h + data.dm_weight - data.model_influence(onehot)
+        return replace(data, influence=coef, validate=False)
+
+    def influence_terms(self, data):
+        if data.influence is None:
+            return self.terms(data)
+        return data.dm_term + data.influence * (data.reward - data.q_chosen)
 
 
 @dataclass(frozen=True)
@@ -362,7 +401,7 @@ class ClippedIPS(_MeanOfTerms):
 
 
 @dataclass(frozen=True)
-class SwitchDR(_MeanOfTerms):
+class SwitchDR(DR):
     """Switch-DR (Wang, Agarwal, Dudik 2017, as OBP): DR's correction only where w <= ``tau``.
 
     Rows with larger weights rely on the model alone: bias E[1{w > tau} w (r - q_hat)] for a
@@ -372,13 +411,12 @@ class SwitchDR(_MeanOfTerms):
     tau: float = 50.0
     name: ClassVar[str] = "switchdr"
 
-    def terms(self, data):
-        w = data.w
-        return data.dm_term + np.where(w <= self.tau, w, 0.0) * (data.reward - data.q_chosen)
+    def correction_weight(self, data):
+        return np.where(data.w <= self.tau, data.w, 0.0)
 
 
 @dataclass(frozen=True)
-class DRos(_MeanOfTerms):
+class DRos(DR):
     """DR with optimistic shrinkage (Su, Dimakopoulou, Krishnamurthy, Dudik 2020, as OBP).
 
     The correction uses lam w / (w^2 + lam) instead of w: close to w for w << sqrt(lam), shrunk
@@ -388,9 +426,9 @@ class DRos(_MeanOfTerms):
     lam: float = 1000.0
     name: ClassVar[str] = "dros"
 
-    def terms(self, data):
+    def correction_weight(self, data):
         w = data.w
-        return data.dm_term + self.lam * w / (w * w + self.lam) * (data.reward - data.q_chosen)
+        return self.lam * w / (w * w + self.lam)
 
 
 @dataclass(frozen=True)

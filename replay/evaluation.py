@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 
@@ -40,6 +41,7 @@ def policy_input(logs: LogArrays, out: PolicyOutput, q_hat: np.ndarray | CrossFi
         reward=logs.reward, propensity=logs.propensity, action=logs.action, pi_chosen=out.pi_chosen,
         pi=out.pi, q_hat=fit.q_hat if fit is not None else q_hat, accepted=out.accepted, group=logs.title,
         dm_weight=fit.model.dm_weights(logs, out.pi) if fit is not None else None,
+        model_influence=partial(fit.model.dm_weights, logs) if fit is not None else None,
     )
 
 
@@ -49,7 +51,7 @@ def take(data: EstimatorInput, rows: np.ndarray) -> EstimatorInput:
 
     return EstimatorInput(data.reward[rows], data.propensity[rows], data.action[rows], data.pi_chosen[rows],
                           pick(data.pi), pick(data.q_hat), pick(data.accepted), pick(data.group),
-                          pick(data.dm_weight), validate=False)
+                          pick(data.dm_weight), None, pick(data.influence), validate=False)
 
 
 def evaluate_policies(

@@ -121,8 +121,9 @@ def integrity_json(report: IntegrityReport) -> dict:
                 "title": g.title, "policy": g.policy, "n": g.n,
                 "artworks": {a: {"served": o, "expected": round(e, 3), "implied_rows": round(s, 3)}
                              for a, o, e, s in zip(g.artworks, g.observed, g.expected, g.implied, strict=True)},
-                "chi2": g.statistic, "dof": g.dof, "p_value": g.p_value,
-                "min_propensity": g.min_propensity, "ess": g.ess, "flags": list(g.flags),
+                "chi2": g.statistic, "dof": g.dof, "p_value": g.p_value, "p_adjusted": g.p_adjusted,
+                "method": g.method, "unit": g.unit,
+                "min_propensity": g.min_propensity, "ess": g.ess, "flags": list(g.flags), "warnings": list(g.warnings),
             }
             for g in report.groups
         ],
@@ -130,20 +131,24 @@ def integrity_json(report: IntegrityReport) -> dict:
 
 
 def integrity_table(report: IntegrityReport) -> str:
-    rows = [["title", "policy", "rows", "chi2", "dof", "p", "min prop", "ess", "status"]]
+    rows = [["title", "policy", "units", "test", "chi2", "dof", "p", "p (Holm)", "min prop", "ess", "status"]]
     for g in report.groups:
-        rows.append([g.title, g.policy, f"{g.n:,}", f"{g.statistic:.2f}", f"{g.dof:.1f}", f"{g.p_value:.3g}",
-                     f"{g.min_propensity:.3g}", f"{g.ess:,.0f}", "FLAGGED" if g.flags else "ok"])
+        rows.append([g.title, g.policy, f"{g.n:,} {g.unit}s", g.method, f"{g.statistic:.2f}", f"{g.dof:.1f}",
+                     f"{g.p_value:.3g}", f"{g.p_adjusted:.3g}", f"{g.min_propensity:.3g}", f"{g.ess:,.0f}",
+                     "FLAGGED" if g.flags else ("warning" if g.warnings else "ok")])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
              for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     details = []
     for g in report.groups:
-        if g.flags:
+        if g.flags or g.warnings:
             details.append(f"{g.title} / {g.policy}:")
             details += [f"  - {f}" for f in g.flags]
+            details += [f"  - warning: {w}" for w in g.warnings]
+        if g.flags:
             details += [f"    {a}: served {o}, expected {e:.1f}" for a, o, e in zip(g.artworks, g.observed, g.expected, strict=True)]
     verdict = ("FLAGGED: do not trust off-policy estimates from these logs until this is explained"
                if report.flagged else "ok: logged propensities are consistent with what was served")
+    verdict += f" (alpha {report.alpha:g}, Holm-adjusted over {len(report.groups)} title/policy groups)"
     return "\n".join([*lines, "", *details, verdict] if details else [*lines, "", verdict])
