@@ -45,7 +45,7 @@ def test_propensities_match_numerical_integration(arms):
     alpha, beta = 1 + s, 1 + n - s
     p = ts_propensities(alpha, beta)
     assert p.sum() == pytest.approx(1.0, abs=1e-9)
-    np.testing.assert_allclose(p, integrated_propensities(alpha, beta), atol=2e-9)
+    np.testing.assert_allclose(p, integrated_propensities(alpha, beta), atol=1e-8)
 
 
 @pytest.mark.parametrize(
