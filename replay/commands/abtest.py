@@ -50,7 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     plan.add_argument("--mde", type=float, help="minimum detectable effect, absolute (0.06 for 24%% -> 30%%)")
     plan.add_argument("--relative", action="store_true", help="read --mde as relative to the baseline (0.25 for 24%% -> 30%%)")
     plan.add_argument("--power", type=float, default=0.8, help="target power (default 0.8)")
-    plan.add_argument("--arms", type=int, default=2, help="number of arms in the plan (default 2)")
+    plan.add_argument("--arms", type=int, default=2,
+                      help="number of arms in the plan (default 2); each treatment is planned at alpha/(arms-1), "
+                           "as the analysis Holm-adjusts")
     demo = parser.add_argument_group("demo (the classic notebook)")
     demo.add_argument("--demo", action="store_true", help="simulate users instead of reading LOGS")
     demo.add_argument("--seed", type=int, default=42, help="random seed of the demo (default 42)")
@@ -92,7 +94,9 @@ def _run_plan(args: argparse.Namespace) -> int:
     else:
         print(
             f"To detect {plan.baseline:.2%} -> {plan.target:.2%} (absolute {plan.mde:+.4f}, relative {plan.mde / plan.baseline:+.1%}) "
-            f"with a two-sided z-test at alpha {plan.alpha:g} and power {plan.power:.0%}:"
+            f"with a two-sided z-test at alpha {plan.alpha:g} and power {plan.power:.0%}"
+            + (f" per treatment (each of {plan.arms - 1} comparisons at alpha {plan.alpha / (plan.arms - 1):.3g}, "
+               "matching the Holm-adjusted analysis):" if plan.arms > 2 else ":")
         )
         print(f"  {plan.n_per_arm:,} units per arm, {plan.total:,} in total over {plan.arms} arms (exact power {plan.achieved_power:.3f})")
     return 0
@@ -183,7 +187,10 @@ def _logs_result(args: argparse.Namespace) -> ABTestResult:
     notes = list(units.warnings)
     if shares is None:
         notes.append("SRM check against an equal split (the logged propensities are not a fixed split; give --weights)")
-    return analyze(units.arms, units.clicked, control=args.control, alpha=args.alpha, expected_shares=shares, unit=args.unit, warnings=notes)
+    if units.srm_counts is not None:
+        notes.append("the SRM check counts profiles (the split randomizes profiles), not impressions")
+    return analyze(units.arms, units.clicked, control=args.control, alpha=args.alpha, expected_shares=shares,
+                   unit=args.unit, warnings=notes, srm_counts=units.srm_counts)
 
 
 def _logged_shares(frame) -> dict[str, float] | None:
@@ -254,7 +261,7 @@ def metrics_table(result: ABTestResult) -> str:
     observed = ", ".join(f"{a} {s:.2%}" for a, s in zip(srm.arms, srm.observed_shares, strict=True))
     expected = ", ".join(f"{s:.2%}" for s in srm.expected_shares)
     lines.append("")
-    lines.append(f"SRM: observed {observed} vs expected {expected}: chi2 = {srm.chi2:.3f}, p = {srm.p_value:.4g} ({'ALARM' if srm.alarm else 'ok'})")
+    lines.append(f"SRM: observed {observed} vs expected {expected}: chi2 = {srm.chi2:.3f}, p = {srm.p_value:.4g} ({srm.label})")
     return "\n".join(lines)
 
 
