@@ -4,7 +4,9 @@ Order of work: cross-fit the reward model once (if a model-based estimator is as
 row predicted by a model fitted without its fold), then per policy: its
 probabilities on every row (learning policies replay the log in order), replay acceptance,
 then every estimator in one chunked pass. The segment breakdown reuses the same per-row
-inputs (and the same replay acceptance) restricted to each segment's rows.
+inputs (and the same replay acceptance) restricted to each group's rows (``by``: title, segment or
+a numeric context key). Per group, DM's model weights are those of the whole log's model
+restricted to the group's rows (the group's share of the parent means is left out).
 """
 
 from __future__ import annotations
@@ -30,8 +32,26 @@ MIN_LEARNED_ROWS = 100
 class Evaluation:
     n: int
     estimates: dict[str, tuple[Estimate, ...]]  # policy name -> one per estimator, in order
-    by_segment: dict[str, dict[str, tuple[Estimate, ...]]] = field(default_factory=dict)  # segment -> policy -> ...
+    by_group: dict[str, dict[str, tuple[Estimate, ...]]] = field(default_factory=dict)  # value -> policy -> ...
     policy_warnings: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    by_column: str | None = None
+    by_n: dict[str, int] = field(default_factory=dict)  # value -> rows
+
+
+def group_codes(logs: LogArrays, column: str) -> tuple[np.ndarray, list[str]]:
+    """Per-row group code and the groups' labels for ``--by COLUMN``: title, segment or a context key."""
+    if column == "title":
+        return logs.title, list(logs.titles)
+    if column == "segment":
+        if not logs.has_segment:
+            raise ValueError("by: the logs have no segment column")
+        return logs.segment, list(logs.segments)
+    if column in logs.feature_names:
+        values = logs.features[:, logs.feature_names.index(column)]
+        uniq, codes = np.unique(values, return_inverse=True)
+        return codes, [f"{v:g}" for v in uniq]
+    known = ", ".join(["title", "segment", *logs.feature_names])
+    raise ValueError(f"by: unknown column {column!r}; known: {known} (numeric context keys only)")
 
 
 def policy_input(logs: LogArrays, out: PolicyOutput, q_hat: np.ndarray | CrossFit | None) -> EstimatorInput:
@@ -62,7 +82,7 @@ def evaluate_policies(
     *,
     level: float = 0.95,
     bootstrap: int = 0,
-    by_segment: bool = False,
+    by: str | None = None,
     interval: str = "normal",
     folds: int = DEFAULT_FOLDS,
     on_progress: Callable[[str, int, int], None] | None = None,
@@ -74,6 +94,7 @@ def evaluate_policies(
     if not policies:
         raise ValueError("policies must name at least one policy")
     ests = [ESTIMATORS[e]() for e in estimators]
+    codes, labels = group_codes(logs, by) if by is not None else (None, [])
     fit = cross_fit(logs, rng, folds) if MODEL_BASED & set(estimators) else None
     model_warning = _model_warning(fit)
     results: dict[str, tuple[Estimate, ...]] = {}
@@ -100,15 +121,16 @@ def evaluate_policies(
             own.append(f"replay accepted only {int(out.accepted.sum())} of {logs.n} rows to learn from: "
                        "the policy barely left its prior (its estimates are mostly the prior's)")
         warnings[policy.name] = tuple(own)
-        if by_segment and logs.has_segment:
-            for g, seg in enumerate(logs.segments):
-                rows = np.flatnonzero(logs.segment == g)
+        if codes is not None:
+            for g, label in enumerate(labels):
+                rows = np.flatnonzero(codes == g)
                 if rows.size:
-                    seg_results.setdefault(seg, {})[policy.name] = tuple(
+                    seg_results.setdefault(label, {})[policy.name] = tuple(
                         estimate_many(ests, take(data, rows), level=level, bootstrap=bootstrap, rng=rng,
                                       interval=interval)
                     )
-    return Evaluation(logs.n, results, seg_results, warnings)
+    by_n = {label: int(np.sum(codes == g)) for g, label in enumerate(labels)} if codes is not None else {}
+    return Evaluation(logs.n, results, seg_results, warnings, by, {k: v for k, v in by_n.items() if v})
 
 
 def _model_warning(fit: CrossFit | None) -> str | None:

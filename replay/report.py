@@ -14,18 +14,23 @@ def _fmt(x: float, digits: int = 4) -> str:
 
 
 def estimates_json(evaluation: Evaluation) -> dict:
-    """Exactly the SPEC shape: {"n", "policies": {NAME: {ESTIMATOR: {"value", "ci"}}}} (NaN -> null)."""
+    """The SPEC shape: {"n", "policies": {NAME: {ESTIMATOR: {"value", "ci"}}}} (NaN -> null), plus
+    {"by": {COLUMN: {VALUE: {"n", "policies": {...}}}}} when a breakdown was asked for."""
 
     def num(x: float) -> float | None:
         return None if x != x else float(x)
 
-    return {
-        "n": evaluation.n,
-        "policies": {
-            name: {e.estimator: {"value": num(e.value), "ci": [num(e.ci[0]), num(e.ci[1])]} for e in ests}
-            for name, ests in evaluation.estimates.items()
-        },
-    }
+    def policies(per_policy: dict[str, tuple[Estimate, ...]]) -> dict:
+        return {name: {e.estimator: {"value": num(e.value), "ci": [num(e.ci[0]), num(e.ci[1])]} for e in ests}
+                for name, ests in per_policy.items()}
+
+    out = {"n": evaluation.n, "policies": policies(evaluation.estimates)}
+    if evaluation.by_column is not None:
+        out["by"] = {evaluation.by_column: {
+            value: {"n": evaluation.by_n[value], "policies": policies(per_policy)}
+            for value, per_policy in evaluation.by_group.items()
+        }}
+    return out
 
 
 def _rows(estimates: dict[str, tuple[Estimate, ...]], first: str) -> list[list[str]]:
@@ -60,22 +65,22 @@ def estimates_table(evaluation: Evaluation) -> str:
         notes += [f"  {name} ({', '.join(who)}): {w}" if who else f"  {name}: {w}" for w, who in seen.items()]
     if notes:
         out += ["", "warnings:", *notes]
-    if evaluation.by_segment:
-        out += ["", "by segment:", segment_table(evaluation)]
+    if evaluation.by_group:
+        out += ["", f"by {evaluation.by_column}:", group_table(evaluation)]
     return "\n".join(out)
 
 
-def segment_table(evaluation: Evaluation) -> str:
-    """One row per (segment, policy), one column per estimator: value and (ess)."""
+def group_table(evaluation: Evaluation) -> str:
+    """One row per (group, policy), one column per estimator: value and the interval's half-width."""
     names: list[str] = []
-    for per_policy in evaluation.by_segment.values():
+    for per_policy in evaluation.by_group.values():
         for ests in per_policy.values():
             names += [e.estimator for e in ests if e.estimator not in names]
-    rows = [["segment", "policy", *names]]
-    for seg, per_policy in evaluation.by_segment.items():
+    rows = [[evaluation.by_column or "group", "rows", "policy", *names]]
+    for value, per_policy in evaluation.by_group.items():
         for name, ests in per_policy.items():
             by = {e.estimator: e for e in ests}
-            rows.append([seg, name, *(f"{_fmt(by[x].value)} ±{_fmt((by[x].ci[1] - by[x].ci[0]) / 2, 3)}"
+            rows.append([value, f"{evaluation.by_n.get(value, 0):,}", name, *(f"{_fmt(by[x].value)} ±{_fmt((by[x].ci[1] - by[x].ci[0]) / 2, 3)}"
                                       if x in by else "" for x in names)])
     return _table(rows)
 

@@ -260,3 +260,31 @@ def test_dm_recovers_truth_when_reward_model_is_right():
     # Cell means over ~5,000 rows each: the model's own error is about 0.005.
     assert abs(dm.value - env.policy_value(target)) < 0.01
     assert DR().estimate(data).value == pytest.approx(env.policy_value(target), abs=0.01)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_el_interval_equals_vw_estimators_cressie_read(seed):
+    from estimators.bandits.cressieread import IntervalImpl
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 3000))
+    mu = rng.uniform(0.01, 1.0, n) if seed % 2 else np.full(n, 1 / 3)
+    pc = rng.uniform(0, 1, n)
+    r = (rng.random(n) < 0.2).astype(float)
+    ref = IntervalImpl(wmin=0, wmax=np.inf, rmin=0, rmax=1, empirical_r_bounds=False)
+    for w_i, r_i in zip(pc / mu, r, strict=True):
+        ref.add(float(w_i), float(r_i), 0.0, 0)
+    lo_ref, hi_ref = ref.get(alpha=0.05)
+    d = EstimatorInput(r, mu, np.zeros(n, dtype=int), pc)
+    for est in (IPS(), SNIPS()):
+        lo, hi = est.estimate(d, interval="el").ci
+        assert (lo, hi) == pytest.approx((lo_ref, hi_ref), abs=1e-9)
+
+
+def test_no_interval_has_zero_width():
+    n = 50
+    d = EstimatorInput(np.zeros(n), np.full(n, 0.5), np.zeros(n, dtype=int), np.full(n, 0.5),
+                       np.full((n, 2), 0.5), np.zeros((n, 2)), np.ones(n, dtype=bool))
+    for est in estimate_many([cls() for cls in ESTIMATORS.values()], d):
+        assert est.ci[1] - est.ci[0] > 0.01, est
+        assert est.ci[0] <= est.value <= est.ci[1]

@@ -35,7 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--level", type=probability, default=0.95, help="interval level (default 0.95)")
     parser.add_argument("--json", action="store_true", help='print {"n", "policies": {NAME: {EST: {"value", "ci"}}}}')
     parser.add_argument("--plot", metavar="PNG", help="write a PNG of the estimates with their intervals")
-    parser.add_argument("--no-segments", action="store_true", help="skip the breakdown by segment")
+    parser.add_argument("--by", metavar="COLUMN",
+                        help="estimates per group of COLUMN too: title, segment or a numeric context key "
+                             "(in --json under \"by\"; default for the table: segment when the logs have one)")
+    parser.add_argument("--no-segments", action="store_true", help="skip the default breakdown by segment")
     parser.add_argument("--ts-batch", type=positive_int, default=PolicyOptions.ts_batch, metavar="B",
                         help="thompson refreshes a title's posteriors every B accepted events (default %(default)s)")
     parser.add_argument("--ts-uniform-mix", type=float, default=PolicyOptions.ts_uniform_mix,
@@ -55,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
     logs = load(args)
     estimators = list(dict.fromkeys(args.estimator or DEFAULT_ESTIMATORS))
     interval = args.interval or ("bootstrap" if args.bootstrap else "normal")
+    by = args.by
+    if by is None and logs.has_segment and not args.no_segments and not args.json:
+        by = "segment"
     enabled = progress_enabled(args.progress)
     bars: dict[str, Progress] = {}
 
@@ -69,9 +75,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         evaluation = evaluate_policies(
             logs, policies, estimators, np.random.default_rng(args.seed), level=args.level,
-            bootstrap=args.bootstrap, interval=interval, folds=args.folds, by_segment=not args.no_segments and not args.json, on_progress=on_progress,
+            bootstrap=args.bootstrap, interval=interval, folds=args.folds, by=by, on_progress=on_progress,
         )
-    except (PolicyError, EstimatorInputError) as exc:
+    except (PolicyError, EstimatorInputError, ValueError) as exc:
         raise CliError(str(exc)) from None
     finally:
         for bar in bars.values():
@@ -84,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(estimates_json(evaluation)))
         for name, ests in evaluation.estimates.items():
-            for w in dict.fromkeys(w for e in ests for w in e.warnings):
+            own = [*evaluation.policy_warnings.get(name, ()), *(w for e in ests for w in e.warnings)]
+            for w in dict.fromkeys(own):
                 print(f"warning: {name}: {w}", file=sys.stderr)
     else:
         print(estimates_table(evaluation))
