@@ -18,14 +18,17 @@ from functools import partial
 
 import numpy as np
 
-from replay.estimators import ESTIMATORS, Estimate, EstimatorInput, Replay, estimate_many
+from replay.errors import ReplayError
+from replay.estimators import DEFAULT_CHUNK, ESTIMATORS, Estimate, EstimatorInput, Replay, estimate_many
 from replay.logs import LogArrays
-from replay.policies import Policy, PolicyOutput
+from replay.policy_base import Policy, PolicyOutput
 from replay.reward_model import DEFAULT_FOLDS, CrossFit, cross_fit
 
 MODEL_BASED = frozenset({"dm", "dr", "sndr", "switchdr", "dros"})
 # A learning policy that learned from fewer accepted rows than this is close to its prior.
 MIN_LEARNED_ROWS = 100
+
+BOOTSTRAP_CELLS = 2_000_000  # 16 MB of float weights per chunk (32 MB while drawn)
 
 
 @dataclass(frozen=True)
@@ -44,14 +47,14 @@ def group_codes(logs: LogArrays, column: str) -> tuple[np.ndarray, list[str]]:
         return logs.title, list(logs.titles)
     if column == "segment":
         if not logs.has_segment:
-            raise ValueError("by: the logs have no segment column")
+            raise ReplayError("--by: the logs have no segment column", "--by")
         return logs.segment, list(logs.segments)
     if column in logs.feature_names:
         values = logs.features[:, logs.feature_names.index(column)]
         uniq, codes = np.unique(values, return_inverse=True)
         return codes, [f"{v:g}" for v in uniq]
     known = ", ".join(["title", "segment", *logs.feature_names])
-    raise ValueError(f"by: unknown column {column!r}; known: {known} (numeric context keys only)")
+    raise ReplayError(f"--by: unknown column {column!r}; known: {known} (numeric context keys only)", "--by")
 
 
 def policy_input(logs: LogArrays, out: PolicyOutput, q_hat: np.ndarray | CrossFit | None) -> EstimatorInput:
@@ -95,6 +98,9 @@ def evaluate_policies(
         raise ValueError("policies must name at least one policy")
     ests = [ESTIMATORS[e]() for e in estimators]
     codes, labels = group_codes(logs, by) if by is not None else (None, [])
+    # Bootstrap weights are (B, chunk) per chunk: keep them near BOOTSTRAP_CELLS values so
+    # --bootstrap 500 costs little more memory than no bootstrap.
+    chunk = DEFAULT_CHUNK if not bootstrap else max(256, min(DEFAULT_CHUNK, BOOTSTRAP_CELLS // bootstrap))
     fit = cross_fit(logs, rng, folds) if MODEL_BASED & set(estimators) else None
     model_warning = _model_warning(fit)
     results: dict[str, tuple[Estimate, ...]] = {}
@@ -114,7 +120,8 @@ def evaluate_policies(
         if "replay" in estimators:
             data = Replay().prepare(data, rng)
         results[policy.name] = _with_model_warning(tuple(
-            estimate_many(ests, data, level=level, bootstrap=bootstrap, rng=rng, on_progress=tick, interval=interval)
+            estimate_many(ests, data, level=level, bootstrap=bootstrap, rng=rng, on_progress=tick, interval=interval,
+                          chunk_size=chunk)
         ), model_warning)
         own = list(out.warnings)
         if out.accepted is not None and policy.name != "logged" and int(out.accepted.sum()) < MIN_LEARNED_ROWS:
@@ -127,7 +134,7 @@ def evaluate_policies(
                 if rows.size:
                     seg_results.setdefault(label, {})[policy.name] = tuple(
                         estimate_many(ests, take(data, rows), level=level, bootstrap=bootstrap, rng=rng,
-                                      interval=interval)
+                                      interval=interval, chunk_size=chunk)
                     )
     by_n = {label: int(np.sum(codes == g)) for g, label in enumerate(labels)} if codes is not None else {}
     return Evaluation(logs.n, results, seg_results, warnings, by, {k: v for k, v in by_n.items() if v})

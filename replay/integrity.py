@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import chi2
 
+from replay.errors import ReplayError
 from replay.logs import LogArrays
 
 TINY_PROPENSITY = 1e-3
@@ -42,7 +43,7 @@ LARGE_EXPECTED = 200.0  # expected count per artwork above which the chi-square 
 PER_PROFILE_POLICIES = frozenset({"ab"})
 
 
-class IntegrityError(ValueError):
+class IntegrityError(ReplayError):
     """A check argument is malformed; the message names it."""
 
 

@@ -30,12 +30,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from replay.errors import ReplayError
 from replay.logs import LogArrays
 
 DEFAULT_FOLDS = 5
 
 
-class RewardModelError(ValueError):
+class RewardModelError(ReplayError):
     """A reward-model argument is malformed; the message names it."""
 
 
@@ -63,7 +64,9 @@ class RewardModel:
         z = self.z(logs, rows)
         if z is not None:
             q = q + z @ self.coef.T
-        return np.where(logs.mask[rows], np.clip(q, 0.0, 1.0), 0.0)
+        np.clip(q, 0.0, 1.0, out=q)
+        q *= logs.mask[rows]  # in place: q is a fresh gather, and a second (n, K) copy is the peak
+        return q
 
     def dm_weights(self, logs: LogArrays, pi: np.ndarray) -> np.ndarray:
         """n * dDM/dr_j for every row j of ``logs`` (the rows the model was fitted on).

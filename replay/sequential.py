@@ -27,15 +27,16 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from replay.errors import ReplayError
+
 DEFAULT_TAU = 0.02
 
 
-class SequentialInputError(ValueError):
+class SequentialInputError(ReplayError):
     """A sequential-analysis argument is malformed; ``argument`` names it."""
 
     def __init__(self, argument: str, message: str) -> None:
-        super().__init__(f"{argument}: {message}")
-        self.argument = argument
+        super().__init__(f"{argument}: {message}", argument)
 
 
 @dataclass(frozen=True)

@@ -77,9 +77,6 @@ class Keys:
         """Hash: the title's current VW model (version, bytes, stream position)."""
         return f"{self._title(title)}:model"
 
-    def title_prefix(self, title: str) -> str:
-        return self._title(title)
-
     # per profile
     def profile(self, profile: str) -> str:
         return f"{self.prefix}:{{p:{check_id(profile, 'profile')}}}:profile"

@@ -138,8 +138,8 @@ def test_cli_reports_schema_error_without_traceback(tmp_path, capsys, fmt):
     rows = good_rows()
     rows[2]["propensity"] = 0.0
     path = write(tmp_path, rows, fmt)
-    assert main(["evaluate", str(path), "--policy", "uniform"]) == 2
+    assert main(["evaluate", str(path), "--policy", "uniform"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert row_label(fmt, 2) in err and "propensity" in err
-    assert main(["check", str(path)]) == 2
+    assert main(["check", str(path)]) == 1

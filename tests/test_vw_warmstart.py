@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import redis
 
-from bandit import personalized_sim as sim
 from bandit.vw_features import decision_context
+from replay import personalized_sim as sim
 from replay.cli import main
 from replay.logs import encode_logs, load_logs
-from replay.policies import make_policy
+from replay.policy_registry import make_policy
 from service.keys import Keys
 from service.models import ModelStore
 
@@ -55,8 +55,8 @@ def test_train_vw_publishes_a_warm_start_that_the_trainer_and_workers_pick_up(vw
     (["--title", "nope"], "no rows of title 'nope'"),
     (["--init", "/nonexistent/model"], "--init /nonexistent/model"),
 ])
-def test_train_vw_user_errors_are_one_line_exit_2(vw_logs, tmp_path, capsys, argv, message):
-    assert main(["train-vw", str(vw_logs), "--out", str(tmp_path / "m"), *argv]) == 2
+def test_train_vw_user_errors_are_one_line_exit_1(vw_logs, tmp_path, capsys, argv, message):
+    assert main(["train-vw", str(vw_logs), "--out", str(tmp_path / "m"), *argv]) == 1
     assert message in capsys.readouterr().err
 
 

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from replay.cli import CliError
-from replay.logs import FORMATS, LogArrays, LogSchemaError, encode_logs, load_logs
+
+if TYPE_CHECKING:
+    from replay.logs import LogArrays
+
+# replay.logs.FORMATS, spelled here so --help does not import pandas (a test keeps them equal)
+FORMATS = ("jsonl", "csv", "parquet")
 
 
 def add_logs_argument(parser: argparse.ArgumentParser) -> None:
@@ -14,8 +20,10 @@ def add_logs_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def load(args: argparse.Namespace) -> LogArrays:
+    from replay.logs import LogSchemaError, encode_logs, load_logs
+
     try:
-        return encode_logs(load_logs(args.logs, args.format))
+        return encode_logs(load_logs(args.logs, args.format, keep_event_id=False))
     except LogSchemaError as exc:
         raise CliError(str(exc)) from None
 

@@ -6,23 +6,24 @@ import argparse
 import json
 import sys
 
-import numpy as np
-
 from replay.cli import CliError
 from replay.commands._common import add_logs_argument, load, non_negative_int, positive_int, probability
-from replay.estimators import DEFAULT_ESTIMATORS, ESTIMATORS, INTERVALS, EstimatorInputError
-from replay.evaluation import evaluate_policies
-from replay.policies import POLICIES, PolicyError, PolicyOptions, make_policy
-from replay.progress import Progress, progress_enabled
-from replay.report import estimates_json, estimates_table, plot_estimates
-from replay.reward_model import DEFAULT_FOLDS
+from replay.policy_base import PolicyError, PolicyOptions
+from replay.policy_registry import POLICIES, make_policy
+
+# replay.estimators' ESTIMATORS names, DEFAULT_ESTIMATORS and INTERVALS, and replay.reward_model's
+# DEFAULT_FOLDS, spelled here so --help does not import scipy (a test keeps them equal)
+ESTIMATOR_NAMES = ("replay", "ips", "snips", "dm", "dr", "sndr", "switchdr", "dros", "ipsclip")
+DEFAULT_ESTIMATORS = ("replay", "ips", "snips", "dm", "dr")
+INTERVALS = ("normal", "bootstrap", "el")
+DEFAULT_FOLDS = 5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_logs_argument(parser)
     parser.add_argument("--policy", action="append", required=True, metavar="NAME",
                         help=f"policy to evaluate, repeatable: {', '.join(POLICIES)} or table:PATH")
-    parser.add_argument("--estimator", action="append", choices=list(ESTIMATORS),
+    parser.add_argument("--estimator", action="append", choices=ESTIMATOR_NAMES,
                         help=f"estimator, repeatable (default: {', '.join(DEFAULT_ESTIMATORS)})")
     parser.add_argument("--interval", choices=INTERVALS, default=None,
                         help="interval method: normal (delta method, default), bootstrap (needs --bootstrap N) or "
@@ -47,6 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from replay.errors import ReplayError
+    from replay.estimators import EstimatorInputError
+    from replay.evaluation import evaluate_policies
+    from replay.progress import Progress, progress_enabled
+    from replay.report import estimates_json, estimates_table, plot_estimates
+
     options = PolicyOptions(ts_batch=args.ts_batch, ts_uniform_mix=args.ts_uniform_mix)
     try:
         policies = [make_policy(spec, options) for spec in args.policy]
@@ -77,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             logs, policies, estimators, np.random.default_rng(args.seed), level=args.level,
             bootstrap=args.bootstrap, interval=interval, folds=args.folds, by=by, on_progress=on_progress,
         )
-    except (PolicyError, EstimatorInputError, ValueError) as exc:
+    except (PolicyError, EstimatorInputError, ReplayError) as exc:
         raise CliError(str(exc)) from None
     finally:
         for bar in bars.values():

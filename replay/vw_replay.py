@@ -1,4 +1,4 @@
-"""Policy ``vw`` for ``replay evaluate``: VW ``cb_explore_adf`` learning as it replays, or a saved model.
+"""Policy ``vw`` for ``replay evaluate`` (``bandit.vw_policy`` is the model itself): VW ``cb_explore_adf`` learning as it replays, or a saved model.
 
 - ``vw``: a new model (``VW_EXPLORATION``... defaults, see ``bandit.vw_policy``) that replays the
   log in order (Li et al. 2011, rejection bound 1/min propensity as ``ThompsonPolicy``) and
@@ -24,7 +24,7 @@ import numpy as np
 from bandit.vw_features import FeatureError, log_context, to_example
 from bandit.vw_policy import VWConfig, VWModel, cost_of, learning_probability
 from replay.logs import LogArrays
-from replay.policies import PolicyError, PolicyOptions, PolicyOutput
+from replay.policy_base import PolicyError, PolicyOptions, PolicyOutput
 
 
 def _row_contexts(logs: LogArrays) -> list[dict]:
