@@ -69,6 +69,8 @@ def policy_input(logs: LogArrays, out: PolicyOutput, q_hat: np.ndarray | CrossFi
 
 
 def take(data: EstimatorInput, rows: np.ndarray) -> EstimatorInput:
+    """The inputs of ``rows``. DM keeps the whole log's model weights on these rows (their parent
+    terms count other groups' mass too, which errs wide); DR and its variants use their plain terms."""
     def pick(a):
         return None if a is None else a[rows]
 
