@@ -1,7 +1,8 @@
 """Off-policy estimators of a target policy's value (expected reward per impression).
 
 One small class per estimator, in the style of Open Bandit Pipeline's ``obp/ope/estimators.py``:
-``Replay`` (Li, Chu, Langford, Wang 2011), ``IPS``, ``SNIPS``, ``DM`` and ``DR``.
+``Replay`` (Li, Chu, Langford, Wang 2011), ``IPS``, ``SNIPS``, ``ClippedIPS``, ``DM``, ``DR``,
+``SNDR``, ``SwitchDR`` and ``DRos`` (the README's table says when to use which).
 
 Every estimator is a smooth function of *sums over rows*. ``partial(data)`` returns those sums
 for one partition (a vector, or a (B, m) matrix under Poisson bootstrap weights); partitions
@@ -10,9 +11,12 @@ standard error. ``estimate`` runs that loop over chunks of one in-memory input, 
 the shape a distributed engine needs (map: ``partial``; reduce: ``+``).
 
 Inputs are validated once, when ``EstimatorInput`` is built, with errors naming the argument.
-Intervals: normal approximation from the per-row terms (delta method for the ratio
-estimators) by default; with ``bootstrap=B``, the percentile interval of a Poisson bootstrap
-(each row gets a Poisson(1) weight per replicate, which is what lets it run per partition).
+Intervals: normal approximation from the per-row influence terms (delta method for the ratio
+estimators; for DM and the DR family including the reward model's estimation error when the
+input carries the model's weights) by default; with ``bootstrap=B``, the percentile interval of
+a Poisson bootstrap (each row gets a Poisson(1) weight per replicate, which is what lets it run
+per partition); ``interval="el"``, the empirical-likelihood (Cressie-Read) interval for IPS and
+SNIPS. No interval has zero width.
 """
 
 from __future__ import annotations
