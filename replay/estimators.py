@@ -672,6 +672,9 @@ def estimate_many(
         if on_progress is not None:
             on_progress(done)
     shared = diagnose(data) if warnings is None else warnings
+    # The largest importance weight a target policy can give on these rows: 1 / the smallest logged
+    # propensity (the EL interval is much tighter with a finite bound than with infinity).
+    wmax = max(float(1.0 / data.propensity.min()), 1.0 + 1e-6) if interval == "el" else np.inf
     z = NormalDist().inv_cdf(0.5 + level / 2)
     results = []
     for est, total, boot in zip(estimators, totals, boots, strict=True):
@@ -686,7 +689,7 @@ def estimate_many(
             shift = value - float(est.point(total[None, :])[0])
             ci = (float(lo) + shift, float(hi) + shift)
         elif interval == "el" and est.el_sums(total) is not None:
-            ci = cressie_read_interval(*est.el_sums(total), level)
+            ci = cressie_read_interval(*est.el_sums(total), level, wmax=wmax)
         else:
             if interval == "el":
                 own.append(f"no empirical-likelihood interval for {est.name}: normal interval")

@@ -21,6 +21,7 @@ from replay.estimators import (
     EstimatorInputError,
     Replay,
     SwitchDR,
+    cressie_read_interval,
     estimate_many,
     replay_acceptance,
 )
@@ -271,7 +272,8 @@ def test_el_interval_equals_vw_estimators_cressie_read(seed):
     mu = rng.uniform(0.01, 1.0, n) if seed % 2 else np.full(n, 1 / 3)
     pc = rng.uniform(0, 1, n)
     r = (rng.random(n) < 0.2).astype(float)
-    ref = IntervalImpl(wmin=0, wmax=np.inf, rmin=0, rmax=1, empirical_r_bounds=False)
+    # Our default bound on the weights: 1 / the smallest logged propensity.
+    ref = IntervalImpl(wmin=0, wmax=max(1 / mu.min(), 1 + 1e-6), rmin=0, rmax=1, empirical_r_bounds=False)
     for w_i, r_i in zip(pc / mu, r, strict=True):
         ref.add(float(w_i), float(r_i), 0.0, 0)
     lo_ref, hi_ref = ref.get(alpha=0.05)
@@ -279,6 +281,12 @@ def test_el_interval_equals_vw_estimators_cressie_read(seed):
     for est in (IPS(), SNIPS()):
         lo, hi = est.estimate(d, interval="el").ci
         assert (lo, hi) == pytest.approx((lo_ref, hi_ref), abs=1e-9)
+    unbounded = IntervalImpl(wmin=0, wmax=np.inf, rmin=0, rmax=1, empirical_r_bounds=False)
+    for w_i, r_i in zip(pc / mu, r, strict=True):
+        unbounded.add(float(w_i), float(r_i), 0.0, 0)
+    n_, sw, sww = float(n), (pc / mu).sum(), ((pc / mu) ** 2).sum()
+    swr, swwr = (pc / mu * r).sum(), ((pc / mu) ** 2 * r).sum()
+    assert cressie_read_interval(n_, sw, sww, swr, swwr, swwr, 0.95) == pytest.approx(unbounded.get(alpha=0.05), abs=1e-9)
 
 
 def test_no_interval_has_zero_width():
