@@ -1,5 +1,5 @@
 """The reward model: DM's dependence on each reward (the delta method's weights) against finite
-differences, per-artwork intercepts under context-dependent logging, cross-fitting."""
+differences, and cross-fitting (per-artwork intercepts under context-dependent logging: test_replay_coverage)."""
 
 from __future__ import annotations
 
