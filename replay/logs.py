@@ -57,9 +57,8 @@ def detect_format(path: str | Path) -> str:
 def load_logs(path: str | Path, fmt: str | None = None, *, keep_event_id: bool = True) -> pd.DataFrame:
     """Read and validate a log file; ``fmt`` is one of FORMATS (default: from the file name).
 
-    ``keep_event_id=False`` (what ``encode_logs`` callers use: LogArrays has no event ids) still
-    validates the column but leaves it out of the frame; for Parquet the check runs on the Arrow
-    column, so a million ids are never turned into Python strings.
+    ``keep_event_id=False`` (what ``encode_logs`` callers use: LogArrays has no event ids) leaves
+    the column out of the frame; from Parquet it is then not even read (nor validated).
     """
     path = Path(path)
     fmt = fmt or detect_format(path)
@@ -74,7 +73,7 @@ def load_logs(path: str | Path, fmt: str | None = None, *, keep_event_id: bool =
         frame, labels = _read_csv(path)
     else:
         frame, labels, ids_checked = _read_parquet(path, keep_event_id)
-    frame = validate_logs(frame, source=str(path), row_label=labels, event_ids_checked=ids_checked)
+    frame = validate_logs(frame, source=str(path), row_label=labels, event_id_skipped=ids_checked)
     return frame if keep_event_id or "event_id" not in frame.columns else frame.drop(columns="event_id")
 
 
@@ -126,11 +125,10 @@ _DICTIONARY_COLUMNS = ("profile", "title", "artwork", "policy", "segment")
 
 
 def _read_parquet(path: Path, keep_event_id: bool = True) -> tuple[pd.DataFrame, Callable[[int], str], bool]:
-    """The frame, its row labels, and whether event ids were already validated (and dropped).
+    """The frame, its row labels, and whether ``event_id`` was left out (``keep_event_id=False``).
 
-    Column by column, so the two wide columns (event ids, candidate lists) are never in memory
-    beside their pandas copies: event ids can be checked in Arrow, candidate lists are read in
-    batches and kept as codes into their few distinct lists.
+    Text columns come as dictionaries (pandas categoricals) and candidate lists as codes into
+    their few distinct lists, so no column becomes a million Python objects.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -139,48 +137,50 @@ def _read_parquet(path: Path, keep_event_id: bool = True) -> tuple[pd.DataFrame,
         pfile = pq.ParquetFile(path)
         schema = pfile.schema_arrow
         dictionary = [c for c in _DICTIONARY_COLUMNS if c in schema.names and _is_text(schema.field(c).type)]
-        ids_checked = False
-        if not keep_event_id and "event_id" in schema.names:
-            ids_checked = _event_ids_valid(pfile.read(columns=["event_id"]).column(0))
-        plain = [c for c in schema.names if not (c == "candidates" or (c == "event_id" and ids_checked))]
-        table = pq.read_table(path, columns=plain, read_dictionary=dictionary) if plain else pa.table({})
-        if "candidates" in schema.names:
-            table = table.append_column("candidates", _candidates_as_dictionary(path, pfile))
+        # Callers that encode (LogArrays has no event ids) skip the column: a million unique
+        # strings are the most expensive thing in the file and no estimate depends on them
+        # (``check``, ``abtest``, ``train-vw`` and the other formats still validate them).
+        ids_checked = not keep_event_id and "event_id" in schema.names
+        columns = [c for c in schema.names if not (c == "event_id" and ids_checked)]
+        kind = schema.field("candidates").type if "candidates" in columns else None
+        listed = kind is not None and (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and _is_text(kind.value_type)
+        if listed:  # one pass over the file: the lists' artwork ids come dictionary-encoded too
+            dictionary.append("candidates.list.element")
+        table = pq.read_table(path, columns=columns, read_dictionary=dictionary) if columns else pa.table({})
+        if listed:
+            i = table.column_names.index("candidates")
+            col = table.column(i).combine_chunks()
+            table = table.remove_column(i).append_column(
+                "candidates", _candidates_as_dictionary(col, lambda: pfile.read(columns=["candidates"]).column(0)))
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise LogSchemaError(str(path), None, None, f"not a readable Parquet file ({exc})") from None
     frame = table.to_pandas()
     return frame, lambda i: f"row {i + 1}", ids_checked
 
 
-def _candidates_as_dictionary(path: Path, pfile):
-    """The candidates column as a dictionary of JSON texts (fast to validate).
+def _candidates_as_dictionary(col, read_plain):
+    """A list<string> candidates column as a dictionary of JSON texts (fast to validate).
 
-    Read with its artwork ids dictionary-encoded, so a row's list is a short run of small integer
+    ``col`` has its artwork ids dictionary-encoded, so a row's list is a short run of small integer
     codes; rows are keyed by (length, codes as base-B digits) and factorized. Lists too long for
-    an int64 key, and columns of another type (JSON text, bad values, returned as read for the
-    validator), take the general path.
+    an int64 key, or with a null id, take the general path: ``read_plain()``, for the validator.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    kind = pfile.schema_arrow.field("candidates").type
-    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)) or not _is_text(kind.value_type):
-        return pfile.read(columns=["candidates"]).column(0)
-    col = pq.read_table(path, columns=["candidates"], read_dictionary=["candidates.list.element"]).column(0).combine_chunks()
     valid = ~np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
     lengths = np.asarray(pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False), dtype=np.int64)
     flat = col.flatten()  # values of the non-null lists, in row order
     if not pa.types.is_dictionary(flat.type):
         flat = flat.dictionary_encode()
     if flat.null_count:
-        return pfile.read(columns=["candidates"]).column(0)  # a null artwork id: let the validator name it
+        return read_plain()  # a null artwork id: let the validator name it
     words = flat.dictionary.to_pylist()
     codes = flat.indices.to_numpy(zero_copy_only=False)
     base = len(words) + 1
     max_len = int(lengths.max(initial=0))
     if max_len * math.log2(base) > 62:
-        return pfile.read(columns=["candidates"]).column(0)  # not an int64 key: general (slower) path
+        return read_plain()  # not an int64 key: general (slower) path
     key = np.zeros(len(lengths), dtype=np.int64)
     if valid.all() and (lengths == max_len).all():  # the usual log: every row lists the same number
         digits = codes.reshape(len(lengths), max_len)
@@ -220,32 +220,20 @@ def _is_text(arrow_type) -> bool:
     return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
 
 
-def _event_ids_valid(col) -> bool:
-    """Non-null, non-empty, unique strings (checked in Arrow); False sends the column to the
-    pandas validator, which names the first bad row."""
-    import pyarrow.compute as pc
-
-    if not _is_text(col.type) or col.null_count:
-        return False
-    if len(col) and pc.min(pc.utf8_length(col)).as_py() == 0:
-        return False
-    return len(pc.unique(col)) == len(col)  # unique: twice as fast as count_distinct here
-
-
 def validate_logs(
     frame: pd.DataFrame, source: str = "<logs>", row_label: Callable[[int], str] | None = None,
-    event_ids_checked: bool = False,
+    event_id_skipped: bool = False,
 ) -> pd.DataFrame:
     """Check a raw table against the schema and return it normalized (a new frame).
 
-    ``event_ids_checked``: the reader validated and dropped ``event_id`` (Parquet, see load_logs).
+    ``event_id_skipped``: the reader left ``event_id`` out on purpose (Parquet, see load_logs).
 
     Raises LogSchemaError for the first column found broken, naming its first bad row.
     """
     label = row_label or (lambda i: f"row {i + 1}")
     if not isinstance(frame, pd.DataFrame):
         raise LogSchemaError(source, None, None, "logs must be a table")
-    missing = [c for c in REQUIRED if c not in frame.columns and not (c == "event_id" and event_ids_checked)]
+    missing = [c for c in REQUIRED if c not in frame.columns and not (c == "event_id" and event_id_skipped)]
     if missing:
         raise LogSchemaError(source, None, missing[0], f"required column missing (have: {', '.join(map(str, frame.columns))})")
     if len(frame) == 0:
@@ -461,6 +449,8 @@ class LogArrays:
     combo: np.ndarray | None = None  # (n,) int
     combo_mask: np.ndarray | None = None  # (C, K) bool
     combo_title: np.ndarray | None = None  # (C,) int
+    contexts: np.ndarray | None = None  # (n,) object: each row's logged context dict (or None), for VW
+    combo_slots: tuple[tuple[int, ...], ...] = ()  # per combination: its candidates' slots, in logged order
 
     @property
     def n(self) -> int:
@@ -479,6 +469,7 @@ class LogArrays:
             self.logging_policy[rows], self.logging_policies, self.order[rows], f, self.feature_names,
             self.has_segment, self.has_candidates,
             None if self.combo is None else self.combo[rows], self.combo_mask, self.combo_title,
+            None if self.contexts is None else self.contexts[rows], self.combo_slots,
         )
 
 
@@ -493,7 +484,7 @@ def encode_logs(frame: pd.DataFrame) -> LogArrays:
     title_codes, titles = pd.factorize(df["title"], sort=True)
     # Distinct candidate lists per row (a handful), so per-row work stays vectorized.
     if "candidates" in df.columns:
-        cand_codes, cand_uniques = pd.factorize(df["candidates"], use_na_sentinel=True)
+        cand_codes, cand_uniques = _factorize_lists(df["candidates"].to_numpy(dtype=object))
     else:
         cand_codes, cand_uniques = None, []
     art_codes, art_names = pd.factorize(df["artwork"])
@@ -523,15 +514,16 @@ def encode_logs(frame: pd.DataFrame) -> LogArrays:
         combo_codes, combos = pd.factorize(title_codes.astype(np.int64) * n_c + (cand_codes + 1))
         combo_mask = np.zeros((combos.size, k), dtype=bool)
         combo_title = (combos // n_c).astype(np.int64)
+        combo_slots = []
         for j, key in enumerate(combos.tolist()):
             t, c = divmod(key, n_c)
-            if c == 0:
-                combo_mask[j, : n_arms[t]] = True
-            else:
-                combo_mask[j, [arms[t].index(art) for art in cand_uniques[c - 1]]] = True
+            slots = tuple(range(n_arms[t])) if c == 0 else tuple(arms[t].index(art) for art in cand_uniques[c - 1])
+            combo_mask[j, list(slots)] = True
+            combo_slots.append(slots)
     else:
         combo_codes, combo_title = title_codes, np.arange(len(titles))
         combo_mask = np.arange(k)[None, :] < n_arms[:, None]
+        combo_slots = [tuple(range(m)) for m in n_arms.tolist()]
     mask = combo_mask[combo_codes]
     if "segment" in df.columns:
         seg_codes, segments = _factorize_filled(df["segment"], UNKNOWN_SEGMENT)
@@ -552,7 +544,28 @@ def encode_logs(frame: pd.DataFrame) -> LogArrays:
         logging_policy=np.asarray(pol_codes, np.int32), logging_policies=tuple(pols), order=order,
         features=features, feature_names=names, has_segment=has_segment, has_candidates=cand_codes is not None,
         combo=np.asarray(combo_codes, dtype=np.int64), combo_mask=combo_mask, combo_title=combo_title,
+        contexts=df["context"].to_numpy(dtype=object) if "context" in df.columns else None,
+        combo_slots=tuple(combo_slots),
     )
+
+
+def _factorize_lists(values: np.ndarray) -> tuple[np.ndarray, list]:
+    """Codes of a column of candidate tuples (-1: None) and the tuple of each code.
+
+    Grouped by object identity: validation makes equal lists one shared tuple, so this is a
+    hash of a million integers, not of a million tuples. Equal lists that are distinct objects
+    just get two codes, which nothing downstream minds.
+    """
+    ids = np.fromiter(map(id, values), dtype=np.int64, count=len(values))
+    codes, _ = pd.factorize(ids)
+    first = np.empty(codes.max(initial=-1) + 1, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]  # each code's first row (the last write wins)
+    uniques = [values[i] for i in first.tolist()]
+    if any(u is None for u in uniques):
+        keep = np.array([u is not None for u in uniques])
+        remap = np.where(keep, np.cumsum(keep) - 1, -1)
+        codes, uniques = remap[codes], [u for u in uniques if u is not None]
+    return codes, uniques
 
 
 def _factorize_filled(col: pd.Series, fill: str):

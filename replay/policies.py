@@ -50,7 +50,7 @@ class UniformPolicy(FixedPolicy):
     name: str = "uniform"
 
     def probabilities(self, logs: LogArrays) -> np.ndarray:
-        return _normalize_rows(logs.combo_mask.astype(float))[logs.combo]
+        return np.take(_normalize_rows(logs.combo_mask.astype(float)), logs.combo, axis=0)
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class TablePolicy(FixedPolicy):
         if logs.has_candidates:
             # The row's candidates are what could be shown: renormalize over them.
             per_combo = _normalize_rows(per_combo * logs.combo_mask)
-        return per_combo[logs.combo]  # one (n, K) array, gathered from a row per title x candidate set
+        return np.take(per_combo, logs.combo, axis=0)  # one (n, K) array, gathered from a row per title x candidate set
 
 
 def read_policy_table(path: str | Path) -> dict[str, dict[str, float]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from replay.cli import main
@@ -178,8 +177,15 @@ def test_thompson_replay_is_reproducible_and_learns_per_segment():
 
 
 def test_policy_frame_with_no_segment_column_uses_title_posterior():
-    frame = simulate_logs(two_artworks(), np.random.default_rng(0), 2_000).drop(columns=["segment"])
-    logs = encode_logs(validate_logs(frame))
-    out = make_policy("thompson").evaluate(logs, np.random.default_rng(0))
-    assert not logs.has_segment and out.accepted.any()
-    assert isinstance(frame, pd.DataFrame)
+    """Without segments every row of a title shares one distribution between refreshes; with
+    them, each segment has its own, so the same logs give several distinct rows per refresh."""
+    frame = simulate_logs(two_artworks(), np.random.default_rng(0), 2_000)
+    batch = PolicyOptions().ts_batch
+    no_seg = encode_logs(validate_logs(frame.drop(columns=["segment"])))
+    out = make_policy("thompson").evaluate(no_seg, np.random.default_rng(0))
+    assert not no_seg.has_segment and out.accepted.any()
+    refreshes = out.accepted.sum() // batch + 1
+    assert len(np.unique(out.pi.round(12), axis=0)) <= refreshes
+    seg = encode_logs(validate_logs(frame))
+    out_seg = make_policy("thompson").evaluate(seg, np.random.default_rng(0))
+    assert len(np.unique(out_seg.pi.round(12), axis=0)) > out_seg.accepted.sum() // batch + 1

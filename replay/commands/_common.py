@@ -19,11 +19,12 @@ def add_logs_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, help="log format (default: from the file name)")
 
 
-def load(args: argparse.Namespace) -> LogArrays:
+def load(args: argparse.Namespace, *, validate_event_ids: bool = False) -> LogArrays:
+    """The logs as arrays; Parquet event ids are read only when asked (see ``load_logs``)."""
     from replay.logs import LogSchemaError, encode_logs, load_logs
 
     try:
-        return encode_logs(load_logs(args.logs, args.format, keep_event_id=False))
+        return encode_logs(load_logs(args.logs, args.format, keep_event_id=validate_event_ids))
     except LogSchemaError as exc:
         raise CliError(str(exc)) from None
 

@@ -23,6 +23,6 @@ def run(args: argparse.Namespace) -> int:
     from replay.integrity import check_propensities
     from replay.report import integrity_json, integrity_table
 
-    report = check_propensities(load(args), alpha=args.alpha)
+    report = check_propensities(load(args, validate_event_ids=True), alpha=args.alpha)
     print(json.dumps(integrity_json(report)) if args.json else integrity_table(report))
     return 1 if report.flagged else 0
