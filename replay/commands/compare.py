@@ -78,7 +78,11 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
 
     def progress(done: int, total: int) -> None:
-        print(f"\rcompare: {done}/{total} runs ({time.monotonic() - started:.0f}s)", end="" if done < total else "\n", file=sys.stderr, flush=True)
+        elapsed = time.monotonic() - started
+        # runs of one seed take about equally long: the mean so far predicts the rest
+        left = f", about {_duration(elapsed / done * (total - done))} left" if done < total else ""
+        print(f"\rcompare: {done}/{total} runs ({_duration(elapsed)}{left})   ", end="" if done < total else "\n",
+              file=sys.stderr, flush=True)
 
     try:
         env = PersonalizedArms(args.comedy_share, args.profiles) if personalized else BernoulliArms(ctrs, arms)
@@ -109,6 +113,10 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"--plot: cannot write {args.plot}: {exc.strerror or exc}") from None
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def result_json(result: ComparisonResult) -> dict:
