@@ -157,6 +157,7 @@ def test_cli_compare_json_plot_and_progress(tmp_path, capsys):
         assert {"clicks", "regret", "best_share", "decision_time"} <= set(summary)
     assert out["best_arm"] == "B"
     assert "2/4 runs" in captured.err and "4/4 runs" in captured.err
+    assert "left)" in captured.err.split("2/4 runs")[1].split("\r")[0]  # the time left, once a run is done
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 

@@ -62,7 +62,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from replay.simulation import SimulationError
     from replay.simulation.comparison import compare_policies
-    from replay.simulation.environments import BernoulliArms, PersonalizedArms
 
     personalized = args.scenario == "personalized"
     if personalized and (args.ctrs is not None or args.arms is not None):
@@ -85,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
 
     try:
-        env = PersonalizedArms(args.comedy_share, args.profiles) if personalized else BernoulliArms(ctrs, arms)
+        env = _environment(args, ctrs, arms)
         result = compare_policies(
             env,
             horizon=args.horizon,
@@ -113,6 +112,17 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"--plot: cannot write {args.plot}: {exc.strerror or exc}") from None
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0
+
+
+def _environment(args: argparse.Namespace, ctrs: tuple[float, ...], arms: tuple[str, ...]):
+    """The ``--scenario``'s environment. A new scenario: its class in
+    ``replay.simulation.environments`` (registered in its ``SCENARIOS``), its name in
+    ``SCENARIOS`` above, and its line here."""
+    from replay.simulation.environments import SCENARIOS as ENVIRONMENTS
+
+    if args.scenario == "personalized":
+        return ENVIRONMENTS["personalized"](args.comedy_share, args.profiles)
+    return ENVIRONMENTS[args.scenario](ctrs, arms)
 
 
 def _duration(seconds: float) -> str:

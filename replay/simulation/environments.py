@@ -128,17 +128,10 @@ class CatalogEnvironment:
     def n_arms(self) -> np.ndarray:
         return np.array([len(a) for a in self.artworks])
 
-    def profile_id(self, index: int) -> str:
-        return f"p{index}"
-
     def sample_contexts(self, rng: np.random.Generator, n: int) -> Contexts:
         title = rng.choice(len(self.titles), size=n, p=self.title_weights)
         profile = rng.integers(self.n_profiles, size=n)
         return Contexts(title, self.profile_segment[profile], profile)
-
-    def true_ctr(self, title, artwork, segment) -> np.ndarray:
-        """True CTR (vectorized over index arrays)."""
-        return self.ctr[title, artwork, segment]
 
     def impressions(self, rng: np.random.Generator, n: int) -> Impressions:
         """``n`` impressions; artwork slots a title does not have get CTR 0 (no policy shows them)."""
