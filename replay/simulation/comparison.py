@@ -43,13 +43,11 @@ import numpy as np
 from replay.abtest import analyze_counts, plan_sample_size
 from replay.policy_base import REFRESH
 from replay.simulation import SimulationError
-from replay.simulation.environments import BernoulliArms, Impressions, PersonalizedArms
+from replay.simulation.environments import SCENARIOS, Impressions, OneTitleEnvironment
 from replay.simulation.online import OnlinePolicy, run_online
 from replay.simulation.thompson import ThompsonOnline
 
 SHIP_RULES = ("significant", "best")
-
-Environment = BernoulliArms | PersonalizedArms  # compare's environments: one title, ``arms``, ``ctrs``, ``best``
 
 
 # -- the A/B test --------------------------------------------------------------------------------
@@ -177,7 +175,7 @@ class PolicySummary:
 
 @dataclass(frozen=True)
 class ComparisonResult:
-    env: Environment
+    env: OneTitleEnvironment
     horizon: int
     seeds: tuple[int, ...]
     ab_n_per_arm: int
@@ -189,10 +187,10 @@ class ComparisonResult:
 
     @property
     def scenario(self) -> str:
-        return "personalized" if isinstance(self.env, PersonalizedArms) else "uniform-ctr"
+        return next(name for name, cls in SCENARIOS.items() if isinstance(self.env, cls))
 
 
-def run_policy(policy: OnlinePolicy, env: Environment, traffic: Impressions, rng: np.random.Generator) -> RunMetrics:
+def run_policy(policy: OnlinePolicy, env: OneTitleEnvironment, traffic: Impressions, rng: np.random.Generator) -> RunMetrics:
     """Play ``policy`` over ``traffic`` (``run_online``) and score it.
 
     Regret and the share on the best artwork are per impression, against the viewer's best
@@ -215,7 +213,7 @@ def run_policy(policy: OnlinePolicy, env: Environment, traffic: Impressions, rng
 
 
 def compare_policies(
-    env: Environment,
+    env: OneTitleEnvironment,
     horizon: int = 10_000,
     seeds: Sequence[int] = tuple(range(10)),
     alpha: float = 0.05,

@@ -5,7 +5,9 @@ Every environment implements ``Environment``: ``n_arms`` (artworks per title) an
 sees) with the true CTR of every artwork for that viewer and the potential outcome of every
 artwork (impression t clicks on artwork k iff ``u[t] < ctr[t, k]`` for one shared uniform
 ``u[t]``: common random numbers, so policies run on the same traffic differ by their choices,
-not their luck). ``replay.simulation.online.run_online`` plays any policy on them.
+not their luck). ``ctr`` is per impression, so a scenario whose truth changes over the run (a
+drift) simply fills later rows differently. ``replay.simulation.online.run_online`` plays any
+policy on them.
 
 Scenarios (add a new one here and register it in ``SCENARIOS`` if ``compare`` should offer it):
 
@@ -70,6 +72,22 @@ class Environment(Protocol):
 
     def impressions(self, rng: np.random.Generator, n: int) -> Impressions: ...
 
+
+class OneTitleEnvironment(Environment, Protocol):
+    """What ``compare`` needs besides: one title's artwork names, their CTRs averaged over the
+    traffic (the A/B control is artwork 0), the best fixed artwork, and tags for VW."""
+
+    @property
+    def arms(self) -> tuple[str, ...]: ...
+
+    @property
+    def ctrs(self) -> tuple[float, ...]: ...
+
+    @property
+    def best(self) -> int: ...
+
+    @property
+    def tags(self) -> dict[str, tuple[str, ...]]: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -293,5 +311,6 @@ class PersonalizedArms:
         return personalized.impressions(profiles, traffic, who)
 
 
-# compare's scenarios: name -> environment class (the CLI spells the names in replay.commands.compare)
-SCENARIOS = {"uniform-ctr": BernoulliArms, "personalized": PersonalizedArms}
+# compare's scenarios (``OneTitleEnvironment``s): name -> class; replay.commands.compare spells
+# the names (so --help stays light) and builds each from its flags in ``_environment``.
+SCENARIOS: dict[str, type] = {"uniform-ctr": BernoulliArms, "personalized": PersonalizedArms}
