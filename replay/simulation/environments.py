@@ -50,11 +50,11 @@ class Impressions:
     contexts: tuple[dict, ...] = ()
 
     @classmethod
-    def draw(cls, rng: np.random.Generator, ctr: np.ndarray, title=None, segment=None, profile=None,
+    def draw(cls, rng: np.random.Generator | None, ctr: np.ndarray, title=None, segment=None, profile=None,
              contexts: tuple[dict, ...] = (), u: np.ndarray | None = None) -> Impressions:
-        """Outcomes from one shared uniform per impression (``u``, drawn here if not given)."""
+        """Outcomes from one shared uniform per impression (``u``, else drawn from ``rng``)."""
         n = ctr.shape[0]
-        u = rng.random(n) if u is None else u
+        u = rng.random(n) if u is None else u  # type: ignore[union-attr]
         zeros = np.zeros(n, dtype=np.int64)
         return cls((u[:, None] < ctr).astype(float), ctr, zeros if title is None else title,
                    zeros if segment is None else segment, zeros if profile is None else profile, contexts)

@@ -118,4 +118,4 @@ def impressions(profiles: tuple[SimProfile, ...], traffic: Traffic, who: np.ndar
         for i, request in zip(who.tolist(), traffic.requests, strict=True)
     )
     ctr = CTR[groups[who]]
-    return Impressions.draw(None, ctr, profile=who, contexts=contexts, u=traffic.u)  # type: ignore[arg-type]
+    return Impressions.draw(None, ctr, profile=who, contexts=contexts, u=traffic.u)
