@@ -13,7 +13,10 @@ the shape a distributed engine needs (map: ``partial``; reduce: ``+``).
 Inputs are validated once, when ``EstimatorInput`` is built, with errors naming the argument.
 Intervals: normal approximation from the per-row influence terms (delta method for the ratio
 estimators; for DM and the DR family including the reward model's estimation error when the
-input carries the model's weights) by default; with ``bootstrap=B``, the percentile interval of
+input carries the model's weights) by default, widened where Hall's (1992) skewness-corrected
+interval reaches further (``skew_corrected``: under adaptive logging the importance-weighted
+terms are so right-skewed that low estimates come with small standard errors, and the plain
+interval's upper bound misses the truth far more often than 2.5%); with ``bootstrap=B``, the percentile interval of
 a Poisson bootstrap (each row gets a Poisson(1) weight per replicate, which is what lets it run
 per partition); ``interval="el"``, the empirical-likelihood (Cressie-Read) interval for IPS and
 SNIPS. No interval has zero width.
@@ -708,7 +711,7 @@ def estimate_many(
 ) -> list[Estimate]:
     """Run several estimators in one pass over chunks of ``data`` (shared weights per chunk).
 
-    ``interval``: "normal" (delta method), "bootstrap" (percentile of ``bootstrap`` Poisson
+    ``interval``: "normal" (delta method, skewness-corrected), "bootstrap" (percentile of ``bootstrap`` Poisson
     replicates; implied by bootstrap > 0) or "el" (empirical likelihood, Cressie-Read; for the
     estimators that have one, the others keep the normal interval and say so). An interval is
     never of zero width: when every row's term is the same (e.g. no clicks at all), the Wilson
