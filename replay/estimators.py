@@ -254,8 +254,8 @@ class Estimator(ABC):
 
 def _cubic_sums(basis: np.ndarray) -> np.ndarray:
     """Sums of every product of up to three columns of [1, basis]: a (p+1, p+1, p+1) tensor."""
-    g = np.hstack([np.ones((basis.shape[0], 1)), basis])
-    return np.einsum("ia,ib,ic->abc", g, g, g)
+    g = np.vstack([np.ones(basis.shape[0]), basis.T])  # (p+1, n): rows contiguous for the products
+    return np.stack([(g * g[c]) @ g.T for c in range(g.shape[0])], axis=2)
 
 
 def _skewness(cubic: np.ndarray, coef: np.ndarray) -> float:
