@@ -23,7 +23,7 @@ from bandit.ab_assignment import ABSplit, assign  # noqa: E402
 from replay.integrity import check_propensities  # noqa: E402
 from replay.logs import encode_logs, validate_logs  # noqa: E402
 from replay.policies import PolicyOptions  # noqa: E402
-from replay.simulation import segmented_titles, serve_thompson, simulate_logs, to_logs, two_artworks  # noqa: E402
+from replay.simulation import segmented_titles, simulate_logs, two_artworks  # noqa: E402
 
 ENV = segmented_titles(np.random.default_rng(7))  # 4 titles x 3 artworks x 4 segments
 THREE = ("a1", "a2", "a3")
@@ -53,7 +53,7 @@ def _ab_frame(rng: np.random.Generator, profiles: int, impressions: int) -> pd.D
 
 
 def _honest_thompson(rng: np.random.Generator, n: int) -> pd.DataFrame:
-    return to_logs(ENV, serve_thompson(ENV, rng, n, PolicyOptions(ts_batch=50)), policy="thompson")
+    return simulate_logs(ENV, rng, n, "thompson", options=PolicyOptions(ts_batch=50))
 
 
 KINDS: dict[str, Callable[[np.random.Generator], pd.DataFrame]] = {

@@ -36,7 +36,7 @@ from replay.evaluation import policy_input  # noqa: E402
 from replay.logs import LogArrays, encode_logs, validate_logs  # noqa: E402
 from replay.policies import PolicyOptions, PolicyOutput, TablePolicy  # noqa: E402
 from replay.reward_model import cross_fit  # noqa: E402
-from replay.simulation import segmented_titles, serve_thompson, simulate_logs, to_logs  # noqa: E402
+from replay.simulation import segmented_titles, simulate_logs  # noqa: E402
 
 ESTIMATOR_NAMES = tuple(ESTIMATORS)
 EL_ESTIMATORS = ("ips", "snips")
@@ -64,10 +64,9 @@ def segmented_scenario(n: int, logging: str, drop_segment: bool = False) -> Call
     policy = TablePolicy(env.table(pi))
 
     def draw(rng: np.random.Generator) -> Draw:
-        if logging == "thompson":
-            frame = to_logs(env, serve_thompson(env, rng, n, PolicyOptions(ts_uniform_mix=0.01)), policy="thompson")
-        else:
-            frame = simulate_logs(env, rng, n, logging)
+        # Thompson logging refreshed every 200 impressions, the scenario the issue measured
+        options = PolicyOptions(ts_uniform_mix=0.01, ts_batch=200) if logging == "thompson" else None
+        frame = simulate_logs(env, rng, n, logging, options=options)
         if drop_segment:
             frame = frame.drop(columns=["segment"])
         logs = encode_logs(validate_logs(frame))
