@@ -17,6 +17,9 @@ from service.inputs import number
 POLICIES: tuple[str, ...] = ("thompson", "vw", "ab", "fixed")
 MAX_ARTWORKS = 32
 _TAG = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+# Reward signal names ("click", "play", ...): a Redis hash field part, so no "|".
+SIGNAL = re.compile(r"[a-z][a-z0-9_]{0,31}")
+MAX_GUARDRAILS = 8
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,10 @@ class Title:
     # first stored and kept across edits (see ``with_salt``). Never in public answers: with it
     # anyone could compute which arm a profile gets.
     salt: str = ""
+    # The signal the bandit learns from, and the signals only tracked (counted once each per
+    # decision, shown by /stats; "play" after "click" gives the play-through guardrail).
+    reward_signal: str = "click"
+    guardrails: tuple[str, ...] = ("play",)
 
     @cached_property
     def artwork_ids(self) -> tuple[str, ...]:
@@ -70,6 +77,9 @@ class Title:
             "default": self.default,
             "policy": self.policy,
         }
+        if (self.reward_signal, self.guardrails) != ("click", ("play",)):
+            body["reward_signal"] = self.reward_signal
+            body["guardrails"] = list(self.guardrails)
         if self.ab is not None:
             body["ab"] = {"weights": dict(zip(self.artwork_ids, self.ab.weights, strict=True))}
             if private and self.ab.salt is not None:
@@ -77,6 +87,11 @@ class Title:
         if private and self.salt:
             body["salt"] = self.salt
         return body
+
+    @property
+    def signals(self) -> tuple[str, ...]:
+        """Every signal a reward may name for this title, the bandit's first."""
+        return (self.reward_signal, *(g for g in self.guardrails if g != self.reward_signal))
 
 
 def new_salt() -> str:
@@ -133,7 +148,7 @@ def parse_title(title_id: str, body: object) -> Title:
     """A title from the admin body (``PUT /catalog/<title>``) or a catalog file entry."""
     check_id(title_id, "title")
     body = _object(body, "body")
-    unknown = set(body) - {"id", "artworks", "default", "policy", "ab", "salt"}
+    unknown = set(body) - {"id", "artworks", "default", "policy", "ab", "salt", "reward_signal", "guardrails"}
     if unknown:
         raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
     if "id" in body and body["id"] != title_id:
@@ -179,7 +194,19 @@ def parse_title(title_id: str, body: object) -> Title:
     salt = body.get("salt")
     if salt is not None and (not isinstance(salt, str) or not 1 <= len(salt) <= 128):
         raise InvalidInput("salt must be a string of 1-128 characters", field="salt")
-    return Title(id=title_id, artworks=tuple(artworks), default=default, policy=policy, ab=ab, salt=salt or "")
+    reward_signal = body.get("reward_signal", "click")
+    if not isinstance(reward_signal, str) or not SIGNAL.fullmatch(reward_signal):
+        raise InvalidInput(f"reward_signal must match {SIGNAL.pattern}", field="reward_signal")
+    guardrails = body.get("guardrails", ["play"])
+    if (
+        not isinstance(guardrails, list) or len(guardrails) > MAX_GUARDRAILS
+        or not all(isinstance(g, str) and SIGNAL.fullmatch(g) for g in guardrails)
+    ):
+        raise InvalidInput(f"guardrails must be a list of at most {MAX_GUARDRAILS} signal names matching {SIGNAL.pattern}", field="guardrails")
+    return Title(
+        id=title_id, artworks=tuple(artworks), default=default, policy=policy, ab=ab, salt=salt or "",
+        reward_signal=reward_signal, guardrails=tuple(dict.fromkeys(guardrails)),
+    )
 
 
 def parse_profile(body: object) -> Profile:

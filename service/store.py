@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import redis
@@ -68,20 +68,29 @@ end
 return out
 """
 
+# A reward names its signal (ARGV[5]); ARGV[6] is '1' when it is the title's reward signal, the
+# one the bandit learns from. Each signal counts once per decision (field "rw|<signal>" of the
+# pending decision). Every signal is summed per artwork in "g|<signal>|<artwork>" (/stats'
+# rates); only the reward signal moves the bandit's counters and is logged as a "reward"
+# record; the others are logged as "signal" records, which learners and exports skip.
 REWARD_LUA = """
-local ev = redis.call('HMGET', KEYS[1], 'artwork', 'segment', 'rewarded', 'ts', 'profile', 'policy')
+local ev = redis.call('HMGET', KEYS[1], 'artwork', 'segment', 'ts', 'profile', 'policy')
 if not ev[1] then return {'unknown'} end
-if ev[3] then return {'duplicate', ev[1], ev[6]} end
-local art, seg, r = ev[1], ev[2], ARGV[1]
-redis.call('HSET', KEYS[1], 'rewarded', r)
-redis.call('HINCRBYFLOAT', KEYS[2], 's|' .. art, r)
-redis.call('HINCRBY', KEYS[2], 'r|' .. art, 1)
-redis.call('HINCRBYFLOAT', KEYS[2], 's|' .. seg .. '|' .. art, r)
-redis.call('HINCRBY', KEYS[2], 'r|' .. seg .. '|' .. art, 1)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'type', 'reward', 'event_id', ARGV[2], 'reward', r,
-           'timestamp', ARGV[3], 'artwork', art, 'segment', seg, 'profile', ev[5], 'policy', ev[6],
-           'decided_at', ev[4])
-return {'recorded', art, ev[6]}
+local art, seg, r, sig = ev[1], ev[2], ARGV[1], ARGV[5]
+if redis.call('HSETNX', KEYS[1], 'rw|' .. sig, r) == 0 then return {'duplicate', art, ev[5]} end
+redis.call('HINCRBYFLOAT', KEYS[2], 'g|' .. sig .. '|' .. art, r)
+local kind = 'signal'
+if ARGV[6] == '1' then
+  kind = 'reward'
+  redis.call('HINCRBYFLOAT', KEYS[2], 's|' .. art, r)
+  redis.call('HINCRBY', KEYS[2], 'r|' .. art, 1)
+  redis.call('HINCRBYFLOAT', KEYS[2], 's|' .. seg .. '|' .. art, r)
+  redis.call('HINCRBY', KEYS[2], 'r|' .. seg .. '|' .. art, 1)
+end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'type', kind, 'event_id', ARGV[2], 'reward', r,
+           'signal', sig, 'timestamp', ARGV[3], 'artwork', art, 'segment', seg, 'profile', ev[4],
+           'policy', ev[5], 'decided_at', ev[3])
+return {'recorded', art, ev[5]}
 """
 
 # Traffic history for the dashboard: per title and minute, decisions per artwork (a small hash
@@ -125,6 +134,7 @@ class ArmCounts:
     reward_sums: dict[str, float]
     rewards: dict[str, int]
     segments: dict[str, dict[str, tuple[int, float, int]]]  # segment -> artwork -> (n, s, r)
+    signals: dict[str, dict[str, float]] = field(default_factory=dict)  # signal -> artwork -> sum
 
     @classmethod
     def from_hash(cls, raw: dict) -> ArmCounts:
@@ -132,10 +142,14 @@ class ArmCounts:
         s: dict[str, float] = {}
         r: dict[str, int] = {}
         seg: dict[str, dict[str, list]] = {}
+        signals: dict[str, dict[str, float]] = {}
         for k, v in raw.items():
             key = k.decode() if isinstance(k, bytes) else k
             parts = key.split("|")
             kind = parts[0]
+            if kind == "g" and len(parts) == 3:
+                signals.setdefault(parts[1], {})[parts[2]] = float(v)
+                continue
             if kind not in ("n", "s", "r"):
                 continue
             value = float(v) if kind == "s" else int(v)
@@ -144,7 +158,7 @@ class ArmCounts:
             elif len(parts) == 3:
                 slot = seg.setdefault(parts[1], {}).setdefault(parts[2], [0, 0.0, 0])
                 slot["nsr".index(kind)] = value
-        return cls(n, s, r, {g: {a: tuple(v) for a, v in arts.items()} for g, arts in seg.items()})
+        return cls(n, s, r, {g: {a: tuple(v) for a, v in arts.items()} for g, arts in seg.items()}, signals)
 
     def title_arrays(self, artworks: Sequence[str]) -> tuple[list[int], list[float]]:
         return [self.impressions.get(a, 0) for a in artworks], [self.reward_sums.get(a, 0.0) for a in artworks]
@@ -414,8 +428,12 @@ class RedisStore:
                     client.script_load(script.script)
         return []
 
-    def record_reward(self, title: str, token: str, event_id: str, reward: float, now: float) -> RewardOutcome:
+    def record_reward(
+        self, title: str, token: str, event_id: str, reward: float, now: float, signal: str = "click", learn: bool = True
+    ) -> RewardOutcome:
         """The reward script; with ``wait_replicas``, then ``WAIT`` in the same round trip.
+
+        ``signal`` counts once per decision; ``learn``: it is the title's reward signal.
 
         A reward (or a retry of it) that fewer replicas than asked confirmed in time comes back
         ``replicated=False``: it is on the primary, counted once. A retry WAITs again, and WAIT
@@ -425,7 +443,7 @@ class RedisStore:
         the reward, or ``recorded`` if a failover lost it.
         """
         keys = [self.keys.pending(title, token), self.keys.arms(title), self.keys.log(title)]
-        args = [repr(float(reward)), event_id, repr(now), self.log_maxlen]
+        args = [repr(float(reward)), event_id, repr(now), self.log_maxlen, signal, "1" if learn else "0"]
         if self.wait_replicas:
             result, replicas = self._reward_and_wait(keys, args)
         else:
