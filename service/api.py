@@ -131,15 +131,16 @@ def parse_reward_body(raw: bytes) -> tuple[str, float, str | None]:
     return body["event_id"], number(body.get("reward", 1), "reward", 0, 1), signal
 
 
-def _reward_signal(title_id: str, signal: str | None) -> tuple[str, bool]:
-    """(signal, learn): the signal named (the title's reward signal if none), and whether the
-    bandit learns from it. A title no longer in the catalog keeps the defaults."""
+def _reward_signal(title_id: str, signal: str | None) -> tuple[str, bool, float]:
+    """(signal, learn, half-life): the signal named (the title's reward signal if none), whether
+    the bandit learns from it, and the title's half-life. A title no longer in the catalog keeps
+    the defaults."""
     title = current_app.extensions["engine"].catalog.get().get(title_id)
     reward_signal, allowed = (title.reward_signal, title.signals) if title is not None else ("click", ("click", "play"))
     signal = signal or reward_signal
     if signal not in allowed:
         raise InvalidInput(f"signal {signal} is not one of this title's signals: {', '.join(allowed)}", field="signal")
-    return signal, signal == reward_signal
+    return signal, signal == reward_signal, title.half_life_s if title is not None else 0.0
 
 
 @bp.post("/reward")
@@ -147,9 +148,9 @@ def reward():
     store = current_app.extensions["store"]
     event_id, value, named = parse_reward_body(request.get_data(cache=False))
     title, token = parse_event_id(event_id)
-    signal, learn = _reward_signal(title, named)
+    signal, learn, half_life = _reward_signal(title, named)
     try:
-        outcome = store.record_reward(title, token, event_id, value, time.time(), signal, learn)
+        outcome = store.record_reward(title, token, event_id, value, time.time(), signal, learn, half_life)
     except STORE_ERRORS as exc:
         current_app.extensions["metrics"].observe_store_error("reward", exc)
         raise StoreUnavailable() from None

@@ -51,6 +51,9 @@ class Title:
     # decision, shown by /stats; "play" after "click" gives the play-through guardrail).
     reward_signal: str = "click"
     guardrails: tuple[str, ...] = ("play",)
+    # Counters that forget (discounted Thompson sampling): an observation counts half as much
+    # after this many seconds. 0: never forget.
+    half_life_s: float = 0.0
 
     @cached_property
     def artwork_ids(self) -> tuple[str, ...]:
@@ -80,6 +83,8 @@ class Title:
         if (self.reward_signal, self.guardrails) != ("click", ("play",)):
             body["reward_signal"] = self.reward_signal
             body["guardrails"] = list(self.guardrails)
+        if self.half_life_s:
+            body["half_life_s"] = self.half_life_s
         if self.ab is not None:
             body["ab"] = {"weights": dict(zip(self.artwork_ids, self.ab.weights, strict=True))}
             if private and self.ab.salt is not None:
@@ -148,7 +153,7 @@ def parse_title(title_id: str, body: object) -> Title:
     """A title from the admin body (``PUT /catalog/<title>``) or a catalog file entry."""
     check_id(title_id, "title")
     body = _object(body, "body")
-    unknown = set(body) - {"id", "artworks", "default", "policy", "ab", "salt", "reward_signal", "guardrails"}
+    unknown = set(body) - {"id", "artworks", "default", "policy", "ab", "salt", "reward_signal", "guardrails", "half_life_s"}
     if unknown:
         raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
     if "id" in body and body["id"] != title_id:
@@ -203,9 +208,12 @@ def parse_title(title_id: str, body: object) -> Title:
         or not all(isinstance(g, str) and SIGNAL.fullmatch(g) for g in guardrails)
     ):
         raise InvalidInput(f"guardrails must be a list of at most {MAX_GUARDRAILS} signal names matching {SIGNAL.pattern}", field="guardrails")
+    half_life = number(body.get("half_life_s", 0), "half_life_s", 0, 1e9)
+    if 0 < half_life < 1:
+        raise InvalidInput("half_life_s must be 0 (never forget) or at least 1 second", field="half_life_s")
     return Title(
         id=title_id, artworks=tuple(artworks), default=default, policy=policy, ab=ab, salt=salt or "",
-        reward_signal=reward_signal, guardrails=tuple(dict.fromkeys(guardrails)),
+        reward_signal=reward_signal, guardrails=tuple(dict.fromkeys(guardrails)), half_life_s=half_life,
     )
 
 

@@ -256,6 +256,7 @@ class DecisionEngine:
             candidates=title.artwork_ids,
             context=logged_context,
             draws=draws,
+            half_life_s=title.half_life_s,
         )
 
     @staticmethod
@@ -279,8 +280,9 @@ class DecisionEngine:
         snap = self._snapshot(title)
         sampler = snap.samplers.get(segment)
         if sampler is None:
-            n_t, s_t = snap.counts.title_arrays(title.artwork_ids)
-            n_g, s_g = snap.counts.segment_arrays(segment, title.artwork_ids)
+            counts = snap.counts.decayed(time.time(), title.half_life_s) if title.half_life_s else snap.counts
+            n_t, s_t = counts.title_arrays(title.artwork_ids)
+            n_g, s_g = counts.segment_arrays(segment, title.artwork_ids)
             posterior = self.thompson.segment_posterior(n_t, s_t, n_g, s_g)
             # Segments without data of their own often share one posterior: integrate it once.
             key = (posterior.alpha.tobytes(), posterior.beta.tobytes())

@@ -8,6 +8,8 @@ their split (``ab``: the weights, as logged; the profile's arm is fixed). Behind
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request
 
@@ -32,8 +34,10 @@ def explain():
         raise StoreUnavailable() from None
     segment = profile.derived_segment if profile is not None else "new"
     arts = title.artwork_ids
-    n_t, s_t = counts[title.id].title_arrays(arts)
-    n_g, s_g = counts[title.id].segment_arrays(segment, arts)
+    now = time.time()
+    learned = counts[title.id].decayed(now, title.half_life_s) if title.half_life_s else counts[title.id]
+    n_t, s_t = learned.title_arrays(arts)
+    n_g, s_g = learned.segment_arrays(segment, arts)
     posterior = engine.thompson.segment_posterior(n_t, s_t, n_g, s_g)
     lo, hi = posterior.interval(0.95)
     best = ts_propensities(posterior.alpha, posterior.beta)
@@ -41,7 +45,7 @@ def explain():
     rows = [
         {
             "artwork": art,
-            "impressions": int(n_g[i]) if any(n_g) else int(n_t[i]),
+            "impressions": float(n_g[i]) if any(n_g) else float(n_t[i]),  # decayed for a half-life
             "posterior_mean": float(posterior.mean[i]),
             "ci95": [float(lo[i]), float(hi[i])],
             "probability_best": float(best[i]),
@@ -56,6 +60,8 @@ def explain():
         "segment": segment,
         "features": profile.to_json() if profile is not None else None,
         "reward_signal": title.reward_signal,
+        "half_life_s": title.half_life_s,
+        "as_of": now,  # decaying counters are read as of this time
         "artworks": rows,
     })
 

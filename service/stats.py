@@ -31,12 +31,14 @@ def _arm_rows(ts: ThompsonSampling, title: Title, n: list, s: list, r: list | No
     return rows
 
 
-def title_stats(ts: ThompsonSampling, title: Title, counts: ArmCounts, recent: Mapping[str, int]) -> dict:
-    """``recent``: decisions per artwork in the last RECENT_TRAFFIC_MINUTES."""
+def title_stats(ts: ThompsonSampling, title: Title, counts: ArmCounts, recent: Mapping[str, int], now: float = 0.0) -> dict:
+    """``recent``: decisions per artwork in the last RECENT_TRAFFIC_MINUTES. Posteriors are the
+    bandit's: from the counters decayed to ``now`` for a title with a half-life."""
     arts = title.artwork_ids
     n, s = counts.title_arrays(arts)
     r = [counts.rewards.get(a, 0) for a in arts]
-    posterior = ts.posterior(n, s)
+    learned = counts.decayed(now, title.half_life_s) if title.half_life_s else counts
+    posterior = ts.posterior(*learned.title_arrays(arts))
     rows = _arm_rows(ts, title, n, s, r, posterior)
     recent_total = sum(recent.values())
     probs = ts.action_probabilities(posterior) if title.policy == "thompson" else None
@@ -56,7 +58,7 @@ def title_stats(ts: ThompsonSampling, title: Title, counts: ArmCounts, recent: M
         n_g, s_g = counts.segment_arrays(seg, arts)
         if not any(n_g):
             continue
-        seg_post = ts.segment_posterior(n, s, n_g, s_g)
+        seg_post = ts.segment_posterior(*learned.title_arrays(arts), *learned.segment_arrays(seg, arts))
         seg_r = [counts.segments.get(seg, {}).get(a, (0, 0.0, 0))[2] for a in arts]
         segments[seg] = _arm_rows(ts, title, n_g, s_g, seg_r, seg_post)
     return {
@@ -67,6 +69,7 @@ def title_stats(ts: ThompsonSampling, title: Title, counts: ArmCounts, recent: M
         "rewards": int(sum(r)),
         "reward_sum": round(float(sum(s)), 6),
         "recent_decisions": recent_total,
+        "half_life_s": title.half_life_s,
         "reward_signal": title.reward_signal,
         "guardrails": list(title.guardrails),
         "artworks": rows,
