@@ -9,7 +9,8 @@
 - ``sticky``: profiles keep the artwork of their first decision for a period and come back
   several times; the logging policy's propensities change halfway. IPS of "always show B",
   per impression with the propensity the policy had at each impression (naive), vs per first
-  decision (the randomization unit) with the rewards of its period: bias against the truth.
+  decision (the randomization unit) with the rewards of its period, which is the same as per
+  impression with every repeat weighted by its first decision's propensity: bias against the truth.
 
 Each run takes its own ``numpy.random.Generator``; results are frozen dataclasses.
 """

@@ -20,6 +20,7 @@ _TAG = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 # Reward signal names ("click", "play", ...): a Redis hash field part, so no "|".
 SIGNAL = re.compile(r"[a-z][a-z0-9_]{0,31}")
 MAX_GUARDRAILS = 8
+MAX_STICKY_S = 30 * 86_400
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,9 @@ class Title:
     # Counters that forget (discounted Thompson sampling): an observation counts half as much
     # after this many seconds. 0: never forget.
     half_life_s: float = 0.0
+    # Sticky artwork: a profile keeps the artwork of its first decision for this many seconds
+    # (repeats are logged with that decision's propensity and "repeat_of"). 0: off.
+    sticky_s: int = 0
 
     @cached_property
     def artwork_ids(self) -> tuple[str, ...]:
@@ -85,6 +89,8 @@ class Title:
             body["guardrails"] = list(self.guardrails)
         if self.half_life_s:
             body["half_life_s"] = self.half_life_s
+        if self.sticky_s:
+            body["sticky_s"] = self.sticky_s
         if self.ab is not None:
             body["ab"] = {"weights": dict(zip(self.artwork_ids, self.ab.weights, strict=True))}
             if private and self.ab.salt is not None:
@@ -153,7 +159,7 @@ def parse_title(title_id: str, body: object) -> Title:
     """A title from the admin body (``PUT /catalog/<title>``) or a catalog file entry."""
     check_id(title_id, "title")
     body = _object(body, "body")
-    unknown = set(body) - {"id", "artworks", "default", "policy", "ab", "salt", "reward_signal", "guardrails", "half_life_s"}
+    unknown = set(body) - {"id", "artworks", "default", "policy", "ab", "salt", "reward_signal", "guardrails", "half_life_s", "sticky_s"}
     if unknown:
         raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
     if "id" in body and body["id"] != title_id:
@@ -211,9 +217,12 @@ def parse_title(title_id: str, body: object) -> Title:
     half_life = number(body.get("half_life_s", 0), "half_life_s", 0, 1e9)
     if 0 < half_life < 1:
         raise InvalidInput("half_life_s must be 0 (never forget) or at least 1 second", field="half_life_s")
+    sticky = body.get("sticky_s", 0)
+    if isinstance(sticky, bool) or not isinstance(sticky, int) or not 0 <= sticky <= MAX_STICKY_S:
+        raise InvalidInput(f"sticky_s must be an integer from 0 (off) to {MAX_STICKY_S} seconds", field="sticky_s")
     return Title(
         id=title_id, artworks=tuple(artworks), default=default, policy=policy, ab=ab, salt=salt or "",
-        reward_signal=reward_signal, guardrails=tuple(dict.fromkeys(guardrails)), half_life_s=half_life,
+        reward_signal=reward_signal, guardrails=tuple(dict.fromkeys(guardrails)), half_life_s=half_life, sticky_s=sticky,
     )
 
 

@@ -200,19 +200,23 @@ class DecisionEngine:
         ts_titles = [t for t, title in unique.items() if title.policy == "thompson"]
         stale = self.counts.stale(ts_titles)
         vw_titles = [t for t, title in unique.items() if title.policy == "vw"]
-        one_trip = not (self.store.cluster or vw_titles or self.counts.missing(ts_titles))
+        sticky_titles = [t for t, title in unique.items() if title.sticky_s]
+        one_trip = not (self.store.cluster or vw_titles or sticky_titles or self.counts.missing(ts_titles))
         try:
             profile: Profile | None = None
             segment: str | None = None
+            sticky: dict[str, tuple[str, float, str]] = {}
             if not one_trip:
                 profile, fresh, versions = self.store.read_state_with_models(profile_id, stale, vw_titles)
                 self.counts.put(fresh)
                 self.models.observe(versions)
                 segment = profile.derived_segment if profile is not None else "new"
+                if sticky_titles:  # a sticky title costs one more round trip
+                    sticky = self.store.read_sticky(profile_id, sticky_titles)
             now = time.time()
             event_ids = new_event_ids([t.id for t in titles])
             records = [
-                self._record(title, segment, profile_id, profile, context, now, event_id)
+                self._record(title, segment, profile_id, profile, context, now, event_id, sticky.get(title.id))
                 for title, event_id in zip(titles, event_ids, strict=True)
             ]
             decided, refreshed = self.store.record_decisions(records, segment, stale if one_trip else ())
@@ -237,9 +241,18 @@ class DecisionEngine:
         context: dict,
         now: float,
         event_id: str,
+        first: tuple[str, float, str] | None = None,
     ) -> DecisionRecord:
-        """The decision for ``title``; with ``segment`` None, one draw per segment."""
-        if segment is None and title.policy in self.per_segment:
+        """The decision for ``title``; with ``segment`` None, one draw per segment. ``first``: the
+        profile's remembered first decision of a sticky title, repeated (its artwork and its
+        propensity: the randomization unit is that decision; the record names it in
+        ``context.repeat_of``)."""
+        sticky_s = title.sticky_s
+        if first is not None and first[0] in title.artwork_ids:
+            draws = ((first[0], first[1]),) * len(SEGMENTS)
+            logged_context = {**context, "repeat_of": first[2]}
+            sticky_s = 0
+        elif segment is None and title.policy in self.per_segment:
             draws = self.per_segment[title.policy](title)
             logged_context = context
         else:
@@ -257,6 +270,7 @@ class DecisionEngine:
             context=logged_context,
             draws=draws,
             half_life_s=title.half_life_s,
+            sticky_s=sticky_s,
         )
 
     @staticmethod

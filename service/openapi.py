@@ -53,6 +53,8 @@ TITLE = {
         "policy": {"type": "string", "enum": ["thompson", "vw", "ab", "fixed"]},
         "half_life_s": {"type": "number", "anyOf": [{"const": 0}, {"minimum": 1, "maximum": 1e9}], "default": 0,
                         "description": "counters that forget (discounted Thompson sampling): seconds after which an observation counts half; 0 (never forget) or >= 1"},
+        "sticky_s": {"type": "integer", "minimum": 0, "maximum": 2592000, "default": 0,
+                     "description": "seconds a profile keeps the artwork of its first decision (repeats logged with its propensity and context.repeat_of); 0: off"},
         "reward_signal": {**SIGNAL, "default": "click", "description": "the signal the bandit learns from"},
         "guardrails": {"type": "array", "items": SIGNAL, "maxItems": 8, "default": ["play"],
                        "description": "signals tracked, not learned from (/stats: rates, play-through, clickbait flag)"},

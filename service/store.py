@@ -267,6 +267,7 @@ class DecisionRecord:
     context: dict
     draws: tuple[tuple[str, float], ...]
     half_life_s: float = 0.0  # > 0: the title's counters decay (DECIDE_LUA's decaying sums)
+    sticky_s: int = 0  # > 0: a first decision of a sticky title, remembered for that long
 
     def template(self) -> str:
         """The record as a Lua string.format template: JSON with %s, in this order, for the
@@ -420,6 +421,18 @@ class RedisStore:
         versions = {t: int(v or 0) for t, v in zip(model_titles, raw_versions, strict=True)}
         return profile_from_json(raw_profile), counts, versions
 
+    def read_sticky(self, profile_id: str, titles: Sequence[str]) -> dict[str, tuple[str, float, str]]:
+        """The profile's remembered first decisions of sticky ``titles``: (artwork, propensity, event_id)."""
+        pipe = self.client.pipeline(transaction=False)
+        for t in titles:
+            pipe.get(self.keys.sticky(t, profile_id))
+        out = {}
+        for t, raw in zip(titles, pipe.execute(), strict=True):
+            if raw is not None:
+                art, prop, event_id = _text(raw).split("|")
+                out[t] = (art, float(prop), event_id)
+        return out
+
     def read_counts(self, titles: Sequence[str]) -> dict[str, ArmCounts]:
         pipe = self.client.pipeline(transaction=False)
         for t in titles:
@@ -461,8 +474,12 @@ class RedisStore:
                 # execute_command, not pipe.evalsha: redis-py's cluster pipeline refuses the
                 # latter, while routing a raw EVALSHA by its first key works on both clients.
                 pipe.execute_command("EVALSHA", self._decide.sha, len(keys), *keys, *args)
+                for rec in group:
+                    if rec.sticky_s:  # the segment was given: every draw is the one served
+                        art, prop = rec.draws[0]
+                        pipe.execute_command("SET", self.keys.sticky(rec.title, rec.profile), f"{art}|{prop!r}|{rec.event_id}", "NX", "EX", rec.sticky_s)
 
-        results = self._execute_scripts(fill)
+        results = [r for r in self._execute_scripts(fill) if isinstance(r, list)]  # not the SETs' replies
         decided = _text(results[0][0])
         refreshed_titles = [t for t in dict.fromkeys(r.title for r in records) if t in set(refresh)]
         raw_counts = [c for result in results for c in result[1:]]
