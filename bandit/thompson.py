@@ -17,6 +17,8 @@ import numpy as np
 from numpy.polynomial.legendre import leggauss
 from scipy.special import betainc, betaincinv, betaln
 
+from bandit.errors import BanditError
+
 # Quantiles of every arm's posterior become breakpoints of a composite Gauss-Legendre rule, so
 # that each arm's bulk (however narrow) is resolved by several panels. Tails beyond the
 # outermost quantiles carry at most ~1e-9 of mass per arm.
@@ -26,7 +28,7 @@ _NODES, _WEIGHTS = leggauss(5)
 SEGMENTS: tuple[str, ...] = ("new", "low", "regular", "power")
 
 
-class BanditInputError(ValueError):
+class BanditInputError(BanditError):
     """An argument to a bandit function is malformed; the message names the argument."""
 
 

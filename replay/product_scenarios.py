@@ -23,6 +23,7 @@ import numpy as np
 
 from bandit.decay import decayed, growth_weight
 from bandit.thompson import mix_uniform, ts_propensities
+from replay.errors import ReplayError
 
 UNIFORM_MIX = 0.01
 
@@ -198,7 +199,7 @@ def sticky_ips(rng: np.random.Generator, profiles: int = 20_000, visits: int = 4
 
 def sticky(seeds: int, seed: int = 0) -> StickyResult:
     if seeds < 2:
-        raise ValueError(f"sticky: need at least 2 data sets for a standard error, got {seeds}")
+        raise ReplayError(f"sticky: need at least 2 data sets for a standard error, got {seeds}", "--seeds")
     est = np.array([sticky_ips(np.random.default_rng(seed + i)) for i in range(seeds)])
     se = est.std(axis=0, ddof=1)
     return StickyResult(seeds, STICKY_CTRS[1], float(est[:, 0].mean()), float(se[0]), float(est[:, 1].mean()), float(se[1]))

@@ -87,9 +87,6 @@ class Keys:
         expires with the title's sticky period. In the title's slot (written next to the decision)."""
         return f"{self._title(title)}:sticky:{check_id(profile, 'profile')}"
 
-    def title_prefix(self, title: str) -> str:
-        return self._title(title)
-
     # Personalizer-compatible surface: everything in the one slot ``{pz}`` (a rank is one script
     # over its event and the log; event ids are client-chosen, but the first braces of a key are
     # the prefix's ``{pz}``, so no id can move a key to another slot)

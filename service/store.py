@@ -9,7 +9,7 @@ One ``/artwork`` request, whatever the number of titles:
   and returns the counters of titles whose copy is due for a refresh.
 - Otherwise (a title never seen by this worker, a ``vw`` title, whose features need the
   profile, or a Redis Cluster, where the profile lives in another slot): TWO round trips,
-  ``read_state`` (profile, counters, model versions) and then the same script with the
+  ``read_state_with_models`` (profile, counters, model versions) and then the same script with the
   segment given.
 A reward is one ``reward`` script: atomic and idempotent (counted once, logged once).
 All of a title's keys share one hash tag, so both scripts run unchanged on a Redis Cluster.
@@ -394,11 +394,6 @@ class RedisStore:
         return profile_from_json(self.client.hget(self.keys.profile(profile_id), "json"))
 
     # -- decisions
-    def read_state(self, profile_id: str, titles: Sequence[str]) -> tuple[Profile | None, dict[str, ArmCounts]]:
-        """Round trip 1: the profile and the counters of ``titles``."""
-        profile, counts, _ = self.read_state_with_models(profile_id, titles, ())
-        return profile, counts
-
     def read_state_with_models(
         self, profile_id: str, titles: Sequence[str], model_titles: Sequence[str]
     ) -> tuple[Profile | None, dict[str, ArmCounts], dict[str, int]]:

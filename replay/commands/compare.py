@@ -10,21 +10,19 @@ import argparse
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
-import numpy as np
-from matplotlib.figure import Figure
-
-from replay.bandit_comparison import (
-    SCENARIOS,
-    SHIP_RULES,
-    BernoulliArms,
-    ComparisonError,
-    ComparisonResult,
-    PersonalizedArms,
-    compare_policies,
-)
 from replay.cli import CliError
 from replay.commands import compare_product
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from replay.bandit_comparison import ComparisonResult
+
+# replay.bandit_comparison's SCENARIOS and SHIP_RULES, spelled here so --help imports no numpy/scipy (a test keeps them equal)
+SCENARIOS = ("uniform-ctr", "personalized")
+SHIP_RULES = ("significant", "best")
 
 _LABELS = {"ab": "A/B test, then ship", "thompson": "Thompson sampling", "vw": "VW contextual bandit"}
 
@@ -68,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     if args.scenario in compare_product.PRODUCT_SCENARIOS:
         return compare_product.run(args)
     args.horizon = args.horizon or 10_000
+    from replay.bandit_comparison import BernoulliArms, ComparisonError, PersonalizedArms, compare_policies
+
     personalized = args.scenario == "personalized"
     if personalized and (args.ctrs is not None or args.arms is not None):
         raise CliError("--ctrs and --arms describe the uniform-ctr scenario; the personalized one has its own catalog")
@@ -116,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def result_json(result: ComparisonResult) -> dict:
+    from replay.bandit_comparison import PersonalizedArms
+
     env = result.env
     out = {
         "arms": {a: c for a, c in zip(env.arms, env.ctrs, strict=True)},
@@ -152,6 +154,8 @@ def result_json(result: ComparisonResult) -> dict:
 
 
 def summary_table(result: ComparisonResult) -> str:
+    from replay.bandit_comparison import PersonalizedArms
+
     if isinstance(result.env, PersonalizedArms):
         return _personalized_table(result)
     env = result.env
@@ -196,6 +200,8 @@ def _policy_rows(result: ComparisonResult, *, with_ctr: bool) -> list[str]:
 
 
 def _personalized_table(result: ComparisonResult) -> str:
+    from replay.bandit_comparison import PersonalizedArms
+
     env = result.env
     assert isinstance(env, PersonalizedArms)
     groups = "; ".join(
@@ -229,6 +235,11 @@ def _personalized_table(result: ComparisonResult) -> str:
 
 
 def regret_figure(result: ComparisonResult) -> Figure:
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from replay.bandit_comparison import PersonalizedArms
+
     fig = Figure(figsize=(9, 5.5), layout="constrained")
     ax = fig.subplots()
     t = np.arange(1, result.horizon + 1)
