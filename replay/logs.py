@@ -1,6 +1,7 @@
 """Logged impressions I/O: format detection, reading, validation, encoding and writing.
 
-JSON Lines, CSV (optionally .gz) and Parquet, chosen by file name (``detect_format``).
+JSON Lines, CSV (optionally .gz) and Parquet, chosen by file name (``detect_format``); VW dsjson
+(the Personalizer export, ``.dsjson``) is read, not written.
 
 The schema is the one in SPEC.md ("Logged impressions"). Nothing is dropped or guessed: the first
 row that breaks the schema raises ``LogSchemaError`` naming its line/row number and column (and
@@ -30,6 +31,7 @@ OPTIONAL = ("policy", "candidates", "context", "segment")
 COLUMNS = REQUIRED + OPTIONAL
 _ID_COLUMNS = ("event_id", "profile", "title", "artwork")
 FORMATS = ("jsonl", "csv", "parquet", "dsjson")
+WRITE_FORMATS = ("jsonl", "csv", "parquet")
 UNKNOWN_SEGMENT = "(none)"
 
 
@@ -611,8 +613,8 @@ def write_logs(frame: pd.DataFrame, path: str | Path, fmt: str | None = None) ->
     """
     path = Path(path)
     fmt = fmt or detect_format(path)
-    if fmt not in FORMATS:
-        raise LogSchemaError(str(path), None, None, f"format must be one of {FORMATS}, got {fmt!r}")
+    if fmt not in WRITE_FORMATS:
+        raise LogSchemaError(str(path), None, None, f"can write {WRITE_FORMATS}, not {fmt!r}")
     out = frame[[c for c in COLUMNS if c in frame.columns]].copy()
     as_json = ("candidates", "context") if fmt == "csv" else ("context",) if fmt == "parquet" else ()
     for col in as_json:

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from replay.logs import LogArrays
 
 # replay.logs.FORMATS, spelled here so --help does not import pandas (a test keeps them equal)
-FORMATS = ("jsonl", "csv", "parquet")
+FORMATS = ("jsonl", "csv", "parquet", "dsjson")
 
 
 def add_logs_argument(parser: argparse.ArgumentParser) -> None:
