@@ -29,7 +29,7 @@ def explain():
     engine = current_app.extensions["engine"]
     (title,) = engine.titles_for([check_id(request.args.get("title"), "title")])
     try:
-        profile, counts, _ = engine.store.read_state_with_models(profile_id, [title.id], ())
+        profile, counts, _, _ = engine.store.read_state_with_models(profile_id, [title.id], ())
     except STORE_ERRORS:
         raise StoreUnavailable() from None
     segment = profile.derived_segment if profile is not None else "new"
