@@ -93,15 +93,17 @@ return out
 """.replace("REBASE_HALF_LIVES", repr(REBASE_HALF_LIVES))
 
 # A reward names its signal (ARGV[5]); ARGV[6] is '1' when it is the title's reward signal, the
-# one the bandit learns from; ARGV[7] the title's half-life ('' = counters never forget). Each signal counts once per decision (field "rw|<signal>" of the
-# pending decision). Every signal is summed per artwork in "g|<signal>|<artwork>" (/stats'
+# one the bandit learns from; ARGV[7] the title's half-life ('' = counters never forget). Each
+# signal counts once per decision: the reward signal is marked in the pending decision's field
+# "rewarded" (as before signals existed: ops tools read it), the others in "rw|<signal>". Every signal is summed per artwork in "g|<signal>|<artwork>" (/stats'
 # rates); only the reward signal moves the bandit's counters and is logged as a "reward"
 # record; the others are logged as "signal" records, which learners and exports skip.
 REWARD_LUA = """
 local ev = redis.call('HMGET', KEYS[1], 'artwork', 'segment', 'ts', 'profile', 'policy')
 if not ev[1] then return {'unknown'} end
 local art, seg, r, sig = ev[1], ev[2], ARGV[1], ARGV[5]
-if redis.call('HSETNX', KEYS[1], 'rw|' .. sig, r) == 0 then return {'duplicate', art, ev[5]} end
+local mark = ARGV[6] == '1' and 'rewarded' or ('rw|' .. sig)
+if redis.call('HSETNX', KEYS[1], mark, r) == 0 then return {'duplicate', art, ev[5]} end
 redis.call('HINCRBYFLOAT', KEYS[2], 'g|' .. sig .. '|' .. art, r)
 local kind = 'signal'
 if ARGV[6] == '1' then
