@@ -604,6 +604,26 @@ def _context_features(col: pd.Series) -> tuple[np.ndarray | None, tuple[str, ...
     return x, tuple(keep)
 
 
+def _write_jsonl(frame: pd.DataFrame, path: Path) -> None:
+    """One JSON object per row, numbers in their shortest exact form (pandas' ``to_json`` keeps
+    10 decimals: a propensity or feature value below 1e-10 would be written as 0); missing
+    values as null; ``.gz`` compressed."""
+    import gzip
+
+    import orjson
+
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "wb") as out:
+        for row in frame.to_dict(orient="records"):
+            out.write(orjson.dumps(row, default=_isoformat, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE))
+
+
+def _isoformat(value):
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
 def write_logs(frame: pd.DataFrame, path: str | Path, fmt: str | None = None) -> None:
     """Write a log table (SPEC columns, in SPEC order) as JSON Lines, CSV or Parquet.
 
@@ -629,6 +649,6 @@ def write_logs(frame: pd.DataFrame, path: str | Path, fmt: str | None = None) ->
         elif fmt == "csv":
             out.to_csv(path, index=False)
         else:
-            out.to_json(path, orient="records", lines=True, force_ascii=False)
+            _write_jsonl(out, path)
     except OSError as exc:
         raise LogSchemaError(str(path), None, None, f"cannot write: {exc.strerror or exc}") from None

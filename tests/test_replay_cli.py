@@ -169,14 +169,15 @@ def test_help_and_usage_errors_import_no_pandas_scipy_or_matplotlib(argv):
 
 
 def test_names_spelled_in_light_modules_match_their_sources():
-    from replay.bandit_comparison import SCENARIOS, SHIP_RULES
     from replay.commands import _common, compare, evaluate
     from replay.estimators import DEFAULT_ESTIMATORS, ESTIMATORS, INTERVALS
     from replay.logs import FORMATS
     from replay.reward_model import DEFAULT_FOLDS
+    from replay.simulation.comparison import SHIP_RULES
+    from replay.simulation.environments import SCENARIOS
 
     assert tuple(ESTIMATORS) == evaluate.ESTIMATOR_NAMES
     assert (DEFAULT_ESTIMATORS, INTERVALS, DEFAULT_FOLDS) == (
         evaluate.DEFAULT_ESTIMATORS, evaluate.INTERVALS, evaluate.DEFAULT_FOLDS)
     assert _common.FORMATS == FORMATS
-    assert (compare.SCENARIOS, compare.SHIP_RULES) == (SCENARIOS, SHIP_RULES)
+    assert (tuple(SCENARIOS), SHIP_RULES) == (compare.SCENARIOS, compare.SHIP_RULES)

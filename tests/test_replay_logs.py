@@ -167,3 +167,14 @@ def test_parquet_duplicate_event_ids_are_named_when_kept(tmp_path):
     with pytest.raises(LogSchemaError, match="row 2, column 'event_id': duplicate event_id 'same'"):
         load_logs(path)
     assert len(load_logs(path, keep_event_id=False)) == 2  # evaluate's reader does not read them
+
+
+@pytest.mark.parametrize("name", ["tiny.jsonl", "tiny.jsonl.gz", "tiny.csv", "tiny.parquet"])
+def test_tiny_numbers_survive_a_write_and_read(tmp_path, name):
+    """pandas' to_json keeps 10 decimals: a propensity of 1e-12 was written as 0 (a schema error
+    on reading) and a feature value of 4.66e-13 as 0 (replay's VW features then differed)."""
+    frame = pd.DataFrame([{"event_id": "e1", "timestamp": 1.7e9, "profile": "p", "title": "t", "artwork": "a",
+                           "propensity": 1e-12, "reward": 0.0, "candidates": ("a", "b"), "context": {"x": 4.66e-13}}])
+    write_logs(frame, tmp_path / name)
+    back = load_logs(tmp_path / name).iloc[0]
+    assert back["propensity"] == 1e-12 and back["context"] == {"x": 4.66e-13}
