@@ -73,7 +73,8 @@ for i = 0, n - 1 do
   if not art then art, prop = string.match(ARGV[a + 4], '^([^|]*)|([^|]*)') end
   call('HINCRBY', KEYS[k + 1], 'n|' .. art, 1)
   call('HINCRBY', KEYS[k + 1], 'n|' .. seg .. '|' .. art, 1)
-  local refresh, half_life = string.match(ARGV[a + 3], '^(%d)|?(.*)$')
+  local refresh, half_life = ARGV[a + 3], ''
+  if #refresh > 1 then refresh, half_life = string.match(refresh, '^(%d)|(.*)$') end
   if half_life ~= '' then
     local w = weight(KEYS[k + 1], tonumber(ts), tonumber(half_life))
     w = string.format('%.17g', w)
