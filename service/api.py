@@ -7,6 +7,7 @@ import time
 
 from flask import Blueprint, current_app, jsonify, request
 
+from service.catalog import SIGNAL
 from service.decisions import Decision
 from service.errors import InvalidInput, NotReplicated, StoreUnavailable, UnknownEvent
 from service.ids import check_id, parse_event_id
@@ -131,23 +132,39 @@ def artwork_batch():
     return jsonify({"profile": profile, "decisions": [d.to_json() for d in decisions]})
 
 
-def parse_reward_body(raw: bytes) -> tuple[str, float]:
-    """(event_id, reward) from a body sent as JSON whatever its content type (sendBeacon)."""
+def parse_reward_body(raw: bytes) -> tuple[str, float, str | None]:
+    """(event_id, reward, signal) from a body sent as JSON whatever its content type (sendBeacon)."""
     body = json_body(raw, "body must be a JSON object {\"event_id\": ..., \"reward\": 0..1}")
     if not isinstance(body, dict):
         raise InvalidInput("body must be a JSON object {\"event_id\": ..., \"reward\": 0..1}", field="body")
     if "event_id" not in body:
         raise InvalidInput("event_id is required", field="event_id")
-    return body["event_id"], number(body.get("reward", 1), "reward", 0, 1)
+    signal = body.get("signal")
+    if signal is not None and (not isinstance(signal, str) or not SIGNAL.fullmatch(signal)):
+        raise InvalidInput(f"signal must match {SIGNAL.pattern}", field="signal")
+    return body["event_id"], number(body.get("reward", 1), "reward", 0, 1), signal
+
+
+def _reward_signal(title_id: str, signal: str | None) -> tuple[str, bool, float]:
+    """(signal, learn, half-life): the signal named (the title's reward signal if none), whether
+    the bandit learns from it, and the title's half-life. A title no longer in the catalog keeps
+    the defaults."""
+    title = current_app.extensions["engine"].catalog.get().get(title_id)
+    reward_signal, allowed = (title.reward_signal, title.signals) if title is not None else ("click", ("click", "play"))
+    signal = signal or reward_signal
+    if signal not in allowed:
+        raise InvalidInput(f"signal {signal} is not one of this title's signals: {', '.join(allowed)}", field="signal")
+    return signal, signal == reward_signal, title.half_life_s if title is not None else 0.0
 
 
 @bp.post("/reward")
 def reward():
     store = current_app.extensions["store"]
-    event_id, value = parse_reward_body(request.get_data(cache=False))
+    event_id, value, named = parse_reward_body(request.get_data(cache=False))
     title, token = parse_event_id(event_id)
+    signal, learn, half_life = _reward_signal(title, named)
     try:
-        outcome = store.record_reward(title, token, event_id, value, time.time())
+        outcome = store.record_reward(title, token, event_id, value, time.time(), signal, learn, half_life)
     except STORE_ERRORS as exc:
         current_app.extensions["metrics"].observe_store_error("reward", exc)
         raise StoreUnavailable() from None

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import NamedTuple
 
 import redis
 
+from bandit.decay import REBASE_HALF_LIVES, decayed
 from bandit.thompson import SEGMENTS
 from service.catalog import Profile, Title, profile_from_json, title_from_json, with_salt
 from service.keys import Keys
@@ -36,7 +37,8 @@ SEGMENT_ORDER = SEGMENTS  # the order of the per-segment draws (spelled out agai
 # Decisions of one request. KEYS: the profile (read only when no segment is given; on a cluster
 # another key of the title's slot stands in), then 4 per decision: arms, pending, log, traffic.
 # ARGV: window, log cap, traffic retention, segment ('' = the profile's), profile id, timestamp;
-# then 4 per decision: policy, record, refresh flag, draws. The draws are
+# then 4 per decision: policy, record, refresh flag ('1' or '0', then "|<half-life s>" for a title
+# whose counters decay), draws. The draws are
 # "artwork|propensity" per segment in SEGMENT_ORDER, joined by "|", or one pair when every
 # segment drew the same (ids cannot contain "|"). The record is a string.format template with
 # %s for the artwork, the propensity and (twice) the segment, which only this script knows for
@@ -51,12 +53,34 @@ if not idx then seg, idx = 'new', 1 end
 local pick = '^' .. string.rep('[^|]*|[^|]*|', idx - 1) .. '([^|]*)|([^|]*)'
 local out = {seg}
 local n = (#KEYS - 1) / 4
+-- Decaying counters (bandit.decay): "dn|..." and "ds|..." grow by 2^((t - e) / h), e the epoch
+-- in field "e"; moved forward (the sums rescaled once) after REBASE_HALF_LIVES half-lives.
+local function weight(arms, t, h)
+  local e = tonumber(call('HGET', arms, 'e'))
+  if not e then call('HSET', arms, 'e', ts); return 1 end
+  local x = (t - e) / h
+  if x <= REBASE_HALF_LIVES then return 2 ^ x end
+  local flat, scale = call('HGETALL', arms), 2 ^ -x
+  for j = 1, #flat, 2 do
+    if string.sub(flat[j], 1, 1) == 'd' then call('HSET', arms, flat[j], string.format('%.17g', tonumber(flat[j + 1]) * scale)) end
+  end
+  call('HSET', arms, 'e', ts)
+  return 1
+end
 for i = 0, n - 1 do
   local k, a = 1 + i * 4, 6 + i * 4
   local art, prop = string.match(ARGV[a + 4], pick)
   if not art then art, prop = string.match(ARGV[a + 4], '^([^|]*)|([^|]*)') end
   call('HINCRBY', KEYS[k + 1], 'n|' .. art, 1)
   call('HINCRBY', KEYS[k + 1], 'n|' .. seg .. '|' .. art, 1)
+  local refresh, half_life = ARGV[a + 3], ''
+  if #refresh > 1 then refresh, half_life = string.match(refresh, '^(%d)|(.*)$') end
+  if half_life ~= '' then
+    local w = weight(KEYS[k + 1], tonumber(ts), tonumber(half_life))
+    w = string.format('%.17g', w)
+    call('HINCRBYFLOAT', KEYS[k + 1], 'dn|' .. art, w)
+    call('HINCRBYFLOAT', KEYS[k + 1], 'dn|' .. seg .. '|' .. art, w)
+  end
   call('HSET', KEYS[k + 2], 'artwork', art, 'segment', seg, 'profile', profile, 'policy', ARGV[a + 1],
        'propensity', prop, 'ts', ts)
   call('EXPIRE', KEYS[k + 2], window)
@@ -64,25 +88,42 @@ for i = 0, n - 1 do
        'record', string.format(ARGV[a + 2], art, prop, seg, seg))
   -- the traffic bucket's expiry is set when a field is created, not on every decision
   if call('HINCRBY', KEYS[k + 4], art, 1) == 1 then call('EXPIRE', KEYS[k + 4], keep) end
-  if ARGV[a + 3] == '1' then out[#out + 1] = call('HGETALL', KEYS[k + 1]) end
+  if refresh == '1' then out[#out + 1] = call('HGETALL', KEYS[k + 1]) end
 end
 return out
-"""
+""".replace("REBASE_HALF_LIVES", repr(REBASE_HALF_LIVES))
 
+# A reward names its signal (ARGV[5]); ARGV[6] is '1' when it is the title's reward signal, the
+# one the bandit learns from; ARGV[7] the title's half-life ('' = counters never forget). Each
+# signal counts once per decision: the reward signal is marked in the pending decision's field
+# "rewarded" (as before signals existed: ops tools read it), the others in "rw|<signal>". Every signal is summed per artwork in "g|<signal>|<artwork>" (/stats'
+# rates); only the reward signal moves the bandit's counters and is logged as a "reward"
+# record; the others are logged as "signal" records, which learners and exports skip.
 REWARD_LUA = """
-local ev = redis.call('HMGET', KEYS[1], 'artwork', 'segment', 'rewarded', 'ts', 'profile', 'policy')
+local ev = redis.call('HMGET', KEYS[1], 'artwork', 'segment', 'ts', 'profile', 'policy')
 if not ev[1] then return {'unknown'} end
-if ev[3] then return {'duplicate', ev[1], ev[6]} end
-local art, seg, r = ev[1], ev[2], ARGV[1]
-redis.call('HSET', KEYS[1], 'rewarded', r)
-redis.call('HINCRBYFLOAT', KEYS[2], 's|' .. art, r)
-redis.call('HINCRBY', KEYS[2], 'r|' .. art, 1)
-redis.call('HINCRBYFLOAT', KEYS[2], 's|' .. seg .. '|' .. art, r)
-redis.call('HINCRBY', KEYS[2], 'r|' .. seg .. '|' .. art, 1)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'type', 'reward', 'event_id', ARGV[2], 'reward', r,
-           'timestamp', ARGV[3], 'artwork', art, 'segment', seg, 'profile', ev[5], 'policy', ev[6],
-           'decided_at', ev[4])
-return {'recorded', art, ev[6]}
+local art, seg, r, sig = ev[1], ev[2], ARGV[1], ARGV[5]
+local mark = ARGV[6] == '1' and 'rewarded' or ('rw|' .. sig)
+if redis.call('HSETNX', KEYS[1], mark, r) == 0 then return {'duplicate', art, ev[5]} end
+redis.call('HINCRBYFLOAT', KEYS[2], 'g|' .. sig .. '|' .. art, r)
+local kind = 'signal'
+if ARGV[6] == '1' then
+  kind = 'reward'
+  redis.call('HINCRBYFLOAT', KEYS[2], 's|' .. art, r)
+  redis.call('HINCRBY', KEYS[2], 'r|' .. art, 1)
+  redis.call('HINCRBYFLOAT', KEYS[2], 's|' .. seg .. '|' .. art, r)
+  redis.call('HINCRBY', KEYS[2], 'r|' .. seg .. '|' .. art, 1)
+  if ARGV[7] ~= '' then  -- decaying counters: weighted by the decision's time (see DECIDE_LUA)
+    local e = tonumber(redis.call('HGET', KEYS[2], 'e') or ev[3])
+    local w = string.format('%.17g', tonumber(r) * 2 ^ ((tonumber(ev[3]) - e) / tonumber(ARGV[7])))
+    redis.call('HINCRBYFLOAT', KEYS[2], 'ds|' .. art, w)
+    redis.call('HINCRBYFLOAT', KEYS[2], 'ds|' .. seg .. '|' .. art, w)
+  end
+end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'type', kind, 'event_id', ARGV[2], 'reward', r,
+           'signal', sig, 'timestamp', ARGV[3], 'artwork', art, 'segment', seg, 'profile', ev[4],
+           'policy', ev[5], 'decided_at', ev[3])
+return {'recorded', art, ev[5]}
 """
 
 # Traffic history for the dashboard: per title and minute, decisions per artwork (a small hash
@@ -126,6 +167,11 @@ class ArmCounts:
     reward_sums: dict[str, float]
     rewards: dict[str, int]
     segments: dict[str, dict[str, tuple[int, float, int]]]  # segment -> artwork -> (n, s, r)
+    signals: dict[str, dict[str, float]] = field(default_factory=dict)  # signal -> artwork -> sum
+    # Decaying counters (titles with a half-life): growth-weighted sums "dn|"/"ds|" (same keys
+    # as impressions/reward_sums and, with "seg|art", segments) and their epoch "e".
+    growth: dict[str, float] = field(default_factory=dict)
+    epoch: float | None = None
 
     @classmethod
     def from_hash(cls, raw: dict) -> ArmCounts:
@@ -133,10 +179,22 @@ class ArmCounts:
         s: dict[str, float] = {}
         r: dict[str, int] = {}
         seg: dict[str, dict[str, list]] = {}
+        signals: dict[str, dict[str, float]] = {}
+        growth: dict[str, float] = {}
+        epoch = None
         for k, v in raw.items():
             key = k.decode() if isinstance(k, bytes) else k
             parts = key.split("|")
             kind = parts[0]
+            if kind == "g" and len(parts) == 3:
+                signals.setdefault(parts[1], {})[parts[2]] = float(v)
+                continue
+            if kind in ("dn", "ds"):
+                growth[key] = float(v)
+                continue
+            if kind == "e":
+                epoch = float(v)
+                continue
             if kind not in ("n", "s", "r"):
                 continue
             value = float(v) if kind == "s" else int(v)
@@ -145,7 +203,27 @@ class ArmCounts:
             elif len(parts) == 3:
                 slot = seg.setdefault(parts[1], {}).setdefault(parts[2], [0, 0.0, 0])
                 slot["nsr".index(kind)] = value
-        return cls(n, s, r, {g: {a: tuple(v) for a, v in arts.items()} for g, arts in seg.items()})
+        return cls(n, s, r, {g: {a: tuple(v) for a, v in arts.items()} for g, arts in seg.items()}, signals, growth, epoch)
+
+    def decayed(self, now: float, half_life_s: float) -> ArmCounts:
+        """The counters as the bandit sees them at ``now`` with a half-life: impressions and reward
+        sums (overall and per segment) are the decayed sums; reward counts and signals stay raw."""
+        scale = float(decayed(1.0, now, self.epoch, half_life_s)) if self.epoch is not None else 0.0
+        n: dict[str, float] = {}
+        s: dict[str, float] = {}
+        seg: dict[str, dict[str, list]] = {}
+        for key, v in self.growth.items():
+            kind, *rest = key.split("|")
+            target = n if kind == "dn" else s
+            if len(rest) == 1:
+                target[rest[0]] = v * scale
+            else:
+                slot = seg.setdefault(rest[0], {}).setdefault(rest[1], [0.0, 0.0, 0])
+                slot[0 if kind == "dn" else 1] = v * scale
+        for g, arts in self.segments.items():
+            for a, (_n, _s, r) in arts.items():
+                seg.setdefault(g, {}).setdefault(a, [0.0, 0.0, 0])[2] = r
+        return ArmCounts(n, s, dict(self.rewards), {g: {a: tuple(v) for a, v in arts.items()} for g, arts in seg.items()}, self.signals)
 
     def title_arrays(self, artworks: Sequence[str]) -> tuple[list[int], list[float]]:
         return [self.impressions.get(a, 0) for a in artworks], [self.reward_sums.get(a, 0.0) for a in artworks]
@@ -213,6 +291,8 @@ class DecisionRecord(NamedTuple):
     context: dict
     draws: tuple[tuple[str, float], ...]
     draws_text: str | None = None
+    half_life_s: float = 0.0  # > 0: the title's counters decay (DECIDE_LUA's decaying sums)
+    sticky_s: int = 0  # > 0: a first decision of a sticky title, remembered for that long
 
     def template(self) -> str:
         """The record as a Lua string.format template: JSON with %s, in this order, for the
@@ -335,26 +415,36 @@ class RedisStore:
 
     # -- decisions
     def read_state_with_models(
-        self, profile_id: str, titles: Sequence[str], model_titles: Sequence[str]
-    ) -> tuple[Profile | None, dict[str, ArmCounts], dict[str, int]]:
-        """Round trip 1, plus the published VW model version of ``model_titles`` (0: none).
+        self, profile_id: str, titles: Sequence[str], model_titles: Sequence[str], sticky_titles: Sequence[str] = ()
+    ) -> tuple[Profile | None, dict[str, ArmCounts], dict[str, int], dict[str, tuple[str, float, str]]]:
+        """Round trip 1, plus the published VW model version of ``model_titles`` (0: none) and
+        the profile's remembered first decisions of ``sticky_titles`` (artwork, propensity, event id).
 
         One HGET per VW title rides along in the same pipeline, so workers notice a new model
-        without an extra round trip (the model itself is loaded off the request path).
+        without an extra round trip (the model itself is loaded off the request path); so does
+        one GET per sticky title.
         """
-        if not titles and not model_titles:  # counters cached: the profile alone, no pipeline
-            return self.get_profile(profile_id), {}, {}
+        if not titles and not model_titles and not sticky_titles:  # counters cached: the profile alone, no pipeline
+            return self.get_profile(profile_id), {}, {}, {}
         pipe = self.client.pipeline(transaction=False)
         pipe.hget(self.keys.profile(profile_id), "json")
         for t in titles:
             pipe.hgetall(self.keys.arms(t))
         for t in model_titles:
             pipe.hget(self.keys.model(t), "version")
+        for t in sticky_titles:
+            pipe.get(self.keys.sticky(t, profile_id))
         raw_profile, *rest = pipe.execute()
-        raw_counts, raw_versions = rest[: len(titles)], rest[len(titles) :]
+        raw_counts, raw_versions = rest[: len(titles)], rest[len(titles) : len(titles) + len(model_titles)]
+        raw_sticky = rest[len(titles) + len(model_titles) :]
         counts = {t: ArmCounts.from_hash(c) for t, c in zip(titles, raw_counts, strict=True)}
         versions = {t: int(v or 0) for t, v in zip(model_titles, raw_versions, strict=True)}
-        return profile_from_json(raw_profile), counts, versions
+        sticky = {}
+        for t, raw in zip(sticky_titles, raw_sticky, strict=True):
+            if raw is not None:
+                art, prop, event_id = _text(raw).split("|")
+                sticky[t] = (art, float(prop), event_id)
+        return profile_from_json(raw_profile), counts, versions, sticky
 
     def read_counts(self, titles: Sequence[str]) -> dict[str, ArmCounts]:
         pipe = self.client.pipeline(transaction=False)
@@ -399,13 +489,18 @@ class RedisStore:
                 args += [
                     rec.policy,
                     _template(rec.event_id, timestamp_text, rec.profile, title_part, context_part),
-                    "1" if rec.title in refresh_set else "0",
+                    # '1'/'0', then "|<half-life>" for decaying counters (read by DECIDE_LUA)
+                    ("1" if rec.title in refresh_set else "0") + (f"|{rec.half_life_s!r}" if rec.half_life_s else ""),
                     rec.draws_arg(),
                 ]
                 refresh_set.discard(rec.title)  # a title repeated in a batch: read it once
             calls.append(("EVALSHA", self._decide.sha, len(keys), *keys, *args))
+            for rec in group:
+                if rec.sticky_s:  # a sticky title's first decision (the segment was given: one draw)
+                    art, prop = rec.draws[0]
+                    calls.append(("SET", self.keys.sticky(rec.title, rec.profile), f"{art}|{prop!r}|{rec.event_id}", "NX", "EX", rec.sticky_s))
 
-        results = self._run_scripts(calls)
+        results = [r for r in self._run_scripts(calls) if isinstance(r, list)]  # not the SETs' replies
         decided = _text(results[0][0])
         refreshed_titles = [t for t in dict.fromkeys(r.title for r in records) if t in set(refresh)]
         raw_counts = [c for result in results for c in result[1:]]
@@ -441,8 +536,13 @@ class RedisStore:
                     client.script_load(script.script)
         return []
 
-    def record_reward(self, title: str, token: str, event_id: str, reward: float, now: float) -> RewardOutcome:
+    def record_reward(
+        self, title: str, token: str, event_id: str, reward: float, now: float, signal: str = "click", learn: bool = True,
+        half_life_s: float = 0.0,
+    ) -> RewardOutcome:
         """The reward script; with ``wait_replicas``, then ``WAIT`` in the same round trip.
+
+        ``signal`` counts once per decision; ``learn``: it is the title's reward signal.
 
         A reward (or a retry of it) that fewer replicas than asked confirmed in time comes back
         ``replicated=False``: it is on the primary, counted once. A retry WAITs again, and WAIT
@@ -452,7 +552,7 @@ class RedisStore:
         the reward, or ``recorded`` if a failover lost it.
         """
         keys = [self.keys.pending(title, token), self.keys.arms(title), self.keys.log(title)]
-        args = [repr(float(reward)), event_id, repr(now), self.log_maxlen]
+        args = [repr(float(reward)), event_id, repr(now), self.log_maxlen, signal, "1" if learn else "0", repr(half_life_s) if half_life_s else ""]
         if self.wait_replicas:
             result, replicas = self._reward_and_wait(keys, args)
         else:
