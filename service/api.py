@@ -8,7 +8,7 @@ import time
 from flask import Blueprint, current_app, jsonify, request
 
 from service.decisions import Decision
-from service.errors import InvalidInput, NotReplicated, StoreUnavailable, UnknownEvent
+from service.errors import InvalidInput, NotActivated, NotReplicated, StoreUnavailable, UnknownEvent
 from service.ids import check_id, parse_event_id
 from service.inputs import json_body, number
 from service.redis_conn import STORE_ERRORS
@@ -26,7 +26,7 @@ def parse_context(args) -> dict[str, str]:
     """Extra query parameters are context features (device, country, hour, ...)."""
     context: dict[str, object] = {}
     for name in args:
-        if name in ("profile", "title"):
+        if name in ("profile", "title", "defer_activation"):
             continue
         _check_context_name(name)
         values = args.getlist(name)
@@ -70,8 +70,19 @@ def _check_titles(titles: list) -> list[str]:
     return [check_id(t, "title") for t in titles]
 
 
-def _decide(profile: str, titles: list[str], context: dict[str, str]) -> list[Decision]:
-    decisions = current_app.extensions["engine"].decide(profile, titles, context)
+def parse_defer(args) -> bool:
+    """``defer_activation=1``: the decisions count only once ``POST /activate`` reports them
+    displayed (like Personalizer's ``deferActivation``); ``0`` or absent: they count now."""
+    values = args.getlist("defer_activation")
+    if not values:
+        return False
+    if len(values) != 1 or values[0] not in ("0", "1"):
+        raise InvalidInput("defer_activation must be given once, as 0 or 1", field="defer_activation")
+    return values[0] == "1"
+
+
+def _decide(profile: str, titles: list[str], context: dict[str, str], deferred: bool = False) -> list[Decision]:
+    decisions = current_app.extensions["engine"].decide(profile, titles, context, deferred)
     current_app.extensions["metrics"].observe_decisions(decisions)
     return decisions
 
@@ -84,16 +95,17 @@ def artwork():
     profile = check_id(profiles[0] if profiles else None, "profile")
     titles = _check_titles(request.args.getlist("title"))
     context = parse_context(request.args)
+    deferred = parse_defer(request.args)
     if request.method == "HEAD":  # answers like GET (400, 404, 200), but decides and records nothing
         current_app.extensions["engine"].titles_for(titles)
         return current_app.response_class(status=200, mimetype="application/json")
-    decisions = _decide(profile, titles, context)
+    decisions = _decide(profile, titles, context, deferred)
     if len(titles) == 1:
         return jsonify(decisions[0].to_json())
     return jsonify({"profile": profile, "decisions": [d.to_json() for d in decisions]})
 
 
-_BATCH_FIELDS = {"profile", "titles", "context"}
+_BATCH_FIELDS = {"profile", "titles", "context", "defer_activation"}
 
 
 @bp.post("/artwork")
@@ -104,7 +116,7 @@ def artwork_batch():
         raise InvalidInput('body must be a JSON object {"profile", "titles": [...], "context": {...}}', field="body")
     unknown = set(body) - _BATCH_FIELDS
     if unknown:
-        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))} (allowed: profile, titles, context)", field=sorted(unknown)[0][:64])
+        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))} (allowed: profile, titles, context, defer_activation)", field=sorted(unknown)[0][:64])
     profile = check_id(body.get("profile"), "profile")
     titles = body.get("titles")
     if not isinstance(titles, list):
@@ -113,7 +125,10 @@ def artwork_batch():
     context = body.get("context", {})
     if not isinstance(context, dict):
         raise InvalidInput("context must be a JSON object of features", field="context")
-    decisions = _decide(profile, titles, check_context(context))
+    deferred = body.get("defer_activation", False)
+    if not isinstance(deferred, bool):
+        raise InvalidInput("defer_activation must be true or false", field="defer_activation")
+    decisions = _decide(profile, titles, check_context(context), deferred)
     return jsonify({"profile": profile, "decisions": [d.to_json() for d in decisions]})
 
 
@@ -132,14 +147,35 @@ def reward():
     store = current_app.extensions["store"]
     event_id, value = parse_reward_body(request.get_data(cache=False))
     title, token = parse_event_id(event_id)
+    known = current_app.extensions["engine"].catalog.get().get(title)
+    aggregation = known.reward_aggregation if known is not None else "earliest"  # a deleted title's
     try:
-        outcome = store.record_reward(title, token, event_id, value, time.time())
+        outcome = store.record_reward(title, token, event_id, value, time.time(), aggregation)
     except STORE_ERRORS as exc:
         current_app.extensions["metrics"].observe_store_error("reward", exc)
         raise StoreUnavailable() from None
     if outcome.status == "unknown":
         raise UnknownEvent("unknown or expired event_id (rewards count only inside the attribution window)", field="event_id")
+    if outcome.status == "inactive":
+        raise NotActivated("the decision was deferred and is not activated: POST /activate first", field="event_id")
     current_app.extensions["metrics"].observe_reward(title, outcome)
     if not outcome.replicated:
         raise NotReplicated()
     return jsonify({"status": outcome.status})
+
+
+@bp.post("/activate")
+def activate():
+    """A deferred decision was displayed: count it (once) and make it learnable and rewardable."""
+    body = json_body(request.get_data(cache=False), 'body must be a JSON object {"event_id": ...}')
+    if not isinstance(body, dict) or "event_id" not in body:
+        raise InvalidInput('body must be a JSON object {"event_id": ...}', field="event_id")
+    title, token = parse_event_id(body["event_id"])
+    try:
+        status = current_app.extensions["store"].activate(title, token, time.time())
+    except STORE_ERRORS as exc:
+        current_app.extensions["metrics"].observe_store_error("activate", exc)
+        raise StoreUnavailable() from None
+    if status == "unknown":
+        raise UnknownEvent("unknown or expired event_id (activate inside the attribution window)", field="event_id")
+    return jsonify({"status": status})

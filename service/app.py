@@ -23,7 +23,7 @@ from service.store import RedisStore
 
 log = logging.getLogger(__name__)
 
-CORS_PATHS = ("/artwork", "/reward")
+CORS_PATHS = ("/artwork", "/reward", "/activate")
 
 
 class BodyLimitedRequest(Request):

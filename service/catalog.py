@@ -15,6 +15,9 @@ from service.ids import check_id
 from service.inputs import number
 
 POLICIES: tuple[str, ...] = ("thompson", "vw", "ab", "fixed")
+# How several rewards of one decision combine (``REWARD_LUA``): the first one only, their sum
+# (clipped to 1), or the largest (a click rewarded 0.3 upgraded by a play rewarded 1).
+REWARD_AGGREGATIONS: tuple[str, ...] = ("earliest", "sum", "max")
 MAX_ARTWORKS = 32
 _TAG = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 
@@ -44,6 +47,7 @@ class Title:
     # first stored and kept across edits (see ``with_salt``). Never in public answers: with it
     # anyone could compute which arm a profile gets.
     salt: str = ""
+    reward_aggregation: str = "earliest"
 
     @cached_property
     def artwork_ids(self) -> tuple[str, ...]:
@@ -70,6 +74,8 @@ class Title:
             "default": self.default,
             "policy": self.policy,
         }
+        if self.reward_aggregation != "earliest":
+            body["reward_aggregation"] = self.reward_aggregation
         if self.ab is not None:
             body["ab"] = {"weights": dict(zip(self.artwork_ids, self.ab.weights, strict=True))}
             if private and self.ab.salt is not None:
@@ -133,7 +139,7 @@ def parse_title(title_id: str, body: object) -> Title:
     """A title from the admin body (``PUT /catalog/<title>``) or a catalog file entry."""
     check_id(title_id, "title")
     body = _object(body, "body")
-    unknown = set(body) - {"id", "artworks", "default", "policy", "ab", "salt"}
+    unknown = set(body) - {"id", "artworks", "default", "policy", "ab", "salt", "reward_aggregation"}
     if unknown:
         raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
     if "id" in body and body["id"] != title_id:
@@ -179,7 +185,11 @@ def parse_title(title_id: str, body: object) -> Title:
     salt = body.get("salt")
     if salt is not None and (not isinstance(salt, str) or not 1 <= len(salt) <= 128):
         raise InvalidInput("salt must be a string of 1-128 characters", field="salt")
-    return Title(id=title_id, artworks=tuple(artworks), default=default, policy=policy, ab=ab, salt=salt or "")
+    aggregation = body.get("reward_aggregation", "earliest")
+    if aggregation not in REWARD_AGGREGATIONS:
+        raise InvalidInput(f"reward_aggregation must be one of {', '.join(REWARD_AGGREGATIONS)}", field="reward_aggregation")
+    return Title(id=title_id, artworks=tuple(artworks), default=default, policy=policy, ab=ab, salt=salt or "",
+                 reward_aggregation=aggregation)
 
 
 def parse_profile(body: object) -> Profile:

@@ -188,8 +188,11 @@ class DecisionEngine:
             raise UnknownTitle(f"unknown title: {missing[0]}", field="title")
         return [catalog[t] for t in title_ids]
 
-    def decide(self, profile_id: str, title_ids: Sequence[str], context: dict[str, str]) -> list[Decision]:
+    def decide(
+        self, profile_id: str, title_ids: Sequence[str], context: dict[str, str], deferred: bool = False
+    ) -> list[Decision]:
         """Decisions for ``title_ids`` (in order), logged; default artworks when Redis fails.
+        ``deferred``: counted, logged and rewardable only once activated (``RedisStore.activate``).
 
         One round trip on a single Redis when every title's counters are cached and none is a
         ``vw`` title: the artwork is drawn for each segment and the decide script keeps the
@@ -212,7 +215,7 @@ class DecisionEngine:
             now = time.time()
             event_ids = new_event_ids([t.id for t in titles])
             records = [
-                self._record(title, segment, profile_id, profile, context, now, event_id)
+                self._record(title, segment, profile_id, profile, context, now, event_id, deferred)
                 for title, event_id in zip(titles, event_ids, strict=True)
             ]
             decided, refreshed = self.store.record_decisions(records, segment, stale if one_trip else ())
@@ -237,6 +240,7 @@ class DecisionEngine:
         context: dict,
         now: float,
         event_id: str,
+        deferred: bool = False,
     ) -> DecisionRecord:
         """The decision for ``title``; with ``segment`` None, one draw per segment."""
         if segment is None and title.policy in self.per_segment:
@@ -256,6 +260,7 @@ class DecisionEngine:
             candidates=title.artwork_ids,
             context=logged_context,
             draws=draws,
+            deferred=deferred,
         )
 
     @staticmethod

@@ -35,7 +35,8 @@ SEGMENT_ORDER = SEGMENTS  # the order of the per-segment draws (spelled out agai
 # Decisions of one request. KEYS: the profile (read only when no segment is given; on a cluster
 # another key of the title's slot stands in), then 4 per decision: arms, pending, log, traffic.
 # ARGV: window, log cap, traffic retention, segment ('' = the profile's), profile id, timestamp;
-# then 4 per decision: policy, record, refresh flag, draws. The draws are
+# then 4 per decision: policy, record, flag, draws. The flag: '0', or '1' to return the title's
+# counters (refresh), plus 2 when the decision is deferred (activated later). The draws are
 # "artwork|propensity" per segment in SEGMENT_ORDER, joined by "|", or one pair when every
 # segment drew the same (ids cannot contain "|"). The record is a string.format template with
 # %s for the artwork, the propensity and (twice) the segment, which only this script knows for
@@ -54,34 +55,77 @@ for i = 0, n - 1 do
   local k, a = 1 + i * 4, 6 + i * 4
   local art, prop = string.match(ARGV[a + 4], pick)
   if not art then art, prop = string.match(ARGV[a + 4], '^([^|]*)|([^|]*)') end
-  call('HINCRBY', KEYS[k + 1], 'n|' .. art, 1)
-  call('HINCRBY', KEYS[k + 1], 'n|' .. seg .. '|' .. art, 1)
-  call('HSET', KEYS[k + 2], 'artwork', art, 'segment', seg, 'profile', profile, 'policy', ARGV[a + 1],
-       'propensity', prop, 'ts', ts)
+  local flag = ARGV[a + 3]
+  if flag < '2' then
+    call('HINCRBY', KEYS[k + 1], 'n|' .. art, 1)
+    call('HINCRBY', KEYS[k + 1], 'n|' .. seg .. '|' .. art, 1)
+    call('HSET', KEYS[k + 2], 'artwork', art, 'segment', seg, 'profile', profile, 'policy', ARGV[a + 1],
+         'propensity', prop, 'ts', ts)
+    call('XADD', KEYS[k + 3], 'MAXLEN', '~', maxlen, '*', 'type', 'decision',
+         'record', string.format(ARGV[a + 2], art, prop, seg, seg))
+    -- the traffic bucket's expiry is set when a field is created, not on every decision
+    if call('HINCRBY', KEYS[k + 4], art, 1) == 1 then call('EXPIRE', KEYS[k + 4], keep) end
+  else  -- deferred: kept pending with its record; ACTIVATE_LUA counts and logs it
+    call('HSET', KEYS[k + 2], 'artwork', art, 'segment', seg, 'profile', profile, 'policy', ARGV[a + 1],
+         'propensity', prop, 'ts', ts, 'deferred', '1', 'record', string.format(ARGV[a + 2], art, prop, seg, seg))
+  end
   call('EXPIRE', KEYS[k + 2], window)
-  call('XADD', KEYS[k + 3], 'MAXLEN', '~', maxlen, '*', 'type', 'decision',
-       'record', string.format(ARGV[a + 2], art, prop, seg, seg))
-  -- the traffic bucket's expiry is set when a field is created, not on every decision
-  if call('HINCRBY', KEYS[k + 4], art, 1) == 1 then call('EXPIRE', KEYS[k + 4], keep) end
-  if ARGV[a + 3] == '1' then out[#out + 1] = call('HGETALL', KEYS[k + 1]) end
+  if flag == '1' or flag == '3' then out[#out + 1] = call('HGETALL', KEYS[k + 1]) end
 end
 return out
 """
 
+# A reward. KEYS: pending, arms, log. ARGV: reward, event id, time, log cap, the title's
+# aggregation. The pending hash's ``rewarded`` holds the decision's aggregated reward so far:
+# ``earliest`` keeps the first; ``sum`` adds (clipped to 1: Thompson's counters are Beta
+# counts, one success at most per impression); ``max`` keeps the largest. A reward that changes
+# the aggregate adds the difference to the reward sums (the rewarded count once, at the first)
+# and is logged with the value received and the new aggregate, so the log's last reward entry
+# of a decision holds its final reward; one that changes nothing is a ``duplicate``.
+# A deferred decision not yet activated takes no reward (``inactive``).
 REWARD_LUA = """
-local ev = redis.call('HMGET', KEYS[1], 'artwork', 'segment', 'rewarded', 'ts', 'profile', 'policy')
+local ev = redis.call('HMGET', KEYS[1], 'artwork', 'segment', 'rewarded', 'ts', 'profile', 'policy', 'deferred')
 if not ev[1] then return {'unknown'} end
-if ev[3] then return {'duplicate', ev[1], ev[6]} end
-local art, seg, r = ev[1], ev[2], ARGV[1]
-redis.call('HSET', KEYS[1], 'rewarded', r)
-redis.call('HINCRBYFLOAT', KEYS[2], 's|' .. art, r)
-redis.call('HINCRBY', KEYS[2], 'r|' .. art, 1)
-redis.call('HINCRBYFLOAT', KEYS[2], 's|' .. seg .. '|' .. art, r)
-redis.call('HINCRBY', KEYS[2], 'r|' .. seg .. '|' .. art, 1)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'type', 'reward', 'event_id', ARGV[2], 'reward', r,
-           'timestamp', ARGV[3], 'artwork', art, 'segment', seg, 'profile', ev[5], 'policy', ev[6],
-           'decided_at', ev[4])
+if ev[7] == '1' then return {'inactive', ev[1], ev[6]} end
+local art, seg, value, agg = ev[1], ev[2], tonumber(ARGV[1]), ARGV[5]
+local old, new = tonumber(ev[3]), nil
+if not old then new = value
+elseif agg == 'sum' then new = math.min(old + value, 1)
+elseif agg == 'max' then new = math.max(old, value)
+end
+if new == nil or new == old then return {'duplicate', art, ev[6]} end
+local text = string.format('%.17g', new)
+local delta = string.format('%.17g', new - (old or 0))
+redis.call('HSET', KEYS[1], 'rewarded', text)
+redis.call('HINCRBYFLOAT', KEYS[2], 's|' .. art, delta)
+redis.call('HINCRBYFLOAT', KEYS[2], 's|' .. seg .. '|' .. art, delta)
+if not old then
+  redis.call('HINCRBY', KEYS[2], 'r|' .. art, 1)
+  redis.call('HINCRBY', KEYS[2], 'r|' .. seg .. '|' .. art, 1)
+end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'type', 'reward', 'event_id', ARGV[2], 'reward', text,
+           'value', ARGV[1], 'aggregation', agg, 'timestamp', ARGV[3], 'artwork', art, 'segment', seg,
+           'profile', ev[5], 'policy', ev[6], 'decided_at', ev[4])
 return {'recorded', art, ev[6]}
+"""
+
+# Activation of a deferred decision (``/artwork`` with ``defer_activation``): the decide script
+# stored it pending with ``deferred`` 1 and its log record, and counted nothing. KEYS: pending,
+# arms, log, traffic bucket (of the activation's minute). ARGV: log cap, traffic retention.
+# Counts the impression and logs the decision, once; a repeat (or a decision that was never
+# deferred) is a ``duplicate``.
+ACTIVATE_LUA = """
+local ev = redis.call('HMGET', KEYS[1], 'artwork', 'segment', 'deferred', 'record')
+if not ev[1] then return {'unknown'} end
+if ev[3] ~= '1' then return {'duplicate', ev[1]} end
+local art, seg = ev[1], ev[2]
+redis.call('HSET', KEYS[1], 'deferred', '0')
+redis.call('HDEL', KEYS[1], 'record')
+redis.call('HINCRBY', KEYS[2], 'n|' .. art, 1)
+redis.call('HINCRBY', KEYS[2], 'n|' .. seg .. '|' .. art, 1)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*', 'type', 'decision', 'record', ev[4])
+if redis.call('HINCRBY', KEYS[4], art, 1) == 1 then redis.call('EXPIRE', KEYS[4], ARGV[2]) end
+return {'activated', art}
 """
 
 # Traffic history for the dashboard: per title and minute, decisions per artwork (a small hash
@@ -191,6 +235,7 @@ class DecisionRecord:
     candidates: tuple[str, ...]
     context: dict
     draws: tuple[tuple[str, float], ...]
+    deferred: bool = False  # counted and logged only once activated (``RedisStore.activate``)
 
     def template(self) -> str:
         """The record as a Lua string.format template: JSON with %s, in this order, for the
@@ -216,9 +261,12 @@ class DecisionRecord:
         return self.draws[SEGMENT_ORDER.index(segment) if segment in SEGMENT_ORDER else 0]
 
 
+_FLAGS = ("0", "1", "2", "3")  # the decide script's per-decision flag: refresh + 2 * deferred
+
+
 @dataclass(frozen=True)
 class RewardOutcome:
-    status: str  # recorded | duplicate | unknown
+    status: str  # recorded | duplicate | unknown | inactive (deferred, not activated)
     artwork: str | None = None
     policy: str | None = None  # policy that made the rewarded decision
     replicated: bool = True  # False: WAIT saw fewer replicas than asked within its timeout
@@ -238,6 +286,7 @@ class RedisStore:
         self.cluster = _is_cluster(client)
         self._decide = client.register_script(DECIDE_LUA)
         self._reward = client.register_script(REWARD_LUA)
+        self._activate = client.register_script(ACTIVATE_LUA)
         self._seed = client.register_script(SEED_CATALOG_LUA)
         self._traffic_sum = client.register_script(TRAFFIC_SUM_LUA)
 
@@ -379,7 +428,8 @@ class RedisStore:
                 args: list = list(common)
                 for rec in group:
                     keys += self.keys.decision(rec.title, rec.token, bucket)
-                    args += [rec.policy, rec.template(), "1" if rec.title in refresh_set else "0", rec.draws_arg()]
+                    flag = (1 if rec.title in refresh_set else 0) + (2 if rec.deferred else 0)
+                    args += [rec.policy, rec.template(), _FLAGS[flag], rec.draws_arg()]
                     refresh_set.discard(rec.title)  # a title repeated in a batch: read it once
                 # execute_command, not pipe.evalsha: redis-py's cluster pipeline refuses the
                 # latter, while routing a raw EVALSHA by its first key works on both clients.
@@ -410,11 +460,13 @@ class RedisStore:
             except redis.exceptions.NoScriptError:
                 if attempt:
                     raise
-                for script in (self._decide, self._reward, self._seed, self._traffic_sum):
+                for script in (self._decide, self._reward, self._activate, self._seed, self._traffic_sum):
                     client.script_load(script.script)
         return []
 
-    def record_reward(self, title: str, token: str, event_id: str, reward: float, now: float) -> RewardOutcome:
+    def record_reward(
+        self, title: str, token: str, event_id: str, reward: float, now: float, aggregation: str = "earliest"
+    ) -> RewardOutcome:
         """The reward script; with ``wait_replicas``, then ``WAIT`` in the same round trip.
 
         A reward (or a retry of it) that fewer replicas than asked confirmed in time comes back
@@ -425,7 +477,7 @@ class RedisStore:
         the reward, or ``recorded`` if a failover lost it.
         """
         keys = [self.keys.pending(title, token), self.keys.arms(title), self.keys.log(title)]
-        args = [repr(float(reward)), event_id, repr(now), self.log_maxlen]
+        args = [repr(float(reward)), event_id, repr(now), self.log_maxlen, aggregation]
         if self.wait_replicas:
             result, replicas = self._reward_and_wait(keys, args)
         else:
@@ -451,6 +503,12 @@ class RedisStore:
             self.client.nodes_manager.initialize()
             raise
         return result, int(replicas)
+
+    def activate(self, title: str, token: str, now: float) -> str:
+        """Count and log a deferred decision (once): ``activated``, ``duplicate`` or ``unknown``."""
+        arms, pending, log, traffic = self.keys.decision(title, token, int(now // TRAFFIC_BUCKET_S))
+        result = self._activate(keys=[pending, arms, log, traffic], args=[self.log_maxlen, TRAFFIC_RETENTION_S])
+        return _text(result[0])
 
     # -- stats and logs
     def recent_traffic(self, titles: Sequence[str], minutes: int, now: float) -> dict[str, dict[str, int]]:
