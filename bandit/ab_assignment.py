@@ -12,10 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bandit.errors import BanditError
+
 BUCKETS = 10_000
 
 
-class SplitError(ValueError):
+class SplitError(BanditError):
     """A split is malformed; the message names the argument."""
 
 

@@ -17,16 +17,19 @@ import numpy as np
 from numpy.polynomial.legendre import leggauss
 from scipy.special import betainc, betaincinv, betaln
 
+from bandit.errors import BanditError
+
 # Quantiles of every arm's posterior become breakpoints of a composite Gauss-Legendre rule, so
 # that each arm's bulk (however narrow) is resolved by several panels. Tails beyond the
 # outermost quantiles carry at most ~1e-9 of mass per arm.
 _BREAK_QUANTILES = np.array([1e-9, 1e-4, 0.01, 0.1, 0.5, 0.9, 0.99, 1 - 1e-4, 1 - 1e-9])
 _NODES, _WEIGHTS = leggauss(5)
+_SHIFTED_NODES = _NODES + 1.0
 
 SEGMENTS: tuple[str, ...] = ("new", "low", "regular", "power")
 
 
-class BanditInputError(ValueError):
+class BanditInputError(BanditError):
     """An argument to a bandit function is malformed; the message names the argument."""
 
 
@@ -99,7 +102,7 @@ def _as_counts(impressions, reward_sums) -> tuple[np.ndarray, np.ndarray]:
         raise BanditInputError(
             f"impressions and reward_sums must be equal-length non-empty 1-d arrays, got shapes {n.shape} and {s.shape}"
         )
-    if not (np.all(np.isfinite(n)) and np.all(np.isfinite(s))) or np.any(n < 0) or np.any(s < 0):
+    if not (np.isfinite(n).all() and np.isfinite(s).all()) or (n < 0).any() or (s < 0).any():
         raise BanditInputError("impressions and reward_sums must be finite and non-negative")
     # A reward can arrive after its impression was counted under a stale snapshot; never let
     # failures go negative.
@@ -150,37 +153,39 @@ def ts_propensities(alpha, beta) -> np.ndarray:
     b = np.asarray(beta, dtype=float)
     if a.ndim != 1 or a.shape != b.shape or a.size == 0:
         raise BanditInputError("alpha and beta must be equal-length non-empty 1-d arrays")
-    if not (np.all(a > 0) and np.all(b > 0) and np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+    # The service runs this at every counters refresh of every title (tens of times a second
+    # per worker), so the bookkeeping around the special functions is kept to plain ndarray
+    # calls; the arithmetic, and so every result bit, is what np.all/np.unique/np.vstack gave.
+    if not (np.isfinite(a).all() and np.isfinite(b).all() and a.min() > 0 and b.min() > 0):
         raise BanditInputError("alpha and beta must be finite and > 0")
     k = a.size
     if k == 1:
         return np.ones(1)
 
-    cuts = betaincinv(a[:, None], b[:, None], _BREAK_QUANTILES[None, :]).ravel()
-    cuts = np.unique(np.concatenate(([0.0, 1.0], np.clip(cuts, 0.0, 1.0))))
+    a_col, b_col = a[:, None], b[:, None]
+    cuts = np.concatenate(([0.0, 1.0], np.clip(betaincinv(a_col, b_col, _BREAK_QUANTILES).ravel(), 0.0, 1.0)))
+    cuts.sort()  # then np.unique's own steps (it also folds NaNs, sorted last, into one)
+    cuts = np.unique(cuts) if np.isnan(cuts[-1]) else cuts[np.concatenate(([True], cuts[1:] != cuts[:-1]))]
     lo, hi = cuts[:-1], cuts[1:]
     half = (hi - lo) / 2.0
     keep = half > 1e-15
     lo, half = lo[keep], half[keep]
-    x = (lo[:, None] + half[:, None] * (_NODES[None, :] + 1.0)).ravel()
-    w = (half[:, None] * _WEIGHTS[None, :]).ravel()
+    x = (lo[:, None] + half[:, None] * _SHIFTED_NODES).ravel()
+    w = (half[:, None] * _WEIGHTS).ravel()
 
     with np.errstate(divide="ignore", invalid="ignore"):
-        logpdf = (
-            (a[:, None] - 1.0) * np.log(x[None, :])
-            + (b[:, None] - 1.0) * np.log1p(-x[None, :])
-            - betaln(a, b)[:, None]
-        )
+        logpdf = (a_col - 1.0) * np.log(x) + (b_col - 1.0) * np.log1p(-x) - betaln(a, b)[:, None]
     pdf = np.exp(logpdf)
-    cdf = betainc(a[:, None], b[:, None], x[None, :])
+    cdf = betainc(a_col, b_col, x)
 
     # prod over j != i via prefix and suffix products (no division by a cdf that may be 0).
     ones = np.ones((1, x.size))
-    prefix = np.cumprod(np.vstack([ones, cdf[:-1]]), axis=0)
-    suffix = np.cumprod(np.vstack([ones, cdf[::-1][:-1]]), axis=0)[::-1]
-    others = prefix * suffix
-    p = (pdf * others) @ w
-    p = np.clip(np.nan_to_num(p, nan=0.0), 0.0, None)
+    prefix = np.cumprod(np.concatenate((ones, cdf[:-1])), axis=0)
+    suffix = np.cumprod(np.concatenate((ones, cdf[::-1][:-1])), axis=0)[::-1]
+    p = (pdf * (prefix * suffix)) @ w
+    if not np.isfinite(p).all():
+        p = np.nan_to_num(p, nan=0.0)
+    p = np.clip(p, 0.0, None)
     total = p.sum()
     if total <= 0:
         return np.full(k, 1.0 / k)

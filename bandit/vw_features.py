@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from bandit.errors import BanditError
+
 FEATURE_VERSION = 1
 TAGS_KEY = "vw.tags"
 VERSION_KEY = "vw.v"
@@ -32,7 +34,7 @@ _PROFILE = "p."
 _UNSAFE = re.compile(r"[\s|:]")  # VW text separators
 
 
-class FeatureError(ValueError):
+class FeatureError(BanditError):
     """A decision context cannot be turned into VW features; the message names the argument."""
 
 
@@ -223,3 +225,9 @@ def log_context(context: Mapping | None, segment: str | None = None) -> dict:
         ctx["segment"] = segment or "new"
     ctx[VERSION_KEY] = FEATURE_VERSION
     return ctx
+
+
+def logged_example(context: Mapping | None, segment: str | None, candidates: Sequence[str]) -> ADFExample:
+    """The VW example of a logged decision: the one featurization the trainer, ``train-vw`` and
+    replay all use (``log_context`` then ``to_example``; a ``vw`` decision's context as logged)."""
+    return to_example(log_context(context, segment), candidates)

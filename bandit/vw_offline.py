@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from bandit.vw_features import FeatureError, has_features, log_context, to_example
+from bandit.vw_features import FeatureError, has_features, logged_example
 from bandit.vw_policy import VWModel, cost_of, learning_probability
 
 
@@ -42,8 +42,7 @@ def learn_logged(model: VWModel, decisions: Iterable[LoggedDecision], min_learn_
         try:
             if d.artwork not in d.candidates:
                 raise FeatureError(f"artwork {d.artwork!r} is not among the candidates")
-            ctx = log_context(d.context, d.segment)
-            example = to_example(ctx, list(d.candidates))
+            example = logged_example(d.context, d.segment, list(d.candidates))
             model.learn(example.lines((list(d.candidates).index(d.artwork), cost_of(d.reward),
                                       learning_probability(d.propensity, min_learn_p))))
         except FeatureError as exc:

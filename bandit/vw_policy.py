@@ -30,6 +30,7 @@ try:  # VW's C++ binding, under the Python wrapper
 except ImportError:  # pragma: no cover - every vowpalwabbit wheel ships it
     pylibvw = None
 
+from bandit.errors import BanditError
 from bandit.thompson import ThompsonDecision, decide_from_probabilities
 
 EXPLORATIONS: tuple[str, ...] = ("squarecb", "epsilon", "bag", "cover", "softmax")
@@ -38,7 +39,7 @@ INTERACTIONS: tuple[str, ...] = ("UA", "CA")
 _TMP_DIR = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
-class VWConfigError(ValueError):
+class VWConfigError(BanditError):
     """A VW setting is malformed; the message names it."""
 
 

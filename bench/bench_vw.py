@@ -27,9 +27,9 @@ import numpy as np
 import redis
 import vowpalwabbit
 
-from bandit import personalized_sim as sim
 from bandit.vw_features import decision_context, to_example
 from bandit.vw_policy import VWConfig, VWModel, cost_of, learning_probability, sample_action
+from replay import personalized_sim as sim
 from service.catalog import Artwork, Profile, Title
 from service.config import load_settings
 from service.keys import Keys

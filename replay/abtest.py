@@ -36,11 +36,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from replay.errors import ReplayError
+
 SRM_THRESHOLD = 0.001
 UNITS = ("profile", "impression")
 
 
-class ABTestInputError(ValueError):
+class ABTestInputError(ReplayError):
     """Bad input to the analysis; ``argument`` names the offending argument."""
 
     def __init__(self, argument: str, message: str) -> None:

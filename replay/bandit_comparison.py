@@ -6,7 +6,7 @@ Two scenarios (environments), both one title with Bernoulli clicks:
   nothing to personalize, so VW (which sees no features here) can at best match a
   context-free bandit.
 - ``personalized`` (``PersonalizedArms``): the catalog, profiles and traffic of
-  ``bandit.personalized_sim``: comedy fans click the comedic artwork 30% and the action one 15%,
+  ``replay.personalized_sim``: comedy fans click the comedic artwork 30% and the action one 15%,
   action fans the reverse, three other artworks 10% for everybody. The A/B test still ships one
   artwork for everybody and context-free Thompson sampling converges to the overall best one;
   VW sees each impression's profile features and can learn each group's best. Regret is then
@@ -20,7 +20,6 @@ A policy is a small stateful object (``ComparablePolicy``): ``choose(rng, contex
 propensity)``, ``update(arm, reward, context)``, and ``decision() -> arm | None``, the artwork it
 has settled on, if any (A/B: the shipped arm once the planned sample is in; Thompson sampling:
 the arm whose posterior probability of being best exceeds 95%; VW: never, it has no posterior).
-VW runs only if ``bandit.vw_policy`` is importable (see ``vw_policy_factory``).
 
 Metrics per run, averaged over seeds: total clicks (and CTR); regret = expected clicks of always
 showing the best artwork (personalized: each viewer's best) minus the expected clicks of the
@@ -35,21 +34,24 @@ decision is one artwork for everybody, so "best" there is always the best fixed 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
+from bandit import vw_features
+from bandit import vw_policy as vw_model
 from bandit.thompson import ThompsonSampling, decide_from_probabilities, mix_uniform, ts_propensities
+from replay import personalized_sim
 from replay.abtest import analyze_counts, plan_sample_size
+from replay.errors import ReplayError
 
 SHIP_RULES = ("significant", "best")
 SCENARIOS = ("uniform-ctr", "personalized")
 
 
-class ComparisonError(ValueError):
+class ComparisonError(ReplayError):
     """A comparison argument is malformed; the message names it."""
 
 
@@ -132,24 +134,23 @@ class PersonalizedArms:
             raise ComparisonError(f"comedy_share: must be in (0, 1), got {self.comedy_share}")
         if self.n_profiles < 2:
             raise ComparisonError(f"n_profiles: need at least two profiles, got {self.n_profiles}")
-        _sim()  # fail here, with a clear message, rather than in the middle of a run
 
     @property
     def arms(self) -> tuple[str, ...]:
-        return _sim().artwork_ids()
+        return personalized_sim.artwork_ids()
 
     @property
     def tags(self) -> dict[str, tuple[str, ...]]:
-        return _sim().artwork_tags()
+        return personalized_sim.artwork_tags()
 
     @property
     def group_ctrs(self) -> np.ndarray:
         """CTR[group, arm], groups as ``groups``."""
-        return _sim().CTR
+        return personalized_sim.CTR
 
     @property
     def groups(self) -> tuple[str, ...]:
-        return _sim().GROUPS
+        return personalized_sim.GROUPS
 
     @property
     def group_shares(self) -> tuple[float, ...]:
@@ -169,7 +170,7 @@ class PersonalizedArms:
         return float(np.asarray(self.group_shares) @ self.group_ctrs.max(axis=1))
 
     def impressions(self, rng: np.random.Generator, horizon: int) -> Impressions:
-        sim = _sim()
+        sim = personalized_sim
         profiles = sim.make_profiles(rng, self.n_profiles)
         traffic = sim.make_traffic(rng, self.n_profiles, horizon)  # request contexts and click draws
         groups = np.array([p.group for p in profiles])
@@ -186,14 +187,6 @@ class PersonalizedArms:
 
 
 Environment = BernoulliArms | PersonalizedArms
-
-
-def _sim():
-    """``bandit.personalized_sim``, imported on first use: it needs VW, which uniform-ctr runs do not."""
-    try:
-        return importlib.import_module("bandit.personalized_sim")
-    except ModuleNotFoundError as exc:
-        raise ComparisonError(f"scenario personalized: bandit.personalized_sim needs {exc.name!r}, which is not available") from None
 
 
 # -- policies ----------------------------------------------------------------------------------
@@ -292,12 +285,11 @@ class VWBandit:
     profile x artwork weights.
     """
 
-    def __init__(self, arms: Sequence[str], vw_policy, vw_features, tags: dict[str, Sequence[str]] | None = None):
+    def __init__(self, arms: Sequence[str], tags: dict[str, Sequence[str]] | None = None):
         self.name = "vw"
-        self._vw_policy, self._vw_features = vw_policy, vw_features
         self.arms = list(arms)
         self.tags = {a: list((tags or {}).get(a, ())) for a in arms}
-        self.model = vw_policy.VWModel.new(vw_policy.VWConfig())
+        self.model = vw_model.VWModel.new(vw_model.VWConfig())
         context = vw_features.decision_context(None, {}, "new", self.tags)
         self.example = vw_features.to_example(context, self.arms)
         self._pmf: np.ndarray | None = None
@@ -306,8 +298,8 @@ class VWBandit:
     def _example(self, context: dict):
         if "profile" not in context:
             return self.example
-        ctx = self._vw_features.decision_context(context["profile"], context.get("request", {}), context.get("segment", "new"), self.tags)
-        return self._vw_features.to_example(ctx, self.arms)
+        ctx = vw_features.decision_context(context["profile"], context.get("request", {}), context.get("segment", "new"), self.tags)
+        return vw_features.to_example(ctx, self.arms)
 
     def choose(self, rng: np.random.Generator, context: dict) -> tuple[int, float]:
         self._last = self._example(context)
@@ -317,36 +309,10 @@ class VWBandit:
 
     def update(self, arm: int, reward: float, context: dict) -> None:
         prob = float(self._pmf[arm]) if self._pmf is not None else 1.0 / len(self.example.actions)
-        self.model.learn(self._last.lines((arm, self._vw_policy.cost_of(reward), prob)))
+        self.model.learn(self._last.lines((arm, vw_model.cost_of(reward), prob)))
 
     def decision(self) -> int | None:
         return None  # VW exposes no posterior; it never declares a winner
-
-
-def vw_policy_factory(
-    arms: Sequence[str], tags: dict[str, Sequence[str]] | None = None
-) -> tuple[Callable[[int], ComparablePolicy] | None, str]:
-    """A maker ``seed -> policy`` for VW if ``bandit.vw_policy`` is importable, else (None, why skipped).
-
-    ``bandit.vw_policy.comparison_policy(arms, seed)`` is used when the module provides one;
-    otherwise ``VWBandit`` drives its ``VWModel`` with ``bandit.vw_features`` examples
-    (``tags``: each artwork's tags, features of the artwork side).
-    """
-    try:
-        vw_policy = importlib.import_module("bandit.vw_policy")
-        vw_features = importlib.import_module("bandit.vw_features")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("bandit.vw_policy", "bandit.vw_features"):
-            return None, f"VW skipped: {exc.name} does not exist yet"
-        return None, f"VW skipped: bandit.vw_policy needs {exc.name!r}, which is not installed"
-    custom = getattr(vw_policy, "comparison_policy", None)
-    if custom is not None:
-        return (lambda seed: custom(tuple(arms), seed)), ""
-    try:
-        VWBandit(arms, vw_policy, vw_features, tags).model.close()
-    except (AttributeError, TypeError, ValueError) as exc:  # its API is not the one this adapter knows
-        return None, f"VW skipped: cannot drive bandit.vw_policy ({type(exc).__name__}: {exc})"
-    return (lambda seed: VWBandit(arms, vw_policy, vw_features, tags)), ""
 
 
 # -- the runs ----------------------------------------------------------------------------------
@@ -524,11 +490,8 @@ def compare_policies(
     if "thompson" in include:
         makers["thompson"] = lambda seed: ThompsonBandit(k, refresh=ts_refresh)
     if "vw" in include:
-        vw_maker, why = vw_policy_factory(env.arms, getattr(env, "tags", None))
-        if vw_maker is None:
-            notes.append(why)
-        else:
-            makers["vw"] = vw_maker
+        tags = env.tags if isinstance(env, PersonalizedArms) else None
+        makers["vw"] = lambda seed: VWBandit(env.arms, tags)
 
     runs: dict[str, list[RunMetrics]] = {name: [] for name in makers}
     total, done = len(seeds) * len(makers), 0

@@ -21,17 +21,19 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from statistics import NormalDist  # the normal quantile without importing scipy (seconds)
 from typing import ClassVar
 
 import numpy as np
-from scipy.stats import norm
+
+from replay.errors import ReplayError
 
 TINY_PROPENSITY = 1e-3
 LOW_ESS_SHARE = 0.01
 DEFAULT_CHUNK = 131_072
 
 
-class EstimatorInputError(ValueError):
+class EstimatorInputError(ReplayError):
     """An estimator input is malformed; the message names the argument."""
 
 
@@ -392,7 +394,7 @@ def diagnose(data: EstimatorInput) -> tuple[str, ...]:
         groups = np.zeros(data.n, dtype=np.int64) if data.group is None else np.asarray(data.group, np.int64)
         k = data.pi.shape[1]
         logged = np.bincount(groups * k + data.action, minlength=(groups.max() + 1) * k).reshape(-1, k) > 0
-        unlogged_mass = float((data.pi * ~logged[groups]).sum()) / data.n
+        unlogged_mass = float(np.sum(data.pi, where=~logged[groups])) / data.n  # no (n, K) float temporary
         if unlogged_mass > 1e-9:
             out.append(
                 f"the policy puts {unlogged_mass:.1%} of its mass on artworks never logged for the title: "
@@ -444,7 +446,7 @@ def estimate_many(
         if on_progress is not None:
             on_progress(done)
     shared = diagnose(data) if warnings is None else warnings
-    z = float(norm.ppf(0.5 + level / 2))
+    z = NormalDist().inv_cdf(0.5 + level / 2)
     results = []
     for est, total, boot in zip(estimators, totals, boots, strict=True):
         value, se, ess = est.finish(total)

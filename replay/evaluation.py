@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from replay.estimators import ESTIMATORS, Estimate, EstimatorInput, Replay, estimate_many
+from replay.estimators import DEFAULT_CHUNK, ESTIMATORS, Estimate, EstimatorInput, Replay, estimate_many
 from replay.logs import LogArrays
-from replay.policies import Policy, PolicyOutput
+from replay.policy_base import Policy, PolicyOutput
 from replay.reward_model import fit_reward_model
+
+BOOTSTRAP_CELLS = 2_000_000  # 16 MB of float weights per chunk (32 MB while drawn)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,9 @@ def evaluate_policies(
     if not policies:
         raise ValueError("policies must name at least one policy")
     ests = [ESTIMATORS[e]() for e in estimators]
+    # Bootstrap weights are (B, chunk) per chunk: keep them near BOOTSTRAP_CELLS values so
+    # --bootstrap 500 costs little more memory than no bootstrap.
+    chunk = DEFAULT_CHUNK if not bootstrap else max(256, min(DEFAULT_CHUNK, BOOTSTRAP_CELLS // bootstrap))
     q_hat = fit_reward_model(logs).predict(logs) if {"dm", "dr"} & set(estimators) else None
     results: dict[str, tuple[Estimate, ...]] = {}
     seg_results: dict[str, dict[str, tuple[Estimate, ...]]] = {}
@@ -79,7 +84,7 @@ def evaluate_policies(
         if "replay" in estimators:
             data = Replay().prepare(data, rng)
         results[policy.name] = tuple(
-            estimate_many(ests, data, level=level, bootstrap=bootstrap, rng=rng, on_progress=tick)
+            estimate_many(ests, data, level=level, bootstrap=bootstrap, rng=rng, on_progress=tick, chunk_size=chunk)
         )
         warnings[policy.name] = out.warnings
         if by_segment and logs.has_segment:
@@ -87,6 +92,6 @@ def evaluate_policies(
                 rows = np.flatnonzero(logs.segment == g)
                 if rows.size:
                     seg_results.setdefault(seg, {})[policy.name] = tuple(
-                        estimate_many(ests, take(data, rows), level=level, bootstrap=bootstrap, rng=rng)
+                        estimate_many(ests, take(data, rows), level=level, bootstrap=bootstrap, rng=rng, chunk_size=chunk)
                     )
     return Evaluation(logs.n, results, seg_results, warnings)

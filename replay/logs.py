@@ -1,4 +1,7 @@
-"""Logged impressions: load JSON Lines, CSV or Parquet into one validated table, then encode it.
+"""Logged impressions I/O: format detection, reading, validation, encoding and writing.
+
+JSON Lines, CSV (optionally .gz) and Parquet, chosen by file name (``detect_format``); VW dsjson
+(the Personalizer export, ``.dsjson``) is read, not written.
 
 The schema is the one in SPEC.md ("Logged impressions"). Nothing is dropped or guessed: the first
 row that breaks the schema raises ``LogSchemaError`` naming its line/row number and column (and
@@ -21,20 +24,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from replay.errors import ReplayError
+
 REQUIRED = ("event_id", "timestamp", "profile", "title", "artwork", "propensity", "reward")
 OPTIONAL = ("policy", "candidates", "context", "segment")
+COLUMNS = REQUIRED + OPTIONAL
 _ID_COLUMNS = ("event_id", "profile", "title", "artwork")
 FORMATS = ("jsonl", "csv", "parquet", "dsjson")
+WRITE_FORMATS = ("jsonl", "csv", "parquet")
 UNKNOWN_SEGMENT = "(none)"
 
 
-class LogSchemaError(ValueError):
-    """A log breaks the schema. ``row`` is a human label such as "line 12" or "row 3"."""
+class LogSchemaError(ReplayError):
+    """A log cannot be read, written or breaks the schema. ``row`` is a human label such as
+    "line 12" or "row 3"; ``argument`` is the file."""
 
     def __init__(self, source: str, row: str | None, column: str | None, message: str):
         self.source, self.row, self.column, self.message = source, row, column, message
         where = ", ".join(p for p in (row, f"column '{column}'" if column else None) if p)
-        super().__init__(f"{source}: {where}: {message}" if where else f"{source}: {message}")
+        super().__init__(f"{source}: {where}: {message}" if where else f"{source}: {message}", argument=source)
 
 
 def detect_format(path: str | Path) -> str:
@@ -44,17 +52,23 @@ def detect_format(path: str | Path) -> str:
                       ("parquet", (".parquet", ".pq"))):
         if name in exts:
             return fmt
-    raise LogSchemaError(str(path), None, None, "unknown log format: use a .jsonl, .csv or .parquet file name")
+    raise LogSchemaError(str(path), None, None, "cannot tell the format from the file name: use .jsonl, .csv or .parquet "
+                         "(.jsonl.gz and .csv.gz are read and written compressed)")
 
 
-def load_logs(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
-    """Read and validate a log file; ``fmt`` is one of FORMATS (default: from the file name)."""
+def load_logs(path: str | Path, fmt: str | None = None, *, keep_event_id: bool = True) -> pd.DataFrame:
+    """Read and validate a log file; ``fmt`` is one of FORMATS (default: from the file name).
+
+    ``keep_event_id=False`` (what ``encode_logs`` callers use: LogArrays has no event ids) leaves
+    the column out of the frame; from Parquet it is then not even read (nor validated).
+    """
     path = Path(path)
     fmt = fmt or detect_format(path)
     if fmt not in FORMATS:
         raise LogSchemaError(str(path), None, None, f"format must be one of {FORMATS}, got {fmt!r}")
     if not path.is_file():
         raise LogSchemaError(str(path), None, None, "no such file")
+    ids_checked = False
     if fmt == "jsonl":
         frame, labels = _read_jsonl(path)
     elif fmt == "dsjson":  # VW decision logs (the Personalizer export)
@@ -64,8 +78,9 @@ def load_logs(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
     elif fmt == "csv":
         frame, labels = _read_csv(path)
     else:
-        frame, labels = _read_parquet(path)
-    return validate_logs(frame, source=str(path), row_label=labels)
+        frame, labels, ids_checked = _read_parquet(path, keep_event_id)
+    frame = validate_logs(frame, source=str(path), row_label=labels, event_id_skipped=ids_checked)
+    return frame if keep_event_id or "event_id" not in frame.columns else frame.drop(columns="event_id")
 
 
 def _read_jsonl(path: Path) -> tuple[pd.DataFrame, Callable[[int], str]]:
@@ -110,45 +125,121 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, Callable[[int], str]]:
     return frame, lambda i: f"line {i + 2} (row {i + 1})"
 
 
-def _read_parquet(path: Path) -> tuple[pd.DataFrame, Callable[[int], str]]:
+# Text columns that repeat a few values: read as Arrow dictionaries, i.e. pandas categoricals
+# (codes plus a handful of strings instead of a Python string per row).
+_DICTIONARY_COLUMNS = ("profile", "title", "artwork", "policy", "segment")
+
+
+def _read_parquet(path: Path, keep_event_id: bool = True) -> tuple[pd.DataFrame, Callable[[int], str], bool]:
+    """The frame, its row labels, and whether ``event_id`` was left out (``keep_event_id=False``).
+
+    Text columns come as dictionaries (pandas categoricals) and candidate lists as codes into
+    their few distinct lists, so no column becomes a million Python objects.
+    """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        pfile = pq.ParquetFile(path)
+        schema = pfile.schema_arrow
+        dictionary = [c for c in _DICTIONARY_COLUMNS if c in schema.names and _is_text(schema.field(c).type)]
+        # Callers that encode (LogArrays has no event ids) skip the column: a million unique
+        # strings are the most expensive thing in the file and no estimate depends on them
+        # (``check``, ``abtest``, ``train-vw`` and the other formats still validate them).
+        ids_checked = not keep_event_id and "event_id" in schema.names
+        columns = [c for c in schema.names if not (c == "event_id" and ids_checked)]
+        kind = schema.field("candidates").type if "candidates" in columns else None
+        listed = kind is not None and (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and _is_text(kind.value_type)
+        if listed:  # one pass over the file: the lists' artwork ids come dictionary-encoded too
+            dictionary.append("candidates.list.element")
+        table = pq.read_table(path, columns=columns, read_dictionary=dictionary) if columns else pa.table({})
+        if listed:
+            i = table.column_names.index("candidates")
+            col = table.column(i).combine_chunks()
+            table = table.remove_column(i).append_column(
+                "candidates", _candidates_as_dictionary(col, lambda: pfile.read(columns=["candidates"]).column(0)))
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise LogSchemaError(str(path), None, None, f"not a readable Parquet file ({exc})") from None
-    if "candidates" in table.column_names:
-        table = _candidates_as_categorical(table)
     frame = table.to_pandas()
-    return frame, lambda i: f"row {i + 1}"
+    return frame, lambda i: f"row {i + 1}", ids_checked
 
 
-def _candidates_as_categorical(table):
-    """Encode a list<string> candidates column as a dictionary of JSON texts (fast to validate)."""
+def _candidates_as_dictionary(col, read_plain):
+    """A list<string> candidates column as a dictionary of JSON texts (fast to validate).
+
+    ``col`` has its artwork ids dictionary-encoded, so a row's list is a short run of small integer
+    codes; rows are keyed by (length, codes as base-B digits) and factorized. Lists too long for
+    an int64 key, or with a null id, take the general path: ``read_plain()``, for the validator.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    i = table.column_names.index("candidates")
-    col = table.column(i)
-    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)) or not pa.types.is_string(col.type.value_type):
-        return table
-    joined = pc.binary_join(col, "\x1f").combine_chunks().dictionary_encode()
-    texts = [json.dumps(v.split("\x1f")) if v else "[]" for v in joined.dictionary.to_pylist()]
-    cat = pa.DictionaryArray.from_arrays(joined.indices, pa.array(texts, pa.string()))
-    return table.set_column(i, "candidates", cat)
+    valid = ~np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    lengths = np.asarray(pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    flat = col.flatten()  # values of the non-null lists, in row order
+    if not pa.types.is_dictionary(flat.type):
+        flat = flat.dictionary_encode()
+    if flat.null_count:
+        return read_plain()  # a null artwork id: let the validator name it
+    words = flat.dictionary.to_pylist()
+    codes = flat.indices.to_numpy(zero_copy_only=False)
+    base = len(words) + 1
+    max_len = int(lengths.max(initial=0))
+    if max_len * math.log2(base) > 62:
+        return read_plain()  # not an int64 key: general (slower) path
+    key = np.zeros(len(lengths), dtype=np.int64)
+    if valid.all() and (lengths == max_len).all():  # the usual log: every row lists the same number
+        digits = codes.reshape(len(lengths), max_len)
+        for j in range(max_len):
+            key *= base
+            key += digits[:, j] + 1
+    else:
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        for j in range(max_len):  # digit j of every list that has one
+            has = lengths > j
+            key[has] = key[has] * base + codes[starts[has] + j] + 1
+    key = np.where(valid, key * (max_len + 1) + lengths, -1)
+    row_codes, uniques = pd.factorize(key, use_na_sentinel=False)
+    labels = []
+    for u in uniques.tolist():
+        if u < 0:
+            labels.append(None)
+            continue
+        n_items, digits = u % (max_len + 1), u // (max_len + 1)
+        items = []
+        for _ in range(n_items):
+            digits, d = divmod(digits, base)
+            items.append(words[d - 1])
+        labels.append(json.dumps(items[::-1]))
+    texts = np.array(labels, dtype=object)
+    none = np.flatnonzero(texts == None)  # noqa: E711 - object array comparison
+    out_codes = row_codes.astype(np.int32)
+    if none.size:
+        out_codes[row_codes == none[0]] = -1
+    return pa.DictionaryArray.from_arrays(pa.array(out_codes, mask=out_codes < 0),
+                                          pa.array([t if t is not None else "" for t in labels], pa.string()))
+
+
+def _is_text(arrow_type) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
 
 
 def validate_logs(
-    frame: pd.DataFrame, source: str = "<logs>", row_label: Callable[[int], str] | None = None
+    frame: pd.DataFrame, source: str = "<logs>", row_label: Callable[[int], str] | None = None,
+    event_id_skipped: bool = False,
 ) -> pd.DataFrame:
     """Check a raw table against the schema and return it normalized (a new frame).
+
+    ``event_id_skipped``: the reader left ``event_id`` out on purpose (Parquet, see load_logs).
 
     Raises LogSchemaError for the first column found broken, naming its first bad row.
     """
     label = row_label or (lambda i: f"row {i + 1}")
     if not isinstance(frame, pd.DataFrame):
         raise LogSchemaError(source, None, None, "logs must be a table")
-    missing = [c for c in REQUIRED if c not in frame.columns]
+    missing = [c for c in REQUIRED if c not in frame.columns and not (c == "event_id" and event_id_skipped)]
     if missing:
         raise LogSchemaError(source, None, missing[0], f"required column missing (have: {', '.join(map(str, frame.columns))})")
     if len(frame) == 0:
@@ -164,8 +255,9 @@ def validate_logs(
             raise LogSchemaError(source, label(first), column, message(first) + more)
 
     for col in _ID_COLUMNS:
-        out[col] = _string_column(frame[col], col, fail, required=True)
-    if out["event_id"].nunique() != len(frame):
+        if col in frame.columns:
+            out[col] = _string_column(frame[col], col, fail, required=True)
+    if "event_id" in out and out["event_id"].nunique() != len(frame):
         dup = out["event_id"].duplicated(keep="first").to_numpy()
         ids = out["event_id"]
         fail("event_id", dup, lambda i: f"duplicate event_id {ids.iloc[i]!r} (event ids must be unique)")
@@ -200,6 +292,17 @@ def validate_logs(
 
 
 def _string_column(col: pd.Series, name: str, fail, required: bool) -> pd.Series:
+    if isinstance(col.dtype, pd.CategoricalDtype):  # Parquet dictionaries: check each distinct value once
+        codes = col.cat.codes.to_numpy()
+        cats = list(col.cat.categories)
+        is_missing = codes < 0
+        if required:
+            fail(name, is_missing, lambda i: "missing value")
+        not_str = np.array([not isinstance(c, str) for c in cats] + [False])
+        fail(name, not_str[codes], lambda i: f"must be a string, got {cats[codes[i]]!r}")
+        empty = np.array([c == "" for c in cats] + [False])
+        fail(name, empty[codes], lambda i: "empty string")
+        return col
     is_missing = pd.isna(col).to_numpy()
     if required:
         fail(name, is_missing, lambda i: "missing value")
@@ -347,6 +450,13 @@ class LogArrays:
     feature_names: tuple[str, ...] = ()
     has_segment: bool = False
     has_candidates: bool = False
+    # Rows sharing a title and candidate set share a code: combo_mask[combo[i]] == mask[i] and
+    # combo_title[combo[i]] == title[i]. Fixed policies compute one row per combination.
+    combo: np.ndarray | None = None  # (n,) int
+    combo_mask: np.ndarray | None = None  # (C, K) bool
+    combo_title: np.ndarray | None = None  # (C,) int
+    contexts: np.ndarray | None = None  # (n,) object: each row's logged context dict (or None), for VW
+    combo_slots: tuple[tuple[int, ...], ...] = ()  # per combination: its candidates' slots, in logged order
 
     @property
     def n(self) -> int:
@@ -364,17 +474,23 @@ class LogArrays:
             self.propensity[rows], self.reward[rows], self.mask[rows], self.profile[rows], self.profiles,
             self.logging_policy[rows], self.logging_policies, self.order[rows], f, self.feature_names,
             self.has_segment, self.has_candidates,
+            None if self.combo is None else self.combo[rows], self.combo_mask, self.combo_title,
+            None if self.contexts is None else self.contexts[rows], self.combo_slots,
         )
 
 
 def encode_logs(frame: pd.DataFrame) -> LogArrays:
     """Encode a validated frame (from ``load_logs`` or ``validate_logs``) into LogArrays."""
-    order = np.argsort(frame["timestamp"].to_numpy(dtype=float), kind="stable")
-    df = frame.iloc[order]
+    ts = frame["timestamp"].to_numpy(dtype=float)
+    if np.all(ts[1:] >= ts[:-1]):  # already in time order (exports and simulations are): no copy
+        order, df = np.arange(len(frame)), frame
+    else:
+        order = np.argsort(ts, kind="stable")
+        df = frame.iloc[order]
     title_codes, titles = pd.factorize(df["title"], sort=True)
     # Distinct candidate lists per row (a handful), so per-row work stays vectorized.
     if "candidates" in df.columns:
-        cand_codes, cand_uniques = pd.factorize(df["candidates"], use_na_sentinel=True)
+        cand_codes, cand_uniques = _factorize_lists(df["candidates"].to_numpy(dtype=object))
     else:
         cand_codes, cand_uniques = None, []
     art_codes, art_names = pd.factorize(df["artwork"])
@@ -399,27 +515,30 @@ def encode_logs(frame: pd.DataFrame) -> LogArrays:
     slot_of_pair = np.array([arms[t].index(art) for t, art in pairs], dtype=np.int32)
     action = slot_of_pair[pair_codes]
     n_arms = np.array([len(a) for a in arms])
-    mask = np.arange(k)[None, :] < n_arms[title_codes][:, None]
     if cand_codes is not None:
         n_c = len(cand_uniques) + 1
         combo_codes, combos = pd.factorize(title_codes.astype(np.int64) * n_c + (cand_codes + 1))
-        rows = np.zeros((combos.size, k), dtype=bool)
+        combo_mask = np.zeros((combos.size, k), dtype=bool)
+        combo_title = (combos // n_c).astype(np.int64)
+        combo_slots = []
         for j, key in enumerate(combos.tolist()):
             t, c = divmod(key, n_c)
-            if c == 0:
-                rows[j, : n_arms[t]] = True
-            else:
-                rows[j, [arms[t].index(art) for art in cand_uniques[c - 1]]] = True
-        mask = rows[combo_codes]
+            slots = tuple(range(n_arms[t])) if c == 0 else tuple(arms[t].index(art) for art in cand_uniques[c - 1])
+            combo_mask[j, list(slots)] = True
+            combo_slots.append(slots)
+    else:
+        combo_codes, combo_title = title_codes, np.arange(len(titles))
+        combo_mask = np.arange(k)[None, :] < n_arms[:, None]
+        combo_slots = [tuple(range(m)) for m in n_arms.tolist()]
+    mask = combo_mask[combo_codes]
     if "segment" in df.columns:
-        seg_values = df["segment"].astype(object).fillna(UNKNOWN_SEGMENT)
-        seg_codes, segments = pd.factorize(seg_values, sort=True)
+        seg_codes, segments = _factorize_filled(df["segment"], UNKNOWN_SEGMENT)
         has_segment = True
     else:
         seg_codes, segments, has_segment = np.zeros(len(df), dtype=np.int64), [UNKNOWN_SEGMENT], False
     prof_codes, profiles = pd.factorize(df["profile"])
     if "policy" in df.columns:
-        pol_codes, pols = pd.factorize(df["policy"].astype(object).fillna("(unnamed)"), sort=True)
+        pol_codes, pols = _factorize_filled(df["policy"], "(unnamed)")
     else:
         pol_codes, pols = np.zeros(len(df), dtype=np.int64), ["(unnamed)"]
     features, names = _context_features(df["context"]) if "context" in df.columns else (None, ())
@@ -430,7 +549,38 @@ def encode_logs(frame: pd.DataFrame) -> LogArrays:
         profile=prof_codes.astype(np.int64), profiles=tuple(profiles),
         logging_policy=np.asarray(pol_codes, np.int32), logging_policies=tuple(pols), order=order,
         features=features, feature_names=names, has_segment=has_segment, has_candidates=cand_codes is not None,
+        combo=np.asarray(combo_codes, dtype=np.int64), combo_mask=combo_mask, combo_title=combo_title,
+        contexts=df["context"].to_numpy(dtype=object) if "context" in df.columns else None,
+        combo_slots=tuple(combo_slots),
     )
+
+
+def _factorize_lists(values: np.ndarray) -> tuple[np.ndarray, list]:
+    """Codes of a column of candidate tuples (-1: None) and the tuple of each code.
+
+    Grouped by object identity: validation makes equal lists one shared tuple, so this is a
+    hash of a million integers, not of a million tuples. Equal lists that are distinct objects
+    just get two codes, which nothing downstream minds.
+    """
+    ids = np.fromiter(map(id, values), dtype=np.int64, count=len(values))
+    codes, _ = pd.factorize(ids)
+    first = np.empty(codes.max(initial=-1) + 1, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]  # each code's first row (the last write wins)
+    uniques = [values[i] for i in first.tolist()]
+    if any(u is None for u in uniques):
+        keep = np.array([u is not None for u in uniques])
+        remap = np.where(keep, np.cumsum(keep) - 1, -1)
+        codes, uniques = remap[codes], [u for u in uniques if u is not None]
+    return codes, uniques
+
+
+def _factorize_filled(col: pd.Series, fill: str):
+    """Sorted codes of a text column, missing values as ``fill`` (categoricals stay categorical)."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        if col.isna().any():
+            col = col.cat.add_categories([fill]).fillna(fill)
+        return pd.factorize(col, sort=True)
+    return pd.factorize(col.astype(object).fillna(fill), sort=True)
 
 
 def _context_features(col: pd.Series) -> tuple[np.ndarray | None, tuple[str, ...]]:
@@ -455,18 +605,30 @@ def _context_features(col: pd.Series) -> tuple[np.ndarray | None, tuple[str, ...
 
 
 def write_logs(frame: pd.DataFrame, path: str | Path, fmt: str | None = None) -> None:
-    """Write a log table as JSON Lines, CSV (lists/objects as JSON text) or Parquet."""
+    """Write a log table (SPEC columns, in SPEC order) as JSON Lines, CSV or Parquet.
+
+    CSV carries ``candidates`` and ``context`` as JSON text (SPEC); Parquet keeps ``candidates``
+    a list of strings but ``context`` JSON text, since free-form objects have no one struct type.
+    The loader reads all three back to the same table.
+    """
     path = Path(path)
     fmt = fmt or detect_format(path)
-    if fmt == "parquet":
-        frame.to_parquet(path, index=False)
-    elif fmt == "csv":
-        out = frame.copy()
-        for col in ("candidates", "context"):
-            if col in out.columns:
-                out[col] = [None if v is None else json.dumps(list(v) if col == "candidates" else v) for v in out[col]]
-        out.to_csv(path, index=False)
-    elif fmt == "jsonl":
-        frame.to_json(path, orient="records", lines=True)
-    else:
-        raise LogSchemaError(str(path), None, None, f"format must be one of {FORMATS}, got {fmt!r}")
+    if fmt not in WRITE_FORMATS:
+        raise LogSchemaError(str(path), None, None, f"can write {WRITE_FORMATS}, not {fmt!r}")
+    out = frame[[c for c in COLUMNS if c in frame.columns]].copy()
+    as_json = ("candidates", "context") if fmt == "csv" else ("context",) if fmt == "parquet" else ()
+    for col in as_json:
+        if col in out.columns:
+            out[col] = [None if v is None else json.dumps(list(v) if col == "candidates" else v, separators=(",", ":"))
+                        for v in out[col]]
+    if fmt == "parquet" and "candidates" in out.columns:
+        out["candidates"] = [None if v is None else list(v) for v in out["candidates"]]
+    try:
+        if fmt == "parquet":
+            out.to_parquet(path, index=False)
+        elif fmt == "csv":
+            out.to_csv(path, index=False)
+        else:
+            out.to_json(path, orient="records", lines=True, force_ascii=False)
+    except OSError as exc:
+        raise LogSchemaError(str(path), None, None, f"cannot write: {exc.strerror or exc}") from None

@@ -1,19 +1,9 @@
-"""Policies to evaluate offline.
+"""Fixed policies (uniform, logged, ab, table) and Thompson sampling, to evaluate offline.
 
-A policy's contract: given the logs (rows in time order), the probability it gives each
-candidate artwork in each row. ``Policy.evaluate(logs, rng)`` returns a ``PolicyOutput``:
-
-- ``pi`` (n, K): probability of each artwork slot of the row's title (see ``LogArrays``);
-- ``pi_chosen`` (n,): probability of the artwork that was actually logged;
-- ``accepted`` (n,) or None: for learning policies, the rows replay accepted and learned from.
-
-Fixed policies only implement ``probabilities(logs)``. Learning policies (``thompson``; ``vw``
-once it lands) replay the log in order and update on the rows they accept (Li et al. 2011),
-and report the distribution they had at each row, which IPS/SNIPS/DR then use.
-
-Policies are registered by name in ``POLICIES``; a spec on the command line is ``NAME`` or
-``NAME:ARG`` (``table:PATH``). To add one, write a factory ``(arg, options) -> Policy`` and
-register it with ``register_policy``; see ``_vw_factory`` for the hook the VW policy fills.
+The contract is in ``replay.policy_base``; names map to factories in ``replay.policy_registry``.
+Fixed policies only implement ``probabilities(logs)``. Learning policies (``thompson`` here,
+``vw`` in ``replay.vw_replay``) replay the log in order and update on the rows they accept
+(Li et al. 2011), and report the distribution they had at each row, which IPS/SNIPS/DR then use.
 """
 
 from __future__ import annotations
@@ -23,44 +13,16 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bandit.ab_assignment import ABSplit, assign
-from bandit.thompson import ThompsonSampling
-from replay.logs import LogArrays
 
-
-class PolicyError(ValueError):
-    """A policy cannot be built or applied; the message says which and why."""
-
-
-@dataclass(frozen=True, eq=False)
-class PolicyOutput:
-    pi: np.ndarray
-    pi_chosen: np.ndarray
-    accepted: np.ndarray | None = None
-    warnings: tuple[str, ...] = ()
-
-
-class Policy(Protocol):
-    name: str
-
-    def evaluate(self, logs: LogArrays, rng: np.random.Generator) -> PolicyOutput: ...
-
-
-@dataclass(frozen=True)
-class PolicyOptions:
-    """Knobs shared by policy factories (the CLI fills them from flags)."""
-
-    ts_batch: int = 200
-    ts_prior: tuple[float, float] = (1.0, 1.0)
-    ts_segment_strength: float = 200.0
-    ts_uniform_mix: float = 0.01
-
-    def thompson(self) -> ThompsonSampling:
-        return ThompsonSampling(self.ts_prior, self.ts_segment_strength, self.ts_uniform_mix)
+if TYPE_CHECKING:  # fixed policies need neither scipy (Thompson) nor pandas (logs)
+    from bandit.thompson import ThompsonSampling
+    from replay.logs import LogArrays
+from replay.policy_base import Policy, PolicyError, PolicyOptions, PolicyOutput
 
 
 class FixedPolicy:
@@ -88,7 +50,7 @@ class UniformPolicy(FixedPolicy):
     name: str = "uniform"
 
     def probabilities(self, logs: LogArrays) -> np.ndarray:
-        return _normalize_rows(logs.mask.astype(float))
+        return np.take(_normalize_rows(logs.combo_mask.astype(float)), logs.combo, axis=0)
 
 
 @dataclass(frozen=True)
@@ -122,11 +84,11 @@ class TablePolicy(FixedPolicy):
         for t, title in enumerate(logs.titles):
             probs = self.table[title]
             per_title[t, : len(logs.arms[t])] = [probs.get(a, 0.0) for a in logs.arms[t]]
-        pi = per_title[logs.title]
+        per_combo = per_title[logs.combo_title]
         if logs.has_candidates:
             # The row's candidates are what could be shown: renormalize over them.
-            pi = _normalize_rows(pi * logs.mask)
-        return pi
+            per_combo = _normalize_rows(per_combo * logs.combo_mask)
+        return np.take(per_combo, logs.combo, axis=0)  # one (n, K) array, gathered from a row per title x candidate set
 
 
 def read_policy_table(path: str | Path) -> dict[str, dict[str, float]]:
@@ -164,24 +126,36 @@ def read_policy_table(path: str | Path) -> dict[str, dict[str, float]]:
 
 @dataclass(frozen=True)
 class ABPolicy(FixedPolicy):
-    """A fixed equal split by profile: ``ABSplit.equal(title's artworks, salt=title)`` (the
-    service salts with a secret per title; any salt gives an equally random split).
+    """The service's fixed split of policy ``ab``, by profile (deterministic, so ``pi`` is one-hot).
 
-    Deterministic given the profile, so ``pi`` is one-hot. The title's artworks are taken in
-    the order of the logs' ``candidates`` (the catalog order); without that column, sorted.
+    ``splits[title] = (artworks, weights, salt)`` as configured in the catalog (``ab:CATALOG``,
+    the service's ``ab.salt`` / ``ab.weights``); titles without one get the service's default,
+    an equal split salted with the title id over the title's artworks in catalog order (the
+    order of the logs' ``candidates``; without that column, sorted).
     """
 
+    splits: dict[str, tuple[tuple[str, ...], tuple[float, ...], str]] = field(default_factory=dict)
     name: str = "ab"
+
+    def _split(self, title: str, arms: tuple[str, ...]) -> ABSplit:
+        if title not in self.splits:
+            return ABSplit.equal(arms, salt=title)
+        artworks, weights, salt = self.splits[title]
+        return ABSplit(artworks, weights, salt)
 
     def probabilities(self, logs: LogArrays) -> np.ndarray:
         n_prof = len(logs.profiles)
         pair = logs.title.astype(np.int64) * n_prof + logs.profile
         uniq, inverse = np.unique(pair, return_inverse=True)
-        splits = [ABSplit.equal(arms, salt=title) for title, arms in zip(logs.titles, logs.arms, strict=True)]
-        slot = np.fromiter(
-            (assign(splits[p // n_prof], logs.profiles[p % n_prof]).index for p in uniq.tolist()),
-            dtype=np.int64, count=uniq.size,
-        )
+        splits = [self._split(title, arms) for title, arms in zip(logs.titles, logs.arms, strict=True)]
+        slot = np.empty(uniq.size, dtype=np.int64)
+        for j, p in enumerate(uniq.tolist()):
+            t = p // n_prof
+            arm = assign(splits[t], logs.profiles[p % n_prof]).arm
+            if arm not in logs.arms[t]:
+                raise PolicyError(f"policy {self.name}: title {logs.titles[t]!r}'s split assigns {arm!r}, "
+                                  "which is not among the logs' artworks for the title")
+            slot[j] = logs.arms[t].index(arm)
         pi = np.zeros((logs.n, logs.k))
         pi[np.arange(logs.n), slot[inverse]] = 1.0
         return pi
@@ -294,68 +268,40 @@ class ThompsonPolicy:
         return PolicyOutput(pi, pi_chosen, accepted=accepted)
 
 
-def _vw_factory(arg: str | None, options: PolicyOptions) -> Policy:
-    """Hook for the VW policy: a module ``replay.vw_policy`` exposing ``make_policy(arg, options)``.
-
-    The returned object follows the ``Policy`` protocol; a learning VW policy should accept rows
-    like ``ThompsonPolicy`` (rejection bound 1/min propensity, update on accepted rows in log
-    order) and return ``accepted`` in its PolicyOutput; a saved model (``vw:MODEL_PATH``) can
-    instead be a ``FixedPolicy``.
-    """
-    try:
-        import replay.vw_policy as vw_policy  # noqa: PLC0415 - optional, heavy (vowpalwabbit)
-    except ModuleNotFoundError as exc:
-        if exc.name != "replay.vw_policy":
-            raise
-        raise PolicyError("policy 'vw' is not available in this build yet (replay.vw_policy is missing)") from None
-    return vw_policy.make_policy(arg, options)
-
-
-PolicyFactory = Callable[[str | None, PolicyOptions], Policy]
-
-
-def _no_arg(cls) -> PolicyFactory:
+def _no_arg(cls):
     def make(arg: str | None, options: PolicyOptions) -> Policy:
         if arg:
-            raise PolicyError(f"policy {cls().name!r} takes no argument, got {arg!r}")
+            raise PolicyError(f"policy {cls().name!r} takes no argument, got {arg!r}", arg)
         return cls()
 
     return make
 
 
-def _table_factory(arg: str | None, options: PolicyOptions) -> Policy:
+make_uniform, make_logged = _no_arg(UniformPolicy), _no_arg(LoggedPolicy)
+
+
+def make_ab(arg: str | None, options: PolicyOptions) -> Policy:
+    """``ab``: the service's default split of every title; ``ab:CATALOG.json``: the catalog's splits."""
     if not arg:
-        raise PolicyError("policy 'table' needs a CSV path: table:PATH")
+        return ABPolicy()
+    from service.catalog import load_catalog_file  # the service's own parser: same defaults, same checks
+    from service.errors import ServiceError
+
+    try:
+        titles = load_catalog_file(arg)
+    except ServiceError as exc:
+        raise PolicyError(f"policy ab:{arg}: {exc.message}", arg) from None
+    splits = {t.id: (t.artwork_ids, t.ab_split().weights, t.ab_split().salt) for t in titles}
+    return ABPolicy(splits, name=f"ab:{arg}")
+
+
+def make_table(arg: str | None, options: PolicyOptions) -> Policy:
+    if not arg:
+        raise PolicyError("policy 'table' needs a CSV path: table:PATH", "table")
     return TablePolicy(read_policy_table(arg), name=f"table:{arg}")
 
 
-def _thompson_factory(arg: str | None, options: PolicyOptions) -> Policy:
+def make_thompson(arg: str | None, options: PolicyOptions) -> Policy:
     if arg:
-        raise PolicyError(f"policy 'thompson' takes no argument, got {arg!r} (use --ts-batch)")
+        raise PolicyError(f"policy 'thompson' takes no argument, got {arg!r} (use --ts-batch)", arg)
     return ThompsonPolicy(options)
-
-
-POLICIES: dict[str, PolicyFactory] = {
-    "uniform": _no_arg(UniformPolicy),
-    "logged": _no_arg(LoggedPolicy),
-    "ab": _no_arg(ABPolicy),
-    "table": _table_factory,
-    "thompson": _thompson_factory,
-    "vw": _vw_factory,
-}
-
-
-def register_policy(name: str, factory: PolicyFactory) -> None:
-    """Make ``name`` (and ``name:ARG``) available to ``make_policy`` and the CLI."""
-    if not name or ":" in name:
-        raise PolicyError(f"policy name must be non-empty without ':', got {name!r}")
-    POLICIES[name] = factory
-
-
-def make_policy(spec: str, options: PolicyOptions | None = None) -> Policy:
-    """Build a policy from ``NAME`` or ``NAME:ARG``."""
-    name, _, arg = spec.partition(":")
-    factory = POLICIES.get(name)
-    if factory is None:
-        raise PolicyError(f"unknown policy {name!r}; known: {', '.join(sorted(POLICIES))}")
-    return factory(arg or None, options or PolicyOptions())

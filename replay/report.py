@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from replay.estimators import Estimate
-from replay.evaluation import Evaluation
-from replay.integrity import IntegrityReport
+if TYPE_CHECKING:  # annotations only: evaluate's report must not import check's scipy.stats
+    from replay.estimators import Estimate
+    from replay.evaluation import Evaluation
+    from replay.integrity import IntegrityReport
 
 
 def _fmt(x: float, digits: int = 4) -> str:

@@ -33,7 +33,8 @@ class RewardModel:
         if self.coef is not None and logs.features is not None:
             x = (logs.features[s] - self.mean) / self.scale
             q = np.clip(q + x @ self.coef.T, 0.0, 1.0)
-        return np.where(logs.mask[s], q, 0.0)
+        q *= logs.mask[s]  # in place: q is a fresh gather, and a second (n, K) copy is the peak
+        return q
 
 
 def fit_reward_model(logs: LogArrays, strength: float = 20.0, ridge: float = 10.0) -> RewardModel:

@@ -23,10 +23,12 @@ import numpy as np
 import pandas as pd
 
 from bandit.thompson import SEGMENTS
-from replay.policies import PolicyOptions, ThompsonLearner
+from replay.errors import ReplayError
+from replay.policies import ThompsonLearner
+from replay.policy_base import PolicyOptions
 
 
-class SimulationError(ValueError):
+class SimulationError(ReplayError):
     """A simulation argument is malformed; the message names it."""
 
 

@@ -61,10 +61,10 @@ def check_context(context: dict) -> dict[str, str]:
     return checked
 
 
-def _check_titles(titles: list) -> list[str]:
+def _check_titles(app, titles: list) -> list[str]:
     if not titles:
         raise InvalidInput("title is required (repeat it for a batch)", field="title")
-    limit = current_app.config["SETTINGS"].max_batch_titles
+    limit = app.config["SETTINGS"].max_batch_titles
     if len(titles) > limit:
         raise InvalidInput(f"at most {limit} titles per request", field="title")
     return [check_id(t, "title") for t in titles]
@@ -81,28 +81,41 @@ def parse_defer(args) -> bool:
     return values[0] == "1"
 
 
-def _decide(profile: str, titles: list[str], context: dict[str, str], deferred: bool = False) -> list[Decision]:
-    decisions = current_app.extensions["engine"].decide(profile, titles, context, deferred)
-    current_app.extensions["metrics"].observe_decisions(decisions)
+def _decide(app, profile: str, titles: list[str], context: dict[str, str], deferred: bool = False) -> list[Decision]:
+    decisions = app.extensions["engine"].decide(profile, titles, context, deferred)
+    app.extensions["metrics"].observe_decisions(decisions)
     return decisions
+
+
+def _artwork_query(app, args) -> tuple[str, list[str], dict[str, str], bool]:
+    """(profile, titles, context, deferred) of a ``GET /artwork`` query, validated."""
+    profiles = args.getlist("profile")
+    if len(profiles) > 1:
+        raise InvalidInput("profile must be given once", field="profile")
+    profile = check_id(profiles[0] if profiles else None, "profile")
+    return profile, _check_titles(app, args.getlist("title")), parse_context(args), parse_defer(args)
 
 
 @bp.get("/artwork")
 def artwork():
-    profiles = request.args.getlist("profile")
-    if len(profiles) > 1:
-        raise InvalidInput("profile must be given once", field="profile")
-    profile = check_id(profiles[0] if profiles else None, "profile")
-    titles = _check_titles(request.args.getlist("title"))
-    context = parse_context(request.args)
-    deferred = parse_defer(request.args)
     if request.method == "HEAD":  # answers like GET (400, 404, 200), but decides and records nothing
+        _, titles, _, _ = _artwork_query(current_app, request.args)
         current_app.extensions["engine"].titles_for(titles)
         return current_app.response_class(status=200, mimetype="application/json")
-    decisions = _decide(profile, titles, context, deferred)
+    return jsonify(answer_artwork(current_app, request.args))
+
+
+def answer_artwork(app, args) -> dict:
+    """The answer to ``GET /artwork`` with query ``args``: validated, decided, counted.
+
+    Shared by the view above and ``service.fast_path``, which serves the same request without
+    Flask's per-request machinery.
+    """
+    profile, titles, context, deferred = _artwork_query(app, args)
+    decisions = _decide(app, profile, titles, context, deferred)
     if len(titles) == 1:
-        return jsonify(decisions[0].to_json())
-    return jsonify({"profile": profile, "decisions": [d.to_json() for d in decisions]})
+        return decisions[0].to_json()
+    return {"profile": profile, "decisions": [d.to_json() for d in decisions]}
 
 
 _BATCH_FIELDS = {"profile", "titles", "context", "defer_activation"}
@@ -121,14 +134,14 @@ def artwork_batch():
     titles = body.get("titles")
     if not isinstance(titles, list):
         raise InvalidInput("titles must be a list of title ids", field="titles")
-    titles = _check_titles(titles)
+    titles = _check_titles(current_app, titles)
     context = body.get("context", {})
     if not isinstance(context, dict):
         raise InvalidInput("context must be a JSON object of features", field="context")
     deferred = body.get("defer_activation", False)
     if not isinstance(deferred, bool):
         raise InvalidInput("defer_activation must be true or false", field="defer_activation")
-    decisions = _decide(profile, titles, check_context(context), deferred)
+    decisions = _decide(current_app, profile, titles, check_context(context), deferred)
     return jsonify({"profile": profile, "decisions": [d.to_json() for d in decisions]})
 
 

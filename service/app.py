@@ -12,8 +12,10 @@ from werkzeug.exceptions import HTTPException
 
 from service import admin, api, dashboard, ops, personalizer
 from service.config import Settings, load_settings
+from service.cors import register_cors
 from service.decisions import DecisionEngine
 from service.errors import ServiceError
+from service.fast_path import ArtworkFastPath
 from service.json_logging import configure_logging
 from service.keys import Keys
 from service.prometheus_metrics import PrometheusMetrics
@@ -22,9 +24,6 @@ from service.request_hooks import register_request_hooks
 from service.store import RedisStore
 
 log = logging.getLogger(__name__)
-
-CORS_PATHS = ("/artwork", "/reward", "/activate")
-
 
 class BodyLimitedRequest(Request):
     """A body sent without Content-Length (chunked) and reaching MAX_CONTENT_LENGTH is a 413.
@@ -95,6 +94,7 @@ def create_app(settings: Settings | None = None, *, redis_client=None, metrics=N
     register_error_handlers(app)
     register_request_hooks(app)
     register_cors(app, settings.cors_origins)
+    app.wsgi_app = ArtworkFastPath(app, settings.cors_origins)  # GET /artwork without Flask's overhead
 
     engine.catalog.refresh()  # seeds the catalog into Redis if Redis answers; never fails
     return app
@@ -132,31 +132,3 @@ def register_error_handlers(app: Flask) -> None:
             return error_response(503, "store_unavailable", "the decision store is unavailable; retry shortly", {"Retry-After": "1"})
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal", "internal error")
-
-
-def register_cors(app: Flask, origins: tuple[str, ...]) -> None:
-    allow_any = "*" in origins
-
-    @app.after_request
-    def cors(response: Response) -> Response:
-        if request.path not in CORS_PATHS:
-            return response
-        if request.path == "/artwork":
-            response.headers["Cache-Control"] = "no-store"
-        origin = request.headers.get("Origin")
-        if origin is None:
-            return response
-        if allow_any:
-            response.headers["Access-Control-Allow-Origin"] = "*"
-        elif origin in origins:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers.add("Vary", "Origin")
-        else:
-            return response
-        if request.method == "OPTIONS":
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-            response.headers["Access-Control-Allow-Headers"] = request.headers.get(
-                "Access-Control-Request-Headers", "Content-Type"
-            )
-            response.headers["Access-Control-Max-Age"] = "600"
-        return response

@@ -53,9 +53,6 @@ class Title:
     def artwork_ids(self) -> tuple[str, ...]:
         return tuple(a.id for a in self.artworks)
 
-    def index_of(self, artwork: str) -> int:
-        return self.artwork_ids.index(artwork)
-
     def ab_split(self) -> ABConfig:
         """The configured split (equal by default), salted with ``ab.salt`` or the title's secret.
 

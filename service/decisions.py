@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from service.errors import UnknownTitle
 from service.ids import new_event_ids
 from service.models import ModelCache, ModelStore
 from service.redis_conn import STORE_ERRORS
-from service.store import ArmCounts, DecisionRecord, RedisStore
+from service.store import SEGMENT_ORDER, ArmCounts, DecisionRecord, RedisStore, encode_draws
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,10 @@ LOG_TRIM_S = 60.0
 
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
+    """One answer of ``/artwork`` (a named tuple: a 40-title batch makes 40 per request, and a
+    frozen dataclass costs ~4x as much to build)."""
+
     profile: str
     title: str
     artwork: str
@@ -49,15 +52,7 @@ class Decision:
     fallback: bool
 
     def to_json(self) -> dict:
-        return {
-            "profile": self.profile,
-            "title": self.title,
-            "artwork": self.artwork,
-            "event_id": self.event_id,
-            "propensity": self.propensity,
-            "policy": self.policy,
-            "fallback": self.fallback,
-        }
+        return self._asdict()  # the SPEC's field order
 
 
 @dataclass(frozen=True)
@@ -119,8 +114,49 @@ class _Snapshot:
     fetched_at: float
     samplers: dict[str, ActionSampler] = field(default_factory=dict)  # segment -> TS action pmf
     by_posterior: dict[tuple[bytes, bytes], ActionSampler] = field(default_factory=dict)
-    per_segment: tuple[ActionSampler, ...] | None = None  # one per SEGMENTS entry
+    per_segment: _SegmentDraws | None = None
     artworks: tuple[str, ...] = ()  # the title's artworks the samplers were computed for
+
+
+Draws = tuple[tuple[str, float], ...]
+
+
+@dataclass
+class _SegmentDraws:
+    """A title's Thompson draw for every segment at once, under one counters snapshot.
+
+    Segments without data of their own share a sampler, so only the distinct ones are drawn
+    from; the draws of each combination of their arms, and the text the decide script reads
+    for them, are made once per snapshot (which serves many requests).
+    """
+
+    samplers: tuple[ActionSampler, ...]  # distinct, in order of first use by SEGMENTS
+    of_segment: tuple[int, ...]  # SEGMENTS position -> index into samplers
+    artworks: tuple[str, ...]
+    made: dict[object, tuple[Draws, str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, per_segment: Sequence[ActionSampler], artworks: tuple[str, ...]) -> _SegmentDraws:
+        distinct: list[ActionSampler] = []
+        of_segment = []
+        for sampler in per_segment:
+            index = next((i for i, s in enumerate(distinct) if s is sampler), None)
+            if index is None:
+                index = len(distinct)
+                distinct.append(sampler)
+            of_segment.append(index)
+        return cls(tuple(distinct), tuple(of_segment), artworks)
+
+    def draw(self, u: float) -> tuple[Draws, str]:
+        """Each segment's (artwork, propensity) for the uniform number ``u``, and their text."""
+        samplers = self.samplers
+        key = samplers[0].pick(u) if len(samplers) == 1 else tuple(s.pick(u) for s in samplers)
+        made = self.made.get(key)
+        if made is None:
+            arms = (key,) if len(samplers) == 1 else key
+            draws = tuple((self.artworks[arms[i]], samplers[i].probabilities[arms[i]]) for i in self.of_segment)
+            made = self.made[key] = (draws, encode_draws(draws))
+        return made
 
 
 class CountsCache:
@@ -175,7 +211,7 @@ class DecisionEngine:
         }
         # Policies whose choice depends on the profile's segment: drawn once per segment when the
         # segment is only known inside the decide script.
-        self.per_segment: dict[str, Callable[[Title], tuple[tuple[str, float], ...]]] = {
+        self.per_segment: dict[str, Callable[[Title], tuple[Draws, str]]] = {
             "thompson": self._thompson_per_segment
         }
         self.models = ModelCache(ModelStore(store.client, store.keys))
@@ -225,10 +261,11 @@ class DecisionEngine:
             for t in titles:
                 self.on_fallback(t.id, type(exc).__name__)
             return [self.fallback(profile_id, t) for t in titles]
+        i = SEGMENT_ORDER.index(decided) if decided in SEGMENT_ORDER else 0  # DecisionRecord.draw_for, once
         decisions = []
         for r in records:
-            artwork, propensity = r.draw_for(decided)
-            decisions.append(Decision(profile_id, r.title, artwork, r.event_id, propensity, r.policy, fallback=False))
+            artwork, propensity = r.draws[i]
+            decisions.append(Decision(profile_id, r.title, artwork, r.event_id, propensity, r.policy, False))
         return decisions
 
     def _record(
@@ -244,23 +281,16 @@ class DecisionEngine:
     ) -> DecisionRecord:
         """The decision for ``title``; with ``segment`` None, one draw per segment."""
         if segment is None and title.policy in self.per_segment:
-            draws = self.per_segment[title.policy](title)
+            draws, draws_text = self.per_segment[title.policy](title)
             logged_context = context
         else:
             choice = self.choosers[title.policy](title, segment or "new", profile_id, profile, context)
-            draws = ((choice.artwork, choice.propensity),) * len(SEGMENTS)
+            draws, draws_text = ((choice.artwork, choice.propensity),) * len(SEGMENTS), None
             logged_context = choice.context if choice.context is not None else context
+        # event_id, token, timestamp, profile, title, policy, candidates, context, draws, draws_text, deferred
         return DecisionRecord(
-            event_id=event_id,
-            token=event_id.rsplit("~", 1)[1],
-            timestamp=now,
-            profile=profile_id,
-            title=title.id,
-            policy=title.policy,
-            candidates=title.artwork_ids,
-            context=logged_context,
-            draws=draws,
-            deferred=deferred,
+            event_id, event_id[-32:], now, profile_id, title.id, title.policy, title.artwork_ids, logged_context, draws, draws_text,
+            deferred,
         )
 
     @staticmethod
@@ -300,20 +330,16 @@ class DecisionEngine:
         arm = sampler.draw(self.rng)
         return Choice(title.artwork_ids[arm], sampler.probabilities[arm])
 
-    def _thompson_per_segment(self, title: Title) -> tuple[tuple[str, float], ...]:
-        """(artwork, propensity) drawn for each segment. Only the profile's segment's draw is
-        served, so one uniform number serves all four (each keeps its segment's distribution)."""
+    def _thompson_per_segment(self, title: Title) -> tuple[Draws, str]:
+        """(artwork, propensity) drawn for each segment, and their text for the decide script.
+        Only the profile's segment's draw is served, so one uniform number serves all four
+        (each keeps its segment's distribution)."""
         snap = self._snapshot(title)
-        samplers = snap.per_segment
-        if samplers is None:
-            samplers = snap.per_segment = tuple(self.action_sampler(title, seg) for seg in SEGMENTS)
-        u = self.rng.random()
-        ids = title.artwork_ids
-        first = samplers[0]
-        if all(s is first for s in samplers):  # common: no segment has data of its own yet
-            arm = first.pick(u)
-            return ((ids[arm], first.probabilities[arm]),) * len(samplers)
-        return tuple((ids[arm], sampler.probabilities[arm]) for sampler in samplers for arm in (sampler.pick(u),))
+        table = snap.per_segment
+        if table is None:
+            samplers = [self.action_sampler(title, seg) for seg in SEGMENTS]
+            table = snap.per_segment = _SegmentDraws.of(samplers, title.artwork_ids)
+        return table.draw(self.rng.random())
 
     def _choose_fixed(self, title: Title, *_args) -> Choice:
         return Choice(title.default, 1.0)

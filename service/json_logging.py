@@ -14,7 +14,8 @@ import sys
 import time
 
 import orjson
-from flask import g, has_request_context
+
+from service.request_hooks import current_request_id
 
 # Attributes a caller may pass with ``extra=`` that become fields of the JSON object.
 EXTRA_FIELDS = ("request_id", "method", "path", "status", "duration_ms", "remote_addr")
@@ -33,8 +34,10 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "pid": record.process,  # which gunicorn worker
         }
-        if getattr(record, "request_id", None) is None and has_request_context():
-            entry["request_id"] = g.get("request_id")
+        if getattr(record, "request_id", None) is None:
+            request_id = current_request_id()
+            if request_id is not None:
+                entry["request_id"] = request_id
         for name in EXTRA_FIELDS:
             value = getattr(record, name, None)
             if value is not None:

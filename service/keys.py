@@ -82,9 +82,6 @@ class Keys:
         """Hash: the title's current VW model (version, bytes, stream position)."""
         return f"{self._title(title)}:model"
 
-    def title_prefix(self, title: str) -> str:
-        return self._title(title)
-
     # Personalizer-compatible surface: everything in the one slot ``{pz}`` (a rank is one script
     # over its event and the log; event ids are client-chosen, but the first braces of a key are
     # the prefix's ``{pz}``, so no id can move a key to another slot)

@@ -9,7 +9,7 @@ One ``/artwork`` request, whatever the number of titles:
   and returns the counters of titles whose copy is due for a refresh.
 - Otherwise (a title never seen by this worker, a ``vw`` title, whose features need the
   profile, or a Redis Cluster, where the profile lives in another slot): TWO round trips,
-  ``read_state`` (profile, counters, model versions) and then the same script with the
+  ``read_state_with_models`` (profile, counters, model versions) and then the same script with the
   segment given.
 A reward is one ``reward`` script: atomic and idempotent (counted once, logged once).
 All of a title's keys share one hash tag, so both scripts run unchanged on a Redis Cluster.
@@ -21,6 +21,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import redis
 
@@ -199,8 +200,12 @@ class ArmCounts:
 
 
 @lru_cache(maxsize=4096)
-def _candidates_json(candidates: tuple[str, ...]) -> str:
-    return json.dumps(list(candidates), separators=(",", ":"))
+def _title_part(title: str, policy: str, candidates: tuple[str, ...]) -> str:
+    """The middle of a record template: what one title's records share."""
+    return (
+        f'"title":"{title}","artwork":"%s","propensity":%s,"policy":"{policy}",'
+        f'"candidates":{json.dumps(list(candidates), separators=(",", ":"))},"context":'
+    )
 
 
 def _context_template(context: dict) -> str:
@@ -218,12 +223,28 @@ def _context_template_of(items: tuple) -> str:
     return text.replace("%", "%%").replace('"\\u0001"', '"%s"')
 
 
-@dataclass(frozen=True)
-class DecisionRecord:
+def _template(event_id: str, timestamp_text: str, profile: str, title_part: str, context_part: str) -> str:
+    return (
+        f'{{"event_id":"{event_id}","timestamp":{timestamp_text},"profile":"{profile}",'
+        f'{title_part}{context_part},"segment":"%s"}}'
+    )
+
+
+def encode_draws(draws: Sequence[tuple[str, float]]) -> str:
+    """Draws as the decide script reads them: "artwork|propensity" per segment joined by "|",
+    or one pair when every segment drew the same."""
+    first = draws[0]
+    pairs = (first,) if all(d == first for d in draws) else draws
+    return "|".join(f"{a}|{p!r}" for a, p in pairs)
+
+
+class DecisionRecord(NamedTuple):
     """One decision as logged (SPEC's log schema, without the reward).
 
     ``draws`` holds the (artwork, propensity) chosen for each segment of SEGMENT_ORDER: the
-    same pair four times when the segment was known before choosing.
+    same pair four times when the segment was known before choosing. ``draws_text`` is
+    ``encode_draws(draws)`` when the caller has it already. (A named tuple: one per title of a
+    batch, built ~4x faster than a frozen dataclass.)
     """
 
     event_id: str
@@ -235,6 +256,7 @@ class DecisionRecord:
     candidates: tuple[str, ...]
     context: dict
     draws: tuple[tuple[str, float], ...]
+    draws_text: str | None = None
     deferred: bool = False  # counted and logged only once activated (``RedisStore.activate``)
 
     def template(self) -> str:
@@ -244,18 +266,13 @@ class DecisionRecord:
         Built from cached pieces (ids are validated: no quotes, backslashes or %); equal to
         ``json.dumps`` of the record with those four filled in (tested).
         """
-        return (
-            f'{{"event_id":"{self.event_id}","timestamp":{self.timestamp!r},"profile":"{self.profile}",'
-            f'"title":"{self.title}","artwork":"%s","propensity":%s,"policy":"{self.policy}",'
-            f'"candidates":{_candidates_json(self.candidates)},"context":{_context_template(self.context)},'
-            '"segment":"%s"}'
+        return _template(
+            self.event_id, repr(self.timestamp), self.profile,
+            _title_part(self.title, self.policy, self.candidates), _context_template(self.context),
         )
 
     def draws_arg(self) -> str:
-        """The draws as the decide script reads them: one pair when every segment drew the same."""
-        first = self.draws[0]
-        pairs = (first,) if all(d == first for d in self.draws) else self.draws
-        return "|".join(f"{a}|{p!r}" for a, p in pairs)
+        return self.draws_text if self.draws_text is not None else encode_draws(self.draws)
 
     def draw_for(self, segment: str) -> tuple[str, float]:
         return self.draws[SEGMENT_ORDER.index(segment) if segment in SEGMENT_ORDER else 0]
@@ -366,11 +383,6 @@ class RedisStore:
         return profile_from_json(self.client.hget(self.keys.profile(profile_id), "json"))
 
     # -- decisions
-    def read_state(self, profile_id: str, titles: Sequence[str]) -> tuple[Profile | None, dict[str, ArmCounts]]:
-        """Round trip 1: the profile and the counters of ``titles``."""
-        profile, counts, _ = self.read_state_with_models(profile_id, titles, ())
-        return profile, counts
-
     def read_state_with_models(
         self, profile_id: str, titles: Sequence[str], model_titles: Sequence[str]
     ) -> tuple[Profile | None, dict[str, ArmCounts], dict[str, int]]:
@@ -418,24 +430,31 @@ class RedisStore:
         bucket = int(first.timestamp // TRAFFIC_BUCKET_S)
         groups = [[rec] for rec in records] if self.cluster else [list(records)]
 
-        def fill(pipe) -> None:
-            # Per call: a NOSCRIPT retry (restarted Redis) fills the pipeline a second time.
-            refresh_set = set(refresh)
-            for group in groups:
-                # On a cluster every key of a call must share the title's slot: its arms key stands
-                # in for the profile, which is not read there (the segment is given).
-                keys: list[str] = [self.keys.arms(group[0].title) if self.cluster else profile_key]
-                args: list = list(common)
-                for rec in group:
-                    keys += self.keys.decision(rec.title, rec.token, bucket)
-                    flag = (1 if rec.title in refresh_set else 0) + (2 if rec.deferred else 0)
-                    args += [rec.policy, rec.template(), _FLAGS[flag], rec.draws_arg()]
-                    refresh_set.discard(rec.title)  # a title repeated in a batch: read it once
-                # execute_command, not pipe.evalsha: redis-py's cluster pipeline refuses the
-                # latter, while routing a raw EVALSHA by its first key works on both clients.
-                pipe.execute_command("EVALSHA", self._decide.sha, len(keys), *keys, *args)
+        refresh_set = set(refresh)
+        timestamp_text = common[-1]
+        contexts: dict[int, str] = {}  # id(context) -> its template: a batch's records share one
+        calls = []
+        for group in groups:
+            # On a cluster every key of a call must share the title's slot: its arms key stands in
+            # for the profile, which is not read there (the segment is given).
+            keys: list[str] = [self.keys.arms(group[0].title) if self.cluster else profile_key]
+            args: list = list(common)
+            for rec in group:
+                keys += self.keys.decision(rec.title, rec.token, bucket)
+                context_part = contexts.get(id(rec.context))
+                if context_part is None:
+                    context_part = contexts[id(rec.context)] = _context_template(rec.context)
+                title_part = _title_part(rec.title, rec.policy, rec.candidates)
+                args += [
+                    rec.policy,
+                    _template(rec.event_id, timestamp_text, rec.profile, title_part, context_part),
+                    _FLAGS[(1 if rec.title in refresh_set else 0) + (2 if rec.deferred else 0)],
+                    rec.draws_arg(),
+                ]
+                refresh_set.discard(rec.title)  # a title repeated in a batch: read it once
+            calls.append(("EVALSHA", self._decide.sha, len(keys), *keys, *args))
 
-        results = self._execute_scripts(fill)
+        results = self._run_scripts(calls)
         decided = _text(results[0][0])
         refreshed_titles = [t for t in dict.fromkeys(r.title for r in records) if t in set(refresh)]
         raw_counts = [c for result in results for c in result[1:]]
@@ -444,18 +463,25 @@ class RedisStore:
             counts[title] = ArmCounts.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
         return decided, counts
 
-    def _execute_scripts(self, fill, client=None) -> list:
-        """Run a pipeline of EVALSHA calls, loading the scripts once if Redis lost them.
+    def _run_scripts(self, commands: Sequence[tuple], client=None) -> list:
+        """Send ``commands`` (each one command's arguments: ``EVALSHA sha numkeys *keys *args``,
+        or ``WAIT``) in one round trip; loads the scripts once if Redis lost them (a restarted or
+        flushed Redis: then none of them ran, so sending again is safe).
 
-        redis-py's own pipeline support asks SCRIPT EXISTS before every execution: one extra
-        round trip per request. We send EVALSHA directly; on NOSCRIPT (a restarted or flushed
-        Redis) none of the scripts ran, so loading them and sending again is safe.
+        One command (a single Redis: the whole batch) is a plain command, as cheap as redis-py
+        gets; several (a cluster: one per title; a reward and its WAIT) go in a pipeline. Neither
+        uses redis-py's Script objects, which ask SCRIPT EXISTS first (one more round trip per
+        request), and a raw EVALSHA is routed by its first key on both clients (the cluster
+        pipeline refuses evalsha). ``client``: another connection (a cluster node's, for WAIT).
         """
         client = client or self.client
         for attempt in (0, 1):
-            pipe = client.pipeline(transaction=False)
-            fill(pipe)
             try:
+                if len(commands) == 1:
+                    return [client.execute_command(*commands[0])]
+                pipe = client.pipeline(transaction=False)
+                for command in commands:
+                    pipe.execute_command(*command)
                 return pipe.execute()
             except redis.exceptions.NoScriptError:
                 if attempt:
@@ -486,18 +512,15 @@ class RedisStore:
         return RewardOutcome(status=status, artwork=artwork, policy=policy, replicated=replicas >= self.wait_replicas)
 
     def _reward_and_wait(self, keys: list[str], args: list) -> tuple[list, int]:
-        def fill(pipe) -> None:
-            pipe.execute_command("EVALSHA", self._reward.sha, len(keys), *keys, *args)
-            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
-
+        commands = [("EVALSHA", self._reward.sha, len(keys), *keys, *args), ("WAIT", self.wait_replicas, self.wait_timeout_ms)]
         if not self.cluster:
-            result, replicas = self._execute_scripts(fill)
+            result, replicas = self._run_scripts(commands)
             return result, int(replicas)
         # WAIT answers for the node it is sent to, up to its connection's last command: it must
         # follow the script on the same connection to the title's primary (that node's client).
         node = self.client.get_node_from_key(keys[0])
         try:
-            result, replicas = self._execute_scripts(fill, self.client.get_redis_connection(node))
+            result, replicas = self._run_scripts(commands, self.client.get_redis_connection(node))
         except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.MovedError):
             # The node died or lost the slot (a failover): learn the new topology for the next call.
             self.client.nodes_manager.initialize()
@@ -523,12 +546,11 @@ class RedisStore:
         number = epoch s // TRAFFIC_BUCKET_S): one script call per title, summed in Redis."""
         titles = [t for t, points in groups.items() if points]
 
-        def fill(pipe) -> None:
-            for t in titles:
-                keys = [self.keys.traffic(t, b) for point in groups[t] for b in point]
-                pipe.execute_command("EVALSHA", self._traffic_sum.sha, len(keys), *keys, *(len(point) for point in groups[t]))
-
-        results = self._execute_scripts(fill) if titles else []
+        commands = []
+        for t in titles:
+            keys = [self.keys.traffic(t, b) for point in groups[t] for b in point]
+            commands.append(("EVALSHA", self._traffic_sum.sha, len(keys), *keys, *(len(point) for point in groups[t])))
+        results = self._run_scripts(commands) if titles else []
         out: dict[str, list[dict[str, int]]] = {t: [] for t in groups}
         for t, points in zip(titles, results, strict=True):
             out[t] = [{_text(k): int(v) for k, v in zip(flat[::2], flat[1::2], strict=True)} for flat in points]

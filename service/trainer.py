@@ -43,7 +43,7 @@ from dataclasses import dataclass, replace
 import orjson
 import redis
 
-from bandit.vw_features import FeatureError, has_features, to_example
+from bandit.vw_features import FeatureError, has_features, logged_example
 from bandit.vw_policy import VWConfig, VWModel, cost_of, learning_probability
 from service.config import Settings, load_settings
 from service.json_logging import configure_logging
@@ -165,7 +165,7 @@ class TitleTrainer:
                 if not 0 < prob <= 1:
                     raise FeatureError(f"label probability must be in (0, 1], got {prob}")
                 event_id = str(record["event_id"])
-                example = to_example(context, candidates)
+                example = logged_example(context, record.get("segment"), candidates)
             except (KeyError, ValueError, TypeError, AttributeError, FeatureError) as exc:
                 # Never learnable: skipped now (``position`` passes it with the decisions after it).
                 log.warning("trainer: title=%s skips malformed decision %s: %s", self.title,

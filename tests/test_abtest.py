@@ -404,7 +404,7 @@ def test_cli_plan(capsys):
 
 
 def test_cli_without_logs_or_mode_is_an_error(capsys):
-    assert main(["abtest"]) == 2
+    assert main(["abtest"]) == 1
     assert "LOGS" in capsys.readouterr().err
 
 

@@ -28,6 +28,9 @@ def _logged_decisions(app) -> list[str]:
 
 
 def test_a_deferred_decision_counts_only_once_activated(app, client):
+    from service.fast_path import ArtworkFastPath
+
+    assert isinstance(app.wsgi_app, ArtworkFastPath)  # GET /artwork here goes through the lean front
     before = _stats(client)
     d = client.get(f"/artwork?profile=p1&title={TITLE}&device=tv&defer_activation=1").get_json()
     assert d["fallback"] is False and d["event_id"]

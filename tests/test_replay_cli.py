@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -37,16 +39,28 @@ def test_evaluate_json_has_exactly_the_spec_shape(sim_logs, capsys, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_evaluate_table_policy_text_output_and_bootstrap(sim_logs, capsys, tmp_path):
+def test_evaluate_table_policy_text_output_and_estimates_near_the_truth(sim_logs, capsys, tmp_path):
     path, truth = sim_logs
-    env = segmented_titles(np.random.default_rng(3), n_titles=4, n_artworks=3)
+    env = segmented_titles(np.random.default_rng(3), n_titles=4, n_artworks=3)  # simulate's environment (seed 3)
+    assert truth["ctr"][env.titles[0]][env.artworks[0][0]][env.segments[0]] == pytest.approx(env.ctr[0, 0, 0])
     table = tmp_path / "policy.csv"
     table.write_text("title,artwork,probability\n" + "".join(
         f"{t},{arts[0]},1\n" for t, arts in zip(env.titles, env.artworks, strict=True)))
+    target = np.zeros((4, 3))
+    target[:, 0] = 1.0
+    true_value = env.policy_value(target)
+    assert abs(true_value - truth["value_uniform"]) > 0.005  # a wrong policy would not pass by accident
     assert main(["evaluate", str(path), "--policy", f"table:{table}", "--estimator", "ips", "--estimator", "dr",
                  "--bootstrap", "50", "--seed", "1"]) == 0
     text = capsys.readouterr().out
     assert f"table:{table}" in text and "by segment:" in text and "snips" not in text
+    assert main(["evaluate", str(path), "--policy", f"table:{table}", "--estimator", "ips", "--estimator", "dr",
+                 "--bootstrap", "200", "--seed", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)["policies"][f"table:{table}"]
+    for est in ("ips", "dr"):  # one data set: within 4 standard errors (coverage is test_replay_estimators')
+        lo, hi = out[est]["ci"]
+        se = (hi - lo) / (2 * 1.96)
+        assert abs(out[est]["value"] - true_value) < 4 * se and lo < out[est]["value"] < hi, (est, out[est], true_value)
 
 
 @pytest.mark.parametrize(
@@ -57,9 +71,9 @@ def test_evaluate_table_policy_text_output_and_bootstrap(sim_logs, capsys, tmp_p
         (["--policy", "uniform", "--policy", "uniform"], "named twice"),
     ],
 )
-def test_evaluate_user_errors_exit_2_with_one_line(sim_logs, capsys, argv, message):
+def test_evaluate_user_errors_exit_1_with_one_line(sim_logs, capsys, argv, message):
     path, _ = sim_logs
-    assert main(["evaluate", str(path), *argv]) == 2
+    assert main(["evaluate", str(path), *argv]) == 1
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
 
@@ -94,3 +108,32 @@ def test_progress_bar_goes_to_stderr_only_when_asked(sim_logs, capsys):
     captured = capsys.readouterr()
     assert "thompson [" in captured.err
     json.loads(captured.out)
+
+
+HEAVY = ("pandas", "scipy", "matplotlib")
+
+
+@pytest.mark.parametrize("argv", [
+    ["--help"], ["evaluate", "--help"], ["check", "--help"], ["simulate", "--help"], ["export", "--help"],
+    ["compare", "--help"], ["train-vw", "--help"], ["evaluate"], ["evaluate", "x.parquet", "--nope"], ["bogus"],
+])
+def test_help_and_usage_errors_import_no_pandas_scipy_or_matplotlib(argv):
+    code = ("import sys\nfrom replay.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            f"    loaded = sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))\n"
+            "    print(loaded, e.code, file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == f"[] {0 if argv[-1] == '--help' else 2}", done.stderr
+    if argv[-1] != "--help":  # one error line (then the marker line above)
+        assert len(done.stderr.strip().splitlines()) == 2 and done.stderr.startswith("error: ")
+
+
+def test_names_spelled_in_light_modules_match_their_sources():
+    from replay.bandit_comparison import SCENARIOS, SHIP_RULES
+    from replay.commands import _common, compare, evaluate
+    from replay.estimators import ESTIMATORS
+    from replay.logs import FORMATS
+
+    assert tuple(ESTIMATORS) == evaluate.ESTIMATOR_NAMES
+    assert _common.FORMATS == FORMATS
+    assert (compare.SCENARIOS, compare.SHIP_RULES) == (SCENARIOS, SHIP_RULES)

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
-import pandas as pd
 import pytest
 
-from bandit.ab_assignment import ABSplit, assign
+from replay.cli import main
 from replay.estimators import Replay
 from replay.evaluation import policy_input
-from replay.logs import encode_logs, validate_logs
+from replay.logs import encode_logs, load_logs, validate_logs
 from replay.policies import (
-    POLICIES,
-    PolicyError,
-    PolicyOptions,
     ThompsonLearner,
-    make_policy,
     read_policy_table,
 )
+from replay.policy_base import PolicyError, PolicyOptions
+from replay.policy_registry import POLICIES, make_policy
 from replay.simulation import segmented_titles, serve_thompson, simulate_logs, two_artworks
+from tests.conftest import CLUSTER
 
 
 def logs_of(env, n, seed=0, logging="uniform"):
@@ -64,16 +64,40 @@ def test_uniform_policy_over_candidates():
     np.testing.assert_allclose(out.pi, 0.25)
 
 
-def test_ab_policy_matches_service_assignment():
-    env = segmented_titles(np.random.default_rng(0), n_titles=2, n_artworks=3)
-    frame = simulate_logs(env, np.random.default_rng(1), 300)
-    logs = encode_logs(validate_logs(frame))
-    out = make_policy("ab").evaluate(logs, np.random.default_rng(0))
-    df = frame.iloc[logs.order]
-    for i, (title, profile, cands) in enumerate(zip(df["title"], df["profile"], df["candidates"], strict=True)):
-        expected = assign(ABSplit.equal(cands, salt=title), profile).arm
-        assert logs.arms[logs.title[i]][int(np.argmax(out.pi[i]))] == expected
-        assert out.pi[i].sum() == 1.0
+def test_ab_policy_matches_what_the_live_service_served(app, redis_url, key_prefix, tmp_path):
+    """Decisions of a running service (configured salt and unequal weights) exported and
+    replayed: ``ab:CATALOG`` puts all its mass on the served artwork of every row; plain ``ab``
+    (the default equal split salted by title) does not, so the check can fail."""
+    arts = ("x1", "x2", "x3")
+    entry = {"id": "split", "artworks": [{"id": a, "tags": ["t"]} for a in arts], "default": "x1", "policy": "ab",
+             "ab": {"salt": "exp-7", "weights": {"x1": 0.2, "x2": 0.3, "x3": 0.5}}}
+    client = app.test_client()
+    put = client.put("/catalog/split", json={k: v for k, v in entry.items() if k != "id"}, headers={"Authorization": "Bearer test-token"})
+    assert put.status_code in (200, 201), put.get_json()
+    served = {}
+    for i in range(300):
+        d = client.get(f"/artwork?profile=u{i}&title=split").get_json()
+        assert d["policy"] == "ab"
+        served[f"u{i}"] = d["artwork"]
+    logs_path = tmp_path / "ab.parquet"
+    assert main(["export", "--redis", redis_url, "--prefix", key_prefix, "--out", str(logs_path), "--window", "0.001",
+                 *(["--cluster"] if CLUSTER else [])]) == 0
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({"titles": [entry]}))
+    frame = load_logs(logs_path)
+    logs = encode_logs(frame)
+    profiles = frame["profile"].to_numpy()[logs.order]
+    chosen = [logs.arms[0][j] for j in np.argmax(make_policy(f"ab:{catalog}").evaluate(logs, np.random.default_rng(0)).pi, axis=1)]
+    assert chosen == [served[p] for p in profiles]
+    equal = make_policy("ab").evaluate(logs, np.random.default_rng(0)).pi
+    assert (np.argmax(equal, axis=1) != [logs.arms[0].index(served[p]) for p in profiles]).mean() > 0.3
+
+
+def test_ab_policy_with_a_bad_catalog_is_an_error(tmp_path):
+    bad = tmp_path / "c.json"
+    bad.write_text("{not json")
+    with pytest.raises(PolicyError, match="not valid JSON"):
+        make_policy(f"ab:{bad}")
 
 
 def test_logged_policy_is_on_policy_average():
@@ -83,15 +107,25 @@ def test_logged_policy_is_on_policy_average():
     assert est.value == pytest.approx(logs.reward.mean())
 
 
-def test_unknown_policy_and_vw_hook():
-    with pytest.raises(PolicyError, match="unknown policy 'nope'"):
+def test_unknown_policy_is_an_error_naming_the_known_ones():
+    with pytest.raises(PolicyError, match="unknown policy 'nope'; known: ab, logged, table, thompson, uniform, vw"):
         make_policy("nope")
-    assert "vw" in POLICIES
-    try:
-        import replay.vw_policy  # noqa: F401
-    except ModuleNotFoundError:
-        with pytest.raises(PolicyError, match="vw"):
-            make_policy("vw")
+    assert set(POLICIES) == {"uniform", "logged", "ab", "table", "thompson", "vw"}
+
+
+def test_vw_replay_learns_the_better_artwork_and_a_bad_model_path_is_an_error(tmp_path):
+    logs = logs_of(two_artworks((0.05, 0.6)), 3_000, seed=3)
+    out = make_policy("vw").evaluate(logs, np.random.default_rng(0))
+    np.testing.assert_allclose(out.pi.sum(axis=1), 1.0)
+    assert 300 < out.accepted.sum() < logs.n  # replay accepts some rows, not all
+    best = logs.arms[0].index("a2")
+    assert out.pi[0, best] == pytest.approx(0.5) and out.pi[-500:, best].mean() > 0.85  # learned a2 from accepted rows
+    with pytest.raises(PolicyError, match="vw:/no/such/model"):
+        make_policy("vw:/no/such/model")
+    junk = tmp_path / "junk.vw"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(PolicyError, match="not a VW model"):
+        make_policy(f"vw:{junk}")
 
 
 @pytest.mark.parametrize("batch", [1, 3, 7])
@@ -143,8 +177,15 @@ def test_thompson_replay_is_reproducible_and_learns_per_segment():
 
 
 def test_policy_frame_with_no_segment_column_uses_title_posterior():
-    frame = simulate_logs(two_artworks(), np.random.default_rng(0), 2_000).drop(columns=["segment"])
-    logs = encode_logs(validate_logs(frame))
-    out = make_policy("thompson").evaluate(logs, np.random.default_rng(0))
-    assert not logs.has_segment and out.accepted.any()
-    assert isinstance(frame, pd.DataFrame)
+    """Without segments every row of a title shares one distribution between refreshes; with
+    them, each segment has its own, so the same logs give several distinct rows per refresh."""
+    frame = simulate_logs(two_artworks(), np.random.default_rng(0), 2_000)
+    batch = PolicyOptions().ts_batch
+    no_seg = encode_logs(validate_logs(frame.drop(columns=["segment"])))
+    out = make_policy("thompson").evaluate(no_seg, np.random.default_rng(0))
+    assert not no_seg.has_segment and out.accepted.any()
+    refreshes = out.accepted.sum() // batch + 1
+    assert len(np.unique(out.pi.round(12), axis=0)) <= refreshes
+    seg = encode_logs(validate_logs(frame))
+    out_seg = make_policy("thompson").evaluate(seg, np.random.default_rng(0))
+    assert len(np.unique(out_seg.pi.round(12), axis=0)) > out_seg.accepted.sum() // batch + 1

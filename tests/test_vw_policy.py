@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bandit import personalized_sim as sim
 from bandit.vw_features import FeatureError, decision_context, has_features, log_context, to_example
 from bandit.vw_offline import LoggedDecision, learn_logged
 from bandit.vw_policy import VWConfig, VWConfigError, VWModel, sample_action
+from replay import personalized_sim as sim
 
 TAGS = {"a1": ("comedic", "bright"), "a2": ("action", "dark:moody")}
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import redis
 
-from bandit import personalized_sim as sim
 from bandit.vw_features import to_example
 from bandit.vw_policy import VWModel
+from replay import personalized_sim as sim
 from service.config import PROJECT_ROOT
 from service.keys import Keys
 from service.models import ModelStore, event_digest

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import redis
 
-from bandit import personalized_sim as sim
 from bandit import vw_features
 from bandit.vw_features import decision_context, to_example
 from bandit.vw_policy import VWConfig, VWModel, cost_of, learning_probability
+from replay import personalized_sim as sim
 from service.config import load_settings
 from service.keys import Keys
 from service.models import ModelStore, event_digest

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from replay.cli import CliError
-from replay.logs import FORMATS, LogArrays, LogSchemaError, encode_logs, load_logs
+
+if TYPE_CHECKING:
+    from replay.logs import LogArrays
+
+# replay.logs.FORMATS, spelled here so --help does not import pandas (a test keeps them equal)
+FORMATS = ("jsonl", "csv", "parquet", "dsjson")
 
 
 def add_logs_argument(parser: argparse.ArgumentParser) -> None:
@@ -13,9 +19,12 @@ def add_logs_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, help="log format (default: from the file name)")
 
 
-def load(args: argparse.Namespace) -> LogArrays:
+def load(args: argparse.Namespace, *, validate_event_ids: bool = False) -> LogArrays:
+    """The logs as arrays; Parquet event ids are read only when asked (see ``load_logs``)."""
+    from replay.logs import LogSchemaError, encode_logs, load_logs
+
     try:
-        return encode_logs(load_logs(args.logs, args.format))
+        return encode_logs(load_logs(args.logs, args.format, keep_event_id=validate_event_ids))
     except LogSchemaError as exc:
         raise CliError(str(exc)) from None
 

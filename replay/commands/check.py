@@ -1,7 +1,7 @@
 """`python -m replay check LOGS`: are the logged propensities consistent with what was served?
 
 Exit status 0 when nothing is flagged, 1 when some title/policy group is flagged (so it can
-gate a pipeline), 2 on unreadable logs.
+gate a pipeline) or on unreadable logs (one error line), 2 on a usage error.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ import argparse
 import json
 
 from replay.commands._common import add_logs_argument, load, probability
-from replay.integrity import check_propensities
-from replay.report import integrity_json, integrity_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = check_propensities(load(args), alpha=args.alpha)
+    from replay.integrity import check_propensities
+    from replay.report import integrity_json, integrity_table
+
+    report = check_propensities(load(args, validate_event_ids=True), alpha=args.alpha)
     print(json.dumps(integrity_json(report)) if args.json else integrity_table(report))
     return 1 if report.flagged else 0

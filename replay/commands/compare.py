@@ -10,20 +10,18 @@ import argparse
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
-import numpy as np
-from matplotlib.figure import Figure
-
-from replay.bandit_comparison import (
-    SCENARIOS,
-    SHIP_RULES,
-    BernoulliArms,
-    ComparisonError,
-    ComparisonResult,
-    PersonalizedArms,
-    compare_policies,
-)
 from replay.cli import CliError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from replay.bandit_comparison import ComparisonResult
+
+# replay.bandit_comparison's SCENARIOS and SHIP_RULES, spelled here so --help imports no numpy/scipy (a test keeps them equal)
+SCENARIOS = ("uniform-ctr", "personalized")
+SHIP_RULES = ("significant", "best")
 
 _LABELS = {"ab": "A/B test, then ship", "thompson": "Thompson sampling", "vw": "VW contextual bandit"}
 
@@ -61,6 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from replay.bandit_comparison import BernoulliArms, ComparisonError, PersonalizedArms, compare_policies
+
     personalized = args.scenario == "personalized"
     if personalized and (args.ctrs is not None or args.arms is not None):
         raise CliError("--ctrs and --arms describe the uniform-ctr scenario; the personalized one has its own catalog")
@@ -109,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def result_json(result: ComparisonResult) -> dict:
+    from replay.bandit_comparison import PersonalizedArms
+
     env = result.env
     out = {
         "arms": {a: c for a, c in zip(env.arms, env.ctrs, strict=True)},
@@ -145,6 +147,8 @@ def result_json(result: ComparisonResult) -> dict:
 
 
 def summary_table(result: ComparisonResult) -> str:
+    from replay.bandit_comparison import PersonalizedArms
+
     if isinstance(result.env, PersonalizedArms):
         return _personalized_table(result)
     env = result.env
@@ -189,6 +193,8 @@ def _policy_rows(result: ComparisonResult, *, with_ctr: bool) -> list[str]:
 
 
 def _personalized_table(result: ComparisonResult) -> str:
+    from replay.bandit_comparison import PersonalizedArms
+
     env = result.env
     assert isinstance(env, PersonalizedArms)
     groups = "; ".join(
@@ -222,6 +228,11 @@ def _personalized_table(result: ComparisonResult) -> str:
 
 
 def regret_figure(result: ComparisonResult) -> Figure:
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from replay.bandit_comparison import PersonalizedArms
+
     fig = Figure(figsize=(9, 5.5), layout="constrained")
     ax = fig.subplots()
     t = np.arange(1, result.horizon + 1)

@@ -6,22 +6,20 @@ import argparse
 import json
 import sys
 
-import numpy as np
-
 from replay.cli import CliError
 from replay.commands._common import add_logs_argument, load, non_negative_int, positive_int, probability
-from replay.estimators import ESTIMATORS, EstimatorInputError
-from replay.evaluation import evaluate_policies
-from replay.policies import POLICIES, PolicyError, PolicyOptions, make_policy
-from replay.progress import Progress, progress_enabled
-from replay.report import estimates_json, estimates_table, plot_estimates
+from replay.policy_base import PolicyError, PolicyOptions
+from replay.policy_registry import POLICIES, make_policy
+
+# replay.estimators.ESTIMATORS' names, spelled here so --help does not import scipy (a test keeps them equal)
+ESTIMATOR_NAMES = ("replay", "ips", "snips", "dm", "dr")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_logs_argument(parser)
     parser.add_argument("--policy", action="append", required=True, metavar="NAME",
                         help=f"policy to evaluate, repeatable: {', '.join(POLICIES)} or table:PATH")
-    parser.add_argument("--estimator", action="append", choices=list(ESTIMATORS),
+    parser.add_argument("--estimator", action="append", choices=ESTIMATOR_NAMES,
                         help="estimator, repeatable (default: all of replay, ips, snips, dm, dr)")
     parser.add_argument("--bootstrap", type=non_negative_int, default=0, metavar="N",
                         help="percentile interval from N Poisson-bootstrap replicates (default: normal approximation)")
@@ -38,6 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from replay.estimators import EstimatorInputError
+    from replay.evaluation import evaluate_policies
+    from replay.progress import Progress, progress_enabled
+    from replay.report import estimates_json, estimates_table, plot_estimates
+
     options = PolicyOptions(ts_batch=args.ts_batch, ts_uniform_mix=args.ts_uniform_mix)
     try:
         policies = [make_policy(spec, options) for spec in args.policy]
@@ -47,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if len(set(names)) != len(names):
         raise CliError(f"a policy is named twice: {names}")
     logs = load(args)
-    estimators = list(dict.fromkeys(args.estimator or list(ESTIMATORS)))
+    estimators = list(dict.fromkeys(args.estimator or ESTIMATOR_NAMES))
     enabled = progress_enabled(args.progress)
     bars: dict[str, Progress] = {}
 

@@ -1,4 +1,8 @@
-"""`python -m replay export --redis URL --out FILE`: the service's logged impressions."""
+"""`replay export --redis URL --out FILE`: the service's logged impressions, final rewards only.
+
+By default every decision whose attribution window has closed, with its reward (0 when none
+came); ``--include-open`` adds the open ones and the summary line says so.
+"""
 
 from __future__ import annotations
 
@@ -14,38 +18,48 @@ from service.config import Settings
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis", required=True, help="Redis URL of the service (e.g. redis://127.0.0.1:6379/0)")
-    parser.add_argument("--out", required=True, help="output file: .jsonl, .csv or .parquet")
+    parser.add_argument("--out", required=True, help="output file: .jsonl, .csv or .parquet (.jsonl.gz, .csv.gz compressed)")
     parser.add_argument("--prefix", default=os.environ.get("KEY_PREFIX", "aw"), help="the service's KEY_PREFIX (default: $KEY_PREFIX or aw)")
     parser.add_argument("--window", type=float, default=float(os.environ.get("ATTRIBUTION_WINDOW_S", Settings.attribution_window_s)),
                         help="attribution window in seconds (default: $ATTRIBUTION_WINDOW_S or 600)")
     parser.add_argument("--title", action="append", help="only this title (repeatable)")
-    parser.add_argument("--include-open", action="store_true", help="also export decisions whose window is still open (reward 0 so far)")
+    parser.add_argument("--include-open", action="store_true",
+                        help="also export decisions whose window is still open (their reward is not final: usually 0)")
     parser.add_argument("--cluster", action="store_true", help="the URL names a node of a Redis Cluster")
     add_sentinel_arguments(parser)
+
+
+CATALOG_SUFFIX = ":{catalog}:titles"
+
+
+def _prefixes(client) -> list[str]:
+    """KEY_PREFIXes with a catalog in this Redis (for the hint when the asked one has none)."""
+    found = {k.decode() if isinstance(k, bytes) else k for k in client.scan_iter(match="*" + CATALOG_SUFFIX.replace("{", "\\{").replace("}", "\\}"), count=1000)}
+    return sorted(k[: -len(CATALOG_SUFFIX)] for k in found)
 
 
 def run(args: argparse.Namespace) -> int:
     import redis
 
-    from replay.export import join_records
-    from replay.log_writer import LogWriteError, format_of, write_logs
+    from replay.export import join_records, summary
+    from replay.logs import LogSchemaError, detect_format, write_logs
     from service.ids import ID_PATTERN
     from service.keys import Keys
     from service.store import RedisStore
 
     try:
-        format_of(args.out)
-    except LogWriteError as exc:
-        raise CliError(str(exc)) from None
+        detect_format(args.out)
+    except LogSchemaError as exc:
+        raise CliError(str(exc), "--out") from None
     if args.window <= 0:
-        raise CliError("--window must be positive")
+        raise CliError("--window must be positive", "--window")
     for t in args.title or []:
         if not ID_PATTERN.fullmatch(t):
-            raise CliError(f"--title {t!r} is not a valid title id")
+            raise CliError(f"--title {t!r} is not a valid title id", "--title")
     try:
         keys = Keys(args.prefix)
     except ValueError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(f"--prefix: {exc}", "--prefix") from None
     try:
         client = redis_client(args, args.redis, cluster=args.cluster)
         store = RedisStore(client, keys, attribution_window_s=int(args.window), log_maxlen=1)
@@ -60,20 +74,24 @@ def run(args: argparse.Namespace) -> int:
                     break
                 start = "(" + page[-1][0]
             print(f"\rexport: {i}/{len(titles)} titles, {len(entries)} records", end="", file=sys.stderr, flush=True)
-        print(file=sys.stderr)
+        if titles:
+            print(file=sys.stderr)
+        result = join_records(entries, now=time.time(), window_s=args.window, include_open=args.include_open)
+        if result.decisions == 0:
+            others = [p for p in _prefixes(client) if p != args.prefix]
+            where = f"titles {', '.join(args.title)} under " if args.title else ""
+            hint = (f"prefixes with a catalog in this Redis: {', '.join(others)} (pass --prefix)" if others
+                    else "no prefix in this Redis has a catalog")
+            raise CliError(f"no decisions logged for {where}prefix {args.prefix!r}; {hint}", "--prefix")
     except (redis.RedisError, OSError) as exc:
-        raise CliError(f"cannot read from Redis at {args.redis}: {exc}") from None
+        raise CliError(f"cannot read from Redis at {args.redis}: {exc}", "--redis") from None
     except ValueError as exc:
-        raise CliError(f"bad --redis URL: {exc}") from None
-    result = join_records(entries, now=time.time(), window_s=args.window, include_open=args.include_open)
+        if isinstance(exc, CliError):
+            raise
+        raise CliError(f"bad --redis URL: {exc}", "--redis") from None
     try:
-        write_logs(result.frame, args.out)
-    except OSError as exc:
-        raise CliError(f"cannot write {args.out}: {exc.strerror}") from None
-    print(
-        f"export: wrote {len(result.frame)} impressions ({result.rewarded} rewarded) to {args.out}; "
-        f"{result.still_open} decisions still inside their attribution window "
-        + ("included with reward 0" if args.include_open else "left out (use --include-open to include)"),
-        file=sys.stderr,
-    )
+        write_logs(result.frame(), args.out)
+    except LogSchemaError as exc:
+        raise CliError(str(exc), "--out") from None
+    print(summary(result, args.out, args.include_open), file=sys.stderr)
     return 0

@@ -5,13 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
-
 from replay.cli import CliError
 from replay.commands._common import positive_int
-from replay.logs import LogSchemaError, write_logs
-from replay.policies import PolicyError, PolicyOptions, read_policy_table
-from replay.simulation import SimulationError, segmented_titles, simulate_logs, two_artworks
+from replay.policy_base import PolicyError, PolicyOptions
 
 
 def _ctrs(text: str) -> tuple[float, ...]:
@@ -41,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from replay.logs import LogSchemaError, write_logs
+    from replay.policies import read_policy_table
+    from replay.simulation import SimulationError, segmented_titles, simulate_logs, two_artworks
+
     rng = np.random.default_rng(args.seed)
     try:
         if args.scenario == "two-artworks":

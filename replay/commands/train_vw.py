@@ -14,11 +14,8 @@ import argparse
 import os
 import time
 
-from bandit.vw_offline import LoggedDecision, learn_logged
-from bandit.vw_policy import EXPLORATIONS, VWConfig, VWConfigError, VWModel
 from replay.cli import CliError
 from replay.commands._common import add_logs_argument, add_sentinel_arguments, redis_client
-from replay.logs import LogSchemaError, load_logs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,8 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="where to save the model (VW binary model file)")
     parser.add_argument("--title", help="learn only this title's rows (required with --redis: the title to publish to)")
     parser.add_argument("--init", metavar="MODEL", help="continue training a saved model instead of a new one")
-    parser.add_argument("--exploration", choices=EXPLORATIONS, default=os.environ.get("VW_EXPLORATION", "squarecb"),
-                        help="exploration of a new model (default: $VW_EXPLORATION or squarecb)")
+    parser.add_argument("--exploration", default=os.environ.get("VW_EXPLORATION", "squarecb"),
+                        help="exploration of a new model: squarecb, epsilon, bag, cover or softmax "
+                             "(bandit.vw_policy.EXPLORATIONS; default: $VW_EXPLORATION or squarecb)")
     parser.add_argument("--epsilon", type=float, default=float(os.environ.get("VW_EPSILON", 0.05)))
     parser.add_argument("--gamma-scale", type=float, default=float(os.environ.get("VW_GAMMA_SCALE", 10.0)))
     parser.add_argument("--min-learn-p", type=float, default=float(os.environ.get("VW_MIN_LEARN_P", 0.2)),
@@ -39,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _decisions(frame, title: str | None):
+    from bandit.vw_offline import LoggedDecision
+
     rows = frame.sort_values("timestamp", kind="stable")
     if title is not None:
         rows = rows[rows["title"] == title]
@@ -58,6 +58,10 @@ def _decisions(frame, title: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
+    from bandit.vw_offline import learn_logged
+    from bandit.vw_policy import VWConfig, VWConfigError, VWModel
+    from replay.logs import LogSchemaError, load_logs
+
     if args.redis and not args.title:
         raise CliError("--redis needs --title: the title whose model to replace")
     try:

@@ -19,6 +19,7 @@ import numpy as np
 from bandit.thompson import ThompsonSampling, decide_from_probabilities
 from bandit.vw_features import decision_context, to_example
 from bandit.vw_policy import VWConfig, VWModel, cost_of, learning_probability, sample_action
+from replay.simulation import SimulationError
 
 ARTWORKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("a-comedic", ("comedic", "ensemble", "bright")),
@@ -32,10 +33,6 @@ GROUPS: tuple[str, ...] = ("comedy", "action")
 CTR = np.array([[0.30, 0.15, 0.10, 0.10, 0.10], [0.15, 0.30, 0.10, 0.10, 0.10]])
 DEVICES = ("tv", "mobile", "web")
 COUNTRIES = ("US", "FR", "BR", "IN")
-
-
-class SimulationError(ValueError):
-    """A simulation argument is malformed; the message names it."""
 
 
 @dataclass(frozen=True, eq=False)

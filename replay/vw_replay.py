@@ -1,4 +1,4 @@
-"""Policy ``vw`` for ``replay evaluate``: VW ``cb_explore_adf`` learning as it replays, or a saved model.
+"""Policy ``vw`` for ``replay evaluate`` (``bandit.vw_policy`` is the model itself): VW ``cb_explore_adf`` learning as it replays, or a saved model.
 
 - ``vw``: a new model (``VW_EXPLORATION``... defaults, see ``bandit.vw_policy``) that replays the
   log in order (Li et al. 2011, rejection bound 1/min propensity as ``ThompsonPolicy``) and
@@ -6,12 +6,9 @@
 - ``vw:MODEL``: a model saved by ``replay train-vw`` (or exported from the service), evaluated as
   a fixed policy: its pmf for every row, no learning.
 
-Features: ``LogArrays`` keeps the logs' numeric context columns (profile features ``p.*``,
-``hour``) and the segment, not the text ones (device, country) nor the artworks' tags, so the
-replayed examples hold segment, numeric profile features and artwork ids (tags and text context
-are missing). Rows without a profile get the column mean (``replay.logs``), and the cold-start
-flag is dropped for that reason. If ``LogArrays`` grows a ``contexts`` attribute (raw dicts, in
-row order), those are used as logged, with full features.
+Features: each row's example is ``bandit.vw_features.logged_example`` of its logged context,
+segment and candidates (in logged order), the function the trainer and ``train-vw`` use, so a
+model is evaluated on the features it was trained on (tags, device, country, profile).
 """
 
 from __future__ import annotations
@@ -21,34 +18,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bandit.vw_features import FeatureError, log_context, to_example
+from bandit.vw_features import FeatureError, logged_example
 from bandit.vw_policy import VWConfig, VWModel, cost_of, learning_probability
-from replay.logs import LogArrays
-from replay.policies import PolicyError, PolicyOptions, PolicyOutput
-
-
-def _row_contexts(logs: LogArrays) -> list[dict]:
-    raw = getattr(logs, "contexts", None)
-    if raw is not None:
-        return [log_context(c, logs.segments[g] if logs.has_segment else None) for c, g in zip(raw, logs.segment, strict=True)]
-    names = [(j, n) for j, n in enumerate(logs.feature_names) if not n.startswith("vw.") and n != "p.cold"]
-    out = []
-    for i in range(logs.n):
-        ctx: dict = {"segment": logs.segments[logs.segment[i]] if logs.has_segment else "new"}
-        for j, name in names:
-            x = float(logs.features[i, j])  # type: ignore[index]
-            ctx[name] = str(int(x)) if name == "hour" and x.is_integer() else x
-        out.append(log_context(ctx))
-    return out
+from replay.logs import UNKNOWN_SEGMENT, LogArrays
+from replay.policy_base import PolicyError, PolicyOptions, PolicyOutput
 
 
 def _examples(logs: LogArrays):
-    """Per row: the candidate slots and the VW example over them."""
-    contexts = _row_contexts(logs)
+    """Per row: the candidate slots (in logged order) and the VW example over them."""
+    contexts = logs.contexts if logs.contexts is not None else [None] * logs.n
     for i in range(logs.n):
         arms = logs.arms[logs.title[i]]
-        slots = np.flatnonzero(logs.mask[i])
-        yield slots, to_example(contexts[i], [arms[j] for j in slots])
+        slots = logs.combo_slots[logs.combo[i]]
+        segment = logs.segments[logs.segment[i]] if logs.has_segment else None
+        yield np.asarray(slots), logged_example(contexts[i], None if segment == UNKNOWN_SEGMENT else segment,
+                                                [arms[j] for j in slots])
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,61 @@
+"""What every replayed policy shares: its output, its protocol, its options and its error.
+
+Kept apart from the policies themselves so ``replay.policies`` (fixed and Thompson policies),
+``replay.vw_replay`` (VW) and ``replay.policy_registry`` (names -> factories) import this and
+never each other.
+
+A policy's contract: given the logs (rows in time order), the probability it gives each
+candidate artwork in each row. ``Policy.evaluate(logs, rng)`` returns a ``PolicyOutput``:
+
+- ``pi`` (n, K): probability of each artwork slot of the row's title (see ``LogArrays``);
+- ``pi_chosen`` (n,): probability of the artwork that was actually logged;
+- ``accepted`` (n,) or None: for learning policies, the rows replay accepted and learned from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from replay.errors import ReplayError
+
+if TYPE_CHECKING:
+    from bandit.thompson import ThompsonSampling
+    from replay.logs import LogArrays
+
+
+class PolicyError(ReplayError):
+    """A policy cannot be built or applied; the message says which and why."""
+
+
+@dataclass(frozen=True, eq=False)
+class PolicyOutput:
+    pi: np.ndarray
+    pi_chosen: np.ndarray
+    accepted: np.ndarray | None = None
+    warnings: tuple[str, ...] = ()
+
+
+class Policy(Protocol):
+    name: str
+
+    def evaluate(self, logs: LogArrays, rng: np.random.Generator) -> PolicyOutput: ...
+
+
+@dataclass(frozen=True)
+class PolicyOptions:
+    """Knobs shared by policy factories (the CLI fills them from flags)."""
+
+    ts_batch: int = 200
+    ts_prior: tuple[float, float] = (1.0, 1.0)
+    ts_segment_strength: float = 200.0
+    ts_uniform_mix: float = 0.01
+
+    def thompson(self) -> ThompsonSampling:
+        from bandit.thompson import ThompsonSampling  # scipy: not needed to print --help
+
+        return ThompsonSampling(self.ts_prior, self.ts_segment_strength, self.ts_uniform_mix)
+
+
