@@ -5,6 +5,10 @@ with wrk (Debian's) from a second process; then measures p99 latency at half of 
 single-title throughput (wrk with a calibrated pause between requests). Prints a table and the ratios the issue targets:
   single-title /artwork throughput >= 60% of the one-round-trip baseline;
   p99 at half that load < 20 ms;  a 40-title batch costs <= 4x a single title.
+A sticky title (catalog ``sticky_s``) is measured too and its cost stated against a plain one.
+``--before DIR`` (a source tree of the previous version, e.g. ``git archive main | tar -x -C DIR``)
+also serves that version from the same Redis and states this version's single-title throughput
+relative to it (issue 14: no regression above 5% for non-sticky titles).
 Bounded: every phase has a fixed duration; servers are stopped at exit. Loopback only.
 """
 
@@ -114,7 +118,10 @@ def paced_p99(tmp: Path, port: int, path: str, rate: float, seconds: int, connec
     return {"rate": result["rps"], "target_rate": rate, "p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"], "errors": result["non_2xx"]}
 
 
-def bench_catalog(path: Path, n_titles: int = 40, n_artworks: int = 4) -> list[str]:
+STICKY_TITLE = "bench-sticky"
+
+
+def bench_catalog(path: Path, n_titles: int = 40, n_artworks: int = 4, sticky: bool = True) -> list[str]:
     titles = [f"bench-title-{i:02d}" for i in range(n_titles)]
     body = {
         "titles": [
@@ -122,6 +129,8 @@ def bench_catalog(path: Path, n_titles: int = 40, n_artworks: int = 4) -> list[s
             for t in titles
         ]
     }
+    if sticky:  # wrk's profiles repeat, so most of its decisions are repeats of a remembered one
+        body["titles"].append({"id": STICKY_TITLE, "artworks": [{"id": f"s-a{j}"} for j in range(n_artworks)], "sticky_s": 3600})
     path.write_text(json.dumps(body))
     return titles
 
@@ -133,6 +142,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--before", type=Path, help="source tree of the previous version: also served, for the no-regression ratio")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench_service needs wrk: apt-get install wrk", file=sys.stderr)
@@ -155,7 +165,15 @@ def main() -> int:
         port_app, port_base = free_port(), free_port()
         procs.start([*gunicorn, "--bind", f"127.0.0.1:{port_app}", "service.app:create_app()"], env={**env, "PYTHONPATH": str(ROOT)})
         procs.start([*gunicorn, "--bind", f"127.0.0.1:{port_base}", "bench.baseline_app:create_baseline_app()"], env={**env, "PYTHONPATH": str(ROOT)})
+        port_before = free_port() if args.before else None
+        if args.before:
+            before_catalog = tmp / "catalog-before.json"
+            bench_catalog(before_catalog, sticky=False)
+            before = [str(VENV_BIN / "gunicorn"), "-c", str(args.before / "gunicorn.conf.py"), "--workers", str(args.workers), "--chdir", str(args.before)]
+            before_env = {**env, "PYTHONPATH": str(args.before), "CATALOG_PATH": str(before_catalog), "KEY_PREFIX": f"before{os.getpid()}"}
+            procs.start([*before, "--bind", f"127.0.0.1:{port_before}", "service.app:create_app()"], env=before_env)
         single = f"/artwork?profile=PROFILE&title={titles[0]}"
+        sticky = f"/artwork?profile=PROFILE&title={STICKY_TITLE}"
         batch = "/artwork?profile=PROFILE&" + "&".join(f"title={t}" for t in titles)
         wait_http(port_app, single.replace("PROFILE", "warm"))
         wait_http(port_base, "/hello")
@@ -165,7 +183,11 @@ def main() -> int:
             ("one Redis round trip (baseline)", port_base, "/one-round-trip"),
             ("/artwork, 1 title", port_app, single),
             ("/artwork, 40 titles", port_app, batch),
+            ("/artwork, 1 sticky title", port_app, sticky),
         ]
+        if port_before is not None:
+            wait_http(port_before, single.replace("PROFILE", "warm"))
+            plan.append(("/artwork, 1 title (--before)", port_before, single))
         for _name, port, path in plan:  # warm caches, connections and the catalog
             wrk(port, wrk_script(tmp, "warm", path), 2, args.connections)
         # Rounds interleave the endpoints, so a burst of other load on this shared machine hits
@@ -182,6 +204,10 @@ def main() -> int:
         rows = {name: {k: median([x[k] for x in rs]) for k in rs[0]} for name, rs in runs.items()}
         single_ratio = median([a["rps"] / b["rps"] for a, b in zip(runs["/artwork, 1 title"], runs["one Redis round trip (baseline)"], strict=True)])
         batch_cost = median([a["rps"] / b["rps"] for a, b in zip(runs["/artwork, 1 title"], runs["/artwork, 40 titles"], strict=True)])
+        sticky_cost = median([a["rps"] / b["rps"] for a, b in zip(runs["/artwork, 1 title"], runs["/artwork, 1 sticky title"], strict=True)])
+        before_ratio = None
+        if port_before is not None:
+            before_ratio = median([a["rps"] / b["rps"] for a, b in zip(runs["/artwork, 1 title"], runs["/artwork, 1 title (--before)"], strict=True)])
         one = rows["/artwork, 1 title"]["rps"]
         half = paced_p99(tmp, port_app, single, rate=one / 2, seconds=2 * args.seconds)
 
@@ -194,6 +220,8 @@ def main() -> int:
             "single_vs_baseline": single_ratio,
             "batch40_cost_vs_single": batch_cost,
             "p99_ms_at_half_load": half["p99_ms"],
+            "sticky_cost_vs_single": sticky_cost,
+            "single_vs_before": before_ratio,
         }
         print("\nTargets (met: with the 10% margin)")
         checks = [
@@ -201,9 +229,12 @@ def main() -> int:
             ("40-title batch cost / single-title cost", ratios["batch40_cost_vs_single"], "<=", 4.0, 3.6),
             (f"p99 ms at half the single-title load ({half['rate']:.0f} req/s)", ratios["p99_ms_at_half_load"], "<", 20.0, 18.0),
         ]
+        if before_ratio is not None:
+            checks.append(("/artwork 1 title throughput / the --before version's", before_ratio, ">=", 0.95, 0.955))  # margin: 10% of the 5% allowed
         for label, value, op, target, with_margin in checks:
             met = value >= with_margin if op == ">=" else value <= with_margin if op == "<=" else value < with_margin
             print(f"  {label:<58} = {value:6.2f}  (target {op} {target:g}, with margin {op} {with_margin:g}: {'met' if met else 'NOT met'})")
+        print(f"  a sticky title costs {sticky_cost:.2f}x a plain one (one more Redis round trip: it reads the remembered decision)")
         if args.json:
             args.json.write_text(json.dumps({"rows": rows, "open_loop": half, "ratios": ratios}, indent=2))
         return 0

@@ -7,6 +7,7 @@ import time
 
 from flask import Blueprint, current_app, jsonify, request
 
+from service.catalog import SIGNAL
 from service.decisions import Decision
 from service.errors import InvalidInput, NotActivated, NotReplicated, StoreUnavailable, UnknownEvent
 from service.ids import check_id, parse_event_id
@@ -145,25 +146,41 @@ def artwork_batch():
     return jsonify({"profile": profile, "decisions": [d.to_json() for d in decisions]})
 
 
-def parse_reward_body(raw: bytes) -> tuple[str, float]:
-    """(event_id, reward) from a body sent as JSON whatever its content type (sendBeacon)."""
+def parse_reward_body(raw: bytes) -> tuple[str, float, str | None]:
+    """(event_id, reward, signal) from a body sent as JSON whatever its content type (sendBeacon)."""
     body = json_body(raw, "body must be a JSON object {\"event_id\": ..., \"reward\": 0..1}")
     if not isinstance(body, dict):
         raise InvalidInput("body must be a JSON object {\"event_id\": ..., \"reward\": 0..1}", field="body")
     if "event_id" not in body:
         raise InvalidInput("event_id is required", field="event_id")
-    return body["event_id"], number(body.get("reward", 1), "reward", 0, 1)
+    signal = body.get("signal")
+    if signal is not None and (not isinstance(signal, str) or not SIGNAL.fullmatch(signal)):
+        raise InvalidInput(f"signal must match {SIGNAL.pattern}", field="signal")
+    return body["event_id"], number(body.get("reward", 1), "reward", 0, 1), signal
+
+
+def _reward_signal(title_id: str, signal: str | None) -> tuple[str, bool, float, str]:
+    """(signal, learn, half-life, aggregation): the signal named (the title's reward signal if
+    none), whether the bandit learns from it, the title's half-life and reward aggregation. A
+    title no longer in the catalog keeps the defaults."""
+    title = current_app.extensions["engine"].catalog.get().get(title_id)
+    reward_signal, allowed = (title.reward_signal, title.signals) if title is not None else ("click", ("click", "play"))
+    signal = signal or reward_signal
+    if signal not in allowed:
+        raise InvalidInput(f"signal {signal} is not one of this title's signals: {', '.join(allowed)}", field="signal")
+    if title is None:
+        return signal, signal == reward_signal, 0.0, "earliest"
+    return signal, signal == reward_signal, title.half_life_s, title.reward_aggregation
 
 
 @bp.post("/reward")
 def reward():
     store = current_app.extensions["store"]
-    event_id, value = parse_reward_body(request.get_data(cache=False))
+    event_id, value, named = parse_reward_body(request.get_data(cache=False))
     title, token = parse_event_id(event_id)
-    known = current_app.extensions["engine"].catalog.get().get(title)
-    aggregation = known.reward_aggregation if known is not None else "earliest"  # a deleted title's
+    signal, learn, half_life, aggregation = _reward_signal(title, named)
     try:
-        outcome = store.record_reward(title, token, event_id, value, time.time(), aggregation)
+        outcome = store.record_reward(title, token, event_id, value, time.time(), signal, learn, half_life, aggregation)
     except STORE_ERRORS as exc:
         current_app.extensions["metrics"].observe_store_error("reward", exc)
         raise StoreUnavailable() from None
@@ -184,8 +201,9 @@ def activate():
     if not isinstance(body, dict) or "event_id" not in body:
         raise InvalidInput('body must be a JSON object {"event_id": ...}', field="event_id")
     title, token = parse_event_id(body["event_id"])
+    known = current_app.extensions["engine"].catalog.get().get(title)
     try:
-        status = current_app.extensions["store"].activate(title, token, time.time())
+        status = current_app.extensions["store"].activate(title, token, time.time(), known.half_life_s if known else 0.0)
     except STORE_ERRORS as exc:
         current_app.extensions["metrics"].observe_store_error("activate", exc)
         raise StoreUnavailable() from None

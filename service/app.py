@@ -10,7 +10,7 @@ from flask import Flask, Request, Response, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
-from service import admin, api, dashboard, ops, personalizer
+from service import admin, api, dashboard, explain, ops, personalizer
 from service.config import Settings, load_settings
 from service.cors import register_cors
 from service.decisions import DecisionEngine
@@ -90,6 +90,7 @@ def create_app(settings: Settings | None = None, *, redis_client=None, metrics=N
     app.register_blueprint(admin.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(explain.bp)
     personalizer.install(app, settings, client)
     register_error_handlers(app)
     register_request_hooks(app)

@@ -15,11 +15,15 @@ from service.ids import check_id
 from service.inputs import number
 
 POLICIES: tuple[str, ...] = ("thompson", "vw", "ab", "fixed")
-# How several rewards of one decision combine (``REWARD_LUA``): the first one only, their sum
-# (clipped to 1), or the largest (a click rewarded 0.3 upgraded by a play rewarded 1).
+# How several reports of one signal of one decision combine (``REWARD_LUA``): the first one only,
+# their sum (clipped to 1), or the largest (a click rewarded 0.3 upgraded to 1 by a later play).
 REWARD_AGGREGATIONS: tuple[str, ...] = ("earliest", "sum", "max")
 MAX_ARTWORKS = 32
 _TAG = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+# Reward signal names ("click", "play", ...): a Redis hash field part, so no "|".
+SIGNAL = re.compile(r"[a-z][a-z0-9_]{0,31}")
+MAX_GUARDRAILS = 8
+MAX_STICKY_S = 30 * 86_400
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,16 @@ class Title:
     # anyone could compute which arm a profile gets.
     salt: str = ""
     reward_aggregation: str = "earliest"
+    # The signal the bandit learns from, and the signals only tracked (counted once each per
+    # decision, shown by /stats; "play" after "click" gives the play-through guardrail).
+    reward_signal: str = "click"
+    guardrails: tuple[str, ...] = ("play",)
+    # Counters that forget (discounted Thompson sampling): an observation counts half as much
+    # after this many seconds. 0: never forget.
+    half_life_s: float = 0.0
+    # Sticky artwork: a profile keeps the artwork of its first decision for this many seconds
+    # (repeats are logged with that decision's propensity and "repeat_of"). 0: off.
+    sticky_s: int = 0
 
     @cached_property
     def artwork_ids(self) -> tuple[str, ...]:
@@ -73,6 +87,13 @@ class Title:
         }
         if self.reward_aggregation != "earliest":
             body["reward_aggregation"] = self.reward_aggregation
+        if (self.reward_signal, self.guardrails) != ("click", ("play",)):
+            body["reward_signal"] = self.reward_signal
+            body["guardrails"] = list(self.guardrails)
+        if self.half_life_s:
+            body["half_life_s"] = self.half_life_s
+        if self.sticky_s:
+            body["sticky_s"] = self.sticky_s
         if self.ab is not None:
             body["ab"] = {"weights": dict(zip(self.artwork_ids, self.ab.weights, strict=True))}
             if private and self.ab.salt is not None:
@@ -80,6 +101,11 @@ class Title:
         if private and self.salt:
             body["salt"] = self.salt
         return body
+
+    @property
+    def signals(self) -> tuple[str, ...]:
+        """Every signal a reward may name for this title, the bandit's first."""
+        return (self.reward_signal, *(g for g in self.guardrails if g != self.reward_signal))
 
 
 def new_salt() -> str:
@@ -136,7 +162,8 @@ def parse_title(title_id: str, body: object) -> Title:
     """A title from the admin body (``PUT /catalog/<title>``) or a catalog file entry."""
     check_id(title_id, "title")
     body = _object(body, "body")
-    unknown = set(body) - {"id", "artworks", "default", "policy", "ab", "salt", "reward_aggregation"}
+    unknown = set(body) - {"id", "artworks", "default", "policy", "ab", "salt", "reward_signal", "guardrails", "half_life_s", "sticky_s",
+                           "reward_aggregation"}
     if unknown:
         raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
     if "id" in body and body["id"] != title_id:
@@ -182,11 +209,29 @@ def parse_title(title_id: str, body: object) -> Title:
     salt = body.get("salt")
     if salt is not None and (not isinstance(salt, str) or not 1 <= len(salt) <= 128):
         raise InvalidInput("salt must be a string of 1-128 characters", field="salt")
+    reward_signal = body.get("reward_signal", "click")
+    if not isinstance(reward_signal, str) or not SIGNAL.fullmatch(reward_signal):
+        raise InvalidInput(f"reward_signal must match {SIGNAL.pattern}", field="reward_signal")
+    guardrails = body.get("guardrails", ["play"])
+    if (
+        not isinstance(guardrails, list) or len(guardrails) > MAX_GUARDRAILS
+        or not all(isinstance(g, str) and SIGNAL.fullmatch(g) for g in guardrails)
+    ):
+        raise InvalidInput(f"guardrails must be a list of at most {MAX_GUARDRAILS} signal names matching {SIGNAL.pattern}", field="guardrails")
+    half_life = number(body.get("half_life_s", 0), "half_life_s", 0, 1e9)
+    if 0 < half_life < 1:
+        raise InvalidInput("half_life_s must be 0 (never forget) or at least 1 second", field="half_life_s")
+    sticky = body.get("sticky_s", 0)
+    if isinstance(sticky, bool) or not isinstance(sticky, int) or not 0 <= sticky <= MAX_STICKY_S:
+        raise InvalidInput(f"sticky_s must be an integer from 0 (off) to {MAX_STICKY_S} seconds", field="sticky_s")
     aggregation = body.get("reward_aggregation", "earliest")
     if aggregation not in REWARD_AGGREGATIONS:
         raise InvalidInput(f"reward_aggregation must be one of {', '.join(REWARD_AGGREGATIONS)}", field="reward_aggregation")
-    return Title(id=title_id, artworks=tuple(artworks), default=default, policy=policy, ab=ab, salt=salt or "",
-                 reward_aggregation=aggregation)
+    return Title(
+        id=title_id, artworks=tuple(artworks), default=default, policy=policy, ab=ab, salt=salt or "",
+        reward_signal=reward_signal, guardrails=tuple(dict.fromkeys(guardrails)), half_life_s=half_life, sticky_s=sticky,
+        reward_aggregation=aggregation,
+    )
 
 
 def parse_profile(body: object) -> Profile:

@@ -239,19 +239,23 @@ class DecisionEngine:
         ts_titles = [t for t, title in unique.items() if title.policy == "thompson"]
         stale = self.counts.stale(ts_titles)
         vw_titles = [t for t, title in unique.items() if title.policy == "vw"]
-        one_trip = not (self.store.cluster or vw_titles or self.counts.missing(ts_titles))
+        sticky_titles = [t for t, title in unique.items() if title.sticky_s]
+        one_trip = not (self.store.cluster or vw_titles or sticky_titles or self.counts.missing(ts_titles))
         try:
             profile: Profile | None = None
             segment: str | None = None
+            sticky: dict[str, tuple[str, float, str]] = {}
             if not one_trip:
                 profile, fresh, versions = self.store.read_state_with_models(profile_id, stale, vw_titles)
                 self.counts.put(fresh)
                 self.models.observe(versions)
                 segment = profile.derived_segment if profile is not None else "new"
+                if sticky_titles:  # a sticky title costs one more round trip
+                    sticky = self.store.read_sticky(profile_id, sticky_titles)
             now = time.time()
             event_ids = new_event_ids([t.id for t in titles])
             records = [
-                self._record(title, segment, profile_id, profile, context, now, event_id, deferred)
+                self._record(title, segment, profile_id, profile, context, now, event_id, sticky.get(title.id), deferred)
                 for title, event_id in zip(titles, event_ids, strict=True)
             ]
             decided, refreshed = self.store.record_decisions(records, segment, stale if one_trip else ())
@@ -277,20 +281,32 @@ class DecisionEngine:
         context: dict,
         now: float,
         event_id: str,
+        first: tuple[str, float, str] | None = None,
         deferred: bool = False,
     ) -> DecisionRecord:
-        """The decision for ``title``; with ``segment`` None, one draw per segment."""
-        if segment is None and title.policy in self.per_segment:
+        """The decision for ``title``; with ``segment`` None, one draw per segment. ``first``: the
+        profile's remembered first decision of a sticky title, repeated (its artwork and its
+        propensity: the randomization unit is that decision; the record names it in
+        ``context.repeat_of``)."""
+        sticky_s = title.sticky_s
+        if first is not None and first[0] in title.artwork_ids:
+            draws, draws_text = ((first[0], first[1]),) * len(SEGMENTS), None
+            logged_context = {**context, "repeat_of": first[2]}
+            sticky_s = 0
+        elif segment is None and title.policy in self.per_segment:
             draws, draws_text = self.per_segment[title.policy](title)
             logged_context = context
         else:
             choice = self.choosers[title.policy](title, segment or "new", profile_id, profile, context)
             draws, draws_text = ((choice.artwork, choice.propensity),) * len(SEGMENTS), None
             logged_context = choice.context if choice.context is not None else context
-        # event_id, token, timestamp, profile, title, policy, candidates, context, draws, draws_text, deferred
+        if deferred:  # never remembered as a sticky first decision: it may never be displayed
+            sticky_s = 0
+        # event_id, token, timestamp, profile, title, policy, candidates, context, draws, draws_text, half_life_s,
+        # sticky_s, deferred
         return DecisionRecord(
             event_id, event_id[-32:], now, profile_id, title.id, title.policy, title.artwork_ids, logged_context, draws, draws_text,
-            deferred,
+            title.half_life_s, sticky_s, deferred,
         )
 
     @staticmethod
@@ -314,8 +330,9 @@ class DecisionEngine:
         snap = self._snapshot(title)
         sampler = snap.samplers.get(segment)
         if sampler is None:
-            n_t, s_t = snap.counts.title_arrays(title.artwork_ids)
-            n_g, s_g = snap.counts.segment_arrays(segment, title.artwork_ids)
+            counts = snap.counts.decayed(time.time(), title.half_life_s) if title.half_life_s else snap.counts
+            n_t, s_t = counts.title_arrays(title.artwork_ids)
+            n_g, s_g = counts.segment_arrays(segment, title.artwork_ids)
             posterior = self.thompson.segment_posterior(n_t, s_t, n_g, s_g)
             # Segments without data of their own often share one posterior: integrate it once.
             key = (posterior.alpha.tobytes(), posterior.beta.tobytes())

@@ -82,6 +82,11 @@ class Keys:
         """Hash: the title's current VW model (version, bytes, stream position)."""
         return f"{self._title(title)}:model"
 
+    def sticky(self, title: str, profile: str) -> str:
+        """String "artwork|propensity|event_id" of a profile's first decision for a sticky title;
+        expires with the title's sticky period. In the title's slot (written next to the decision)."""
+        return f"{self._title(title)}:sticky:{check_id(profile, 'profile')}"
+
     # Personalizer-compatible surface: everything in the one slot ``{pz}`` (a rank is one script
     # over its event and the log; event ids are client-chosen, but the first braces of a key are
     # the prefix's ``{pz}``, so no id can move a key to another slot)

@@ -10,6 +10,7 @@ NULLABLE_STR = {"type": "string", "nullable": True}
 EVENT_ID = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}~[0-9a-f]{32}$", "description": "an event_id returned by /artwork"}
 CONTEXT_VALUE = {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]{1,64}$", "description": "1-64 characters, no control characters"}
 CONTEXT_NAME = {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$"}
+SIGNAL = {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$", "description": "a reward signal name"}  # catalog.SIGNAL
 HOUR = {"oneOf": [{"type": "integer", "minimum": 0, "maximum": 23}, {"type": "string", "pattern": "^([01]?[0-9]|2[0-3])$"}]}
 
 ERROR = {
@@ -55,6 +56,13 @@ TITLE = {
         "policy": {"type": "string", "enum": ["thompson", "vw", "ab", "fixed"]},
         "reward_aggregation": {"type": "string", "enum": list(REWARD_AGGREGATIONS), "default": "earliest",
                                "description": "how several rewards of one decision combine (sum: clipped to 1)"},
+        "half_life_s": {"type": "number", "anyOf": [{"const": 0}, {"minimum": 1, "maximum": 1e9}], "default": 0,
+                        "description": "counters that forget (discounted Thompson sampling): seconds after which an observation counts half; 0 (never forget) or >= 1"},
+        "sticky_s": {"type": "integer", "minimum": 0, "maximum": 2592000, "default": 0,
+                     "description": "seconds a profile keeps the artwork of its first decision (repeats logged with its propensity and context.repeat_of); 0: off"},
+        "reward_signal": {**SIGNAL, "default": "click", "description": "the signal the bandit learns from"},
+        "guardrails": {"type": "array", "items": SIGNAL, "maxItems": 8, "default": ["play"],
+                       "description": "signals tracked, not learned from (/stats: rates, play-through, clickbait flag)"},
         "salt": {"type": "string", "nullable": True, "minLength": 1, "maxLength": 128, "writeOnly": True,
                  "description": "secret salt of the A/B hash (default: random, kept across edits; never shown)"},
         "ab": {
@@ -224,7 +232,11 @@ def _document() -> dict:
                                 "schema": {
                                     "type": "object",
                                     "required": ["event_id"],
-                                    "properties": {"event_id": EVENT_ID, "reward": {"type": "number", "minimum": 0, "maximum": 1, "default": 1}},
+                                    "properties": {
+                                        "event_id": EVENT_ID,
+                                        "reward": {"type": "number", "minimum": 0, "maximum": 1, "default": 1},
+                                        "signal": {**SIGNAL, "description": "click, play, ...: the title's reward signal or one of its guardrails (default: its reward signal); each counts once per decision"},
+                                    },
                                 }
                             }
                         },
@@ -261,6 +273,17 @@ def _document() -> dict:
                     **OPS_READ,
                     "parameters": [{"name": "title", "in": "path", "required": True, "schema": ID}],
                     "responses": {"200": _ok({"type": "object"}), **OPS_ERRORS, "400": _err("malformed title"), "404": _err("unknown title"), "503": _err("Redis unreachable")},
+                }
+            },
+            "/explain": {
+                "get": {
+                    "summary": "Why this artwork: policy, the profile's segment and features, per artwork its posterior (mean, 95% interval), probability of being best and the propensity a decision made now would log",
+                    **OPS_READ,
+                    "parameters": [
+                        {"name": "profile", "in": "query", "required": True, "schema": ID},
+                        {"name": "title", "in": "query", "required": True, "schema": ID},
+                    ],
+                    "responses": {"200": _ok({"type": "object"}), **OPS_ERRORS, "400": _err("malformed profile or title"), "404": _err("unknown title"), "503": _err("Redis unreachable")},
                 }
             },
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _ok({"type": "object"})}}},

@@ -54,7 +54,8 @@ def stats_for(title_ids: list[str]) -> list[dict]:
         recent = store.recent_traffic(title_ids, current_app.config["SETTINGS"].recent_traffic_minutes, time.time())
     except STORE_ERRORS:
         raise StoreUnavailable() from None
-    return [title_stats(engine.thompson, catalog[t], counts[t], recent[t]) for t in title_ids]
+    now = time.time()
+    return [title_stats(engine.thompson, catalog[t], counts[t], recent[t], now) for t in title_ids]
 
 
 def all_title_stats() -> list[dict]:

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import NamedTuple
 
 import redis
 
+from bandit.decay import REBASE_HALF_LIVES, decayed
 from bandit.thompson import SEGMENTS
 from service.catalog import Profile, Title, profile_from_json, title_from_json, with_salt
 from service.keys import Keys
@@ -33,11 +34,31 @@ from service.keys import Keys
 # "r|<artwork>" rewards received; the same with "|<segment>" after the letter per segment.
 SEGMENT_ORDER = SEGMENTS  # the order of the per-segment draws (spelled out again in DECIDE_LUA)
 
+# Shared by DECIDE_LUA and ACTIVATE_LUA (an impression of a title whose counters decay).
+WEIGHT_FUNCTION_LUA = """
+-- Decaying counters (bandit.decay): "dn|..." and "ds|..." grow by 2^((t - e) / h), e the epoch
+-- in field "e"; moved forward (the sums rescaled once) after REBASE_HALF_LIVES half-lives.
+-- (t_text: t as the caller has it, stored as the new epoch.)
+local function weight(arms, t, h, t_text)
+  local e = tonumber(redis.call('HGET', arms, 'e'))
+  if not e then redis.call('HSET', arms, 'e', t_text); return 1 end
+  local x = (t - e) / h
+  if x <= REBASE_HALF_LIVES then return 2 ^ x end
+  local flat, scale = redis.call('HGETALL', arms), 2 ^ -x
+  for j = 1, #flat, 2 do
+    if string.sub(flat[j], 1, 1) == 'd' then redis.call('HSET', arms, flat[j], string.format('%.17g', tonumber(flat[j + 1]) * scale)) end
+  end
+  redis.call('HSET', arms, 'e', t_text)
+  return 1
+end
+""".replace("REBASE_HALF_LIVES", repr(REBASE_HALF_LIVES))
+
 # Decisions of one request. KEYS: the profile (read only when no segment is given; on a cluster
 # another key of the title's slot stands in), then 4 per decision: arms, pending, log, traffic.
 # ARGV: window, log cap, traffic retention, segment ('' = the profile's), profile id, timestamp;
 # then 4 per decision: policy, record, flag, draws. The flag: '0', or '1' to return the title's
-# counters (refresh), plus 2 when the decision is deferred (activated later). The draws are
+# counters (refresh), plus 2 when the decision is deferred (activated later), then
+# "|<half-life s>" for a title whose counters decay. The draws are
 # "artwork|propensity" per segment in SEGMENT_ORDER, joined by "|", or one pair when every
 # segment drew the same (ids cannot contain "|"). The record is a string.format template with
 # %s for the artwork, the propensity and (twice) the segment, which only this script knows for
@@ -52,14 +73,19 @@ if not idx then seg, idx = 'new', 1 end
 local pick = '^' .. string.rep('[^|]*|[^|]*|', idx - 1) .. '([^|]*)|([^|]*)'
 local out = {seg}
 local n = (#KEYS - 1) / 4
-for i = 0, n - 1 do
+WEIGHT_FUNCTIONfor i = 0, n - 1 do
   local k, a = 1 + i * 4, 6 + i * 4
   local art, prop = string.match(ARGV[a + 4], pick)
   if not art then art, prop = string.match(ARGV[a + 4], '^([^|]*)|([^|]*)') end
-  local flag = ARGV[a + 3]
+  local flag, half_life = string.match(ARGV[a + 3], '^(%d)|?(.*)$')
   if flag < '2' then
     call('HINCRBY', KEYS[k + 1], 'n|' .. art, 1)
     call('HINCRBY', KEYS[k + 1], 'n|' .. seg .. '|' .. art, 1)
+    if half_life ~= '' then
+      local w = string.format('%.17g', weight(KEYS[k + 1], tonumber(ts), tonumber(half_life), ts))
+      call('HINCRBYFLOAT', KEYS[k + 1], 'dn|' .. art, w)
+      call('HINCRBYFLOAT', KEYS[k + 1], 'dn|' .. seg .. '|' .. art, w)
+    end
     call('HSET', KEYS[k + 2], 'artwork', art, 'segment', seg, 'profile', profile, 'policy', ARGV[a + 1],
          'propensity', prop, 'ts', ts)
     call('XADD', KEYS[k + 3], 'MAXLEN', '~', maxlen, '*', 'type', 'decision',
@@ -74,49 +100,69 @@ for i = 0, n - 1 do
   if flag == '1' or flag == '3' then out[#out + 1] = call('HGETALL', KEYS[k + 1]) end
 end
 return out
-"""
+""".replace("WEIGHT_FUNCTION", WEIGHT_FUNCTION_LUA)
 
-# A reward. KEYS: pending, arms, log. ARGV: reward, event id, time, log cap, the title's
-# aggregation. The pending hash's ``rewarded`` holds the decision's aggregated reward so far:
-# ``earliest`` keeps the first; ``sum`` adds (clipped to 1: Thompson's counters are Beta
-# counts, one success at most per impression); ``max`` keeps the largest. A reward that changes
-# the aggregate adds the difference to the reward sums (the rewarded count once, at the first)
-# and is logged with the value received and the new aggregate, so the log's last reward entry
-# of a decision holds its final reward; one that changes nothing is a ``duplicate``.
+# A reward names its signal (ARGV[5]); ARGV[6] is '1' when it is the title's reward signal, the
+# one the bandit learns from; ARGV[7] the title's half-life ('' = counters never forget); ARGV[8]
+# the title's aggregation. KEYS: pending, arms, log.
+# Each signal counts once per decision: field "rw|<signal>" of the pending decision holds that
+# signal's aggregated value so far. ``earliest`` keeps the first (a repeat is a ``duplicate``);
+# ``sum`` adds (clipped to 1: Thompson's counters are Beta counts, one success at most per
+# impression); ``max`` keeps the largest (a click's 0.3 upgraded to 1 by a later play). A
+# report that changes the aggregate adds the difference to the sums: every signal's per artwork
+# in "g|<signal>|<artwork>" (/stats' rates), the reward signal's also to the bandit's counters
+# (the rewarded count moves once, at the first report); one that changes nothing is a
+# ``duplicate``. Each change is logged with the value received (``value``) and the new
+# aggregate (``reward``): as a "reward" record for the reward signal (the last one of a decision
+# holds its final reward), as a "signal" record for the others, which learners and exports skip.
 # A deferred decision not yet activated takes no reward (``inactive``).
 REWARD_LUA = """
-local ev = redis.call('HMGET', KEYS[1], 'artwork', 'segment', 'rewarded', 'ts', 'profile', 'policy', 'deferred')
+local ev = redis.call('HMGET', KEYS[1], 'artwork', 'segment', 'ts', 'profile', 'policy', 'deferred', 'rw|' .. ARGV[5])
 if not ev[1] then return {'unknown'} end
-if ev[7] == '1' then return {'inactive', ev[1], ev[6]} end
-local art, seg, value, agg = ev[1], ev[2], tonumber(ARGV[1]), ARGV[5]
-local old, new = tonumber(ev[3]), nil
+if ev[6] == '1' then return {'inactive', ev[1], ev[5]} end
+local art, seg, sig, value, agg = ev[1], ev[2], ARGV[5], tonumber(ARGV[1]), ARGV[8]
+local old, new = tonumber(ev[7]), nil
 if not old then new = value
 elseif agg == 'sum' then new = math.min(old + value, 1)
 elseif agg == 'max' then new = math.max(old, value)
 end
-if new == nil or new == old then return {'duplicate', art, ev[6]} end
-local text = string.format('%.17g', new)
-local delta = string.format('%.17g', new - (old or 0))
-redis.call('HSET', KEYS[1], 'rewarded', text)
-redis.call('HINCRBYFLOAT', KEYS[2], 's|' .. art, delta)
-redis.call('HINCRBYFLOAT', KEYS[2], 's|' .. seg .. '|' .. art, delta)
-if not old then
-  redis.call('HINCRBY', KEYS[2], 'r|' .. art, 1)
-  redis.call('HINCRBY', KEYS[2], 'r|' .. seg .. '|' .. art, 1)
+if new == nil or new == old then return {'duplicate', art, ev[5]} end
+local r = string.format('%.17g', new)
+local delta = new - (old or 0)
+local d = string.format('%.17g', delta)
+redis.call('HSET', KEYS[1], 'rw|' .. sig, r)
+redis.call('HINCRBYFLOAT', KEYS[2], 'g|' .. sig .. '|' .. art, d)
+local kind = 'signal'
+if ARGV[6] == '1' then
+  kind = 'reward'
+  redis.call('HINCRBYFLOAT', KEYS[2], 's|' .. art, d)
+  redis.call('HINCRBYFLOAT', KEYS[2], 's|' .. seg .. '|' .. art, d)
+  if not old then
+    redis.call('HINCRBY', KEYS[2], 'r|' .. art, 1)
+    redis.call('HINCRBY', KEYS[2], 'r|' .. seg .. '|' .. art, 1)
+  end
+  if ARGV[7] ~= '' then  -- decaying counters: weighted by the decision's time (see DECIDE_LUA)
+    local e = tonumber(redis.call('HGET', KEYS[2], 'e') or ev[3])
+    local w = string.format('%.17g', delta * 2 ^ ((tonumber(ev[3]) - e) / tonumber(ARGV[7])))
+    redis.call('HINCRBYFLOAT', KEYS[2], 'ds|' .. art, w)
+    redis.call('HINCRBYFLOAT', KEYS[2], 'ds|' .. seg .. '|' .. art, w)
+  end
 end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'type', 'reward', 'event_id', ARGV[2], 'reward', text,
-           'value', ARGV[1], 'aggregation', agg, 'timestamp', ARGV[3], 'artwork', art, 'segment', seg,
-           'profile', ev[5], 'policy', ev[6], 'decided_at', ev[4])
-return {'recorded', art, ev[6]}
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'type', kind, 'event_id', ARGV[2], 'reward', r,
+           'value', ARGV[1], 'aggregation', agg, 'signal', sig, 'timestamp', ARGV[3], 'artwork', art,
+           'segment', seg, 'profile', ev[4], 'policy', ev[5], 'decided_at', ev[3])
+return {'recorded', art, ev[5]}
 """
 
 # Activation of a deferred decision (``/artwork`` with ``defer_activation``): the decide script
 # stored it pending with ``deferred`` 1 and its log record, and counted nothing. KEYS: pending,
-# arms, log, traffic bucket (of the activation's minute). ARGV: log cap, traffic retention.
-# Counts the impression and logs the decision, once; a repeat (or a decision that was never
-# deferred) is a ``duplicate``.
+# arms, log, traffic bucket (of the activation's minute). ARGV: log cap, traffic retention, the
+# title's half-life ('' = counters never forget). Counts the impression (a decaying one at the
+# decision's time, as the reward script weighs its reward) and logs the decision, once; a repeat
+# (or a decision that was never deferred) is a ``duplicate``.
 ACTIVATE_LUA = """
-local ev = redis.call('HMGET', KEYS[1], 'artwork', 'segment', 'deferred', 'record')
+WEIGHT_FUNCTION
+local ev = redis.call('HMGET', KEYS[1], 'artwork', 'segment', 'deferred', 'record', 'ts')
 if not ev[1] then return {'unknown'} end
 if ev[3] ~= '1' then return {'duplicate', ev[1]} end
 local art, seg = ev[1], ev[2]
@@ -124,10 +170,15 @@ redis.call('HSET', KEYS[1], 'deferred', '0')
 redis.call('HDEL', KEYS[1], 'record')
 redis.call('HINCRBY', KEYS[2], 'n|' .. art, 1)
 redis.call('HINCRBY', KEYS[2], 'n|' .. seg .. '|' .. art, 1)
+if ARGV[3] ~= '' then
+  local w = string.format('%.17g', weight(KEYS[2], tonumber(ev[5]), tonumber(ARGV[3]), ev[5]))
+  redis.call('HINCRBYFLOAT', KEYS[2], 'dn|' .. art, w)
+  redis.call('HINCRBYFLOAT', KEYS[2], 'dn|' .. seg .. '|' .. art, w)
+end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*', 'type', 'decision', 'record', ev[4])
 if redis.call('HINCRBY', KEYS[4], art, 1) == 1 then redis.call('EXPIRE', KEYS[4], ARGV[2]) end
 return {'activated', art}
-"""
+""".replace("WEIGHT_FUNCTION", WEIGHT_FUNCTION_LUA)
 
 # Traffic history for the dashboard: per title and minute, decisions per artwork (a small hash
 # per bucket, expiring), written by the decide script itself so it costs no extra round trip.
@@ -170,6 +221,11 @@ class ArmCounts:
     reward_sums: dict[str, float]
     rewards: dict[str, int]
     segments: dict[str, dict[str, tuple[int, float, int]]]  # segment -> artwork -> (n, s, r)
+    signals: dict[str, dict[str, float]] = field(default_factory=dict)  # signal -> artwork -> sum
+    # Decaying counters (titles with a half-life): growth-weighted sums "dn|"/"ds|" (same keys
+    # as impressions/reward_sums and, with "seg|art", segments) and their epoch "e".
+    growth: dict[str, float] = field(default_factory=dict)
+    epoch: float | None = None
 
     @classmethod
     def from_hash(cls, raw: dict) -> ArmCounts:
@@ -177,10 +233,22 @@ class ArmCounts:
         s: dict[str, float] = {}
         r: dict[str, int] = {}
         seg: dict[str, dict[str, list]] = {}
+        signals: dict[str, dict[str, float]] = {}
+        growth: dict[str, float] = {}
+        epoch = None
         for k, v in raw.items():
             key = k.decode() if isinstance(k, bytes) else k
             parts = key.split("|")
             kind = parts[0]
+            if kind == "g" and len(parts) == 3:
+                signals.setdefault(parts[1], {})[parts[2]] = float(v)
+                continue
+            if kind in ("dn", "ds"):
+                growth[key] = float(v)
+                continue
+            if kind == "e":
+                epoch = float(v)
+                continue
             if kind not in ("n", "s", "r"):
                 continue
             value = float(v) if kind == "s" else int(v)
@@ -189,7 +257,27 @@ class ArmCounts:
             elif len(parts) == 3:
                 slot = seg.setdefault(parts[1], {}).setdefault(parts[2], [0, 0.0, 0])
                 slot["nsr".index(kind)] = value
-        return cls(n, s, r, {g: {a: tuple(v) for a, v in arts.items()} for g, arts in seg.items()})
+        return cls(n, s, r, {g: {a: tuple(v) for a, v in arts.items()} for g, arts in seg.items()}, signals, growth, epoch)
+
+    def decayed(self, now: float, half_life_s: float) -> ArmCounts:
+        """The counters as the bandit sees them at ``now`` with a half-life: impressions and reward
+        sums (overall and per segment) are the decayed sums; reward counts and signals stay raw."""
+        scale = float(decayed(1.0, now, self.epoch, half_life_s)) if self.epoch is not None else 0.0
+        n: dict[str, float] = {}
+        s: dict[str, float] = {}
+        seg: dict[str, dict[str, list]] = {}
+        for key, v in self.growth.items():
+            kind, *rest = key.split("|")
+            target = n if kind == "dn" else s
+            if len(rest) == 1:
+                target[rest[0]] = v * scale
+            else:
+                slot = seg.setdefault(rest[0], {}).setdefault(rest[1], [0.0, 0.0, 0])
+                slot[0 if kind == "dn" else 1] = v * scale
+        for g, arts in self.segments.items():
+            for a, (_n, _s, r) in arts.items():
+                seg.setdefault(g, {}).setdefault(a, [0.0, 0.0, 0])[2] = r
+        return ArmCounts(n, s, dict(self.rewards), {g: {a: tuple(v) for a, v in arts.items()} for g, arts in seg.items()}, self.signals)
 
     def title_arrays(self, artworks: Sequence[str]) -> tuple[list[int], list[float]]:
         return [self.impressions.get(a, 0) for a in artworks], [self.reward_sums.get(a, 0.0) for a in artworks]
@@ -257,6 +345,8 @@ class DecisionRecord(NamedTuple):
     context: dict
     draws: tuple[tuple[str, float], ...]
     draws_text: str | None = None
+    half_life_s: float = 0.0  # > 0: the title's counters decay (DECIDE_LUA's decaying sums)
+    sticky_s: int = 0  # > 0: a first decision of a sticky title, remembered for that long
     deferred: bool = False  # counted and logged only once activated (``RedisStore.activate``)
 
     def template(self) -> str:
@@ -405,6 +495,18 @@ class RedisStore:
         versions = {t: int(v or 0) for t, v in zip(model_titles, raw_versions, strict=True)}
         return profile_from_json(raw_profile), counts, versions
 
+    def read_sticky(self, profile_id: str, titles: Sequence[str]) -> dict[str, tuple[str, float, str]]:
+        """The profile's remembered first decisions of sticky ``titles``: (artwork, propensity, event_id)."""
+        pipe = self.client.pipeline(transaction=False)
+        for t in titles:
+            pipe.get(self.keys.sticky(t, profile_id))
+        out = {}
+        for t, raw in zip(titles, pipe.execute(), strict=True):
+            if raw is not None:
+                art, prop, event_id = _text(raw).split("|")
+                out[t] = (art, float(prop), event_id)
+        return out
+
     def read_counts(self, titles: Sequence[str]) -> dict[str, ArmCounts]:
         pipe = self.client.pipeline(transaction=False)
         for t in titles:
@@ -448,13 +550,19 @@ class RedisStore:
                 args += [
                     rec.policy,
                     _template(rec.event_id, timestamp_text, rec.profile, title_part, context_part),
-                    _FLAGS[(1 if rec.title in refresh_set else 0) + (2 if rec.deferred else 0)],
+                    # refresh + 2 * deferred, then "|<half-life>" for decaying counters (read by DECIDE_LUA)
+                    _FLAGS[(1 if rec.title in refresh_set else 0) + (2 if rec.deferred else 0)]
+                    + (f"|{rec.half_life_s!r}" if rec.half_life_s else ""),
                     rec.draws_arg(),
                 ]
                 refresh_set.discard(rec.title)  # a title repeated in a batch: read it once
             calls.append(("EVALSHA", self._decide.sha, len(keys), *keys, *args))
+            for rec in group:
+                if rec.sticky_s:  # a sticky title's first decision (the segment was given: one draw)
+                    art, prop = rec.draws[0]
+                    calls.append(("SET", self.keys.sticky(rec.title, rec.profile), f"{art}|{prop!r}|{rec.event_id}", "NX", "EX", rec.sticky_s))
 
-        results = self._run_scripts(calls)
+        results = [r for r in self._run_scripts(calls) if isinstance(r, list)]  # not the SETs' replies
         decided = _text(results[0][0])
         refreshed_titles = [t for t in dict.fromkeys(r.title for r in records) if t in set(refresh)]
         raw_counts = [c for result in results for c in result[1:]]
@@ -491,9 +599,12 @@ class RedisStore:
         return []
 
     def record_reward(
-        self, title: str, token: str, event_id: str, reward: float, now: float, aggregation: str = "earliest"
+        self, title: str, token: str, event_id: str, reward: float, now: float, signal: str = "click", learn: bool = True,
+        half_life_s: float = 0.0, aggregation: str = "earliest",
     ) -> RewardOutcome:
         """The reward script; with ``wait_replicas``, then ``WAIT`` in the same round trip.
+
+        ``signal`` counts once per decision; ``learn``: it is the title's reward signal.
 
         A reward (or a retry of it) that fewer replicas than asked confirmed in time comes back
         ``replicated=False``: it is on the primary, counted once. A retry WAITs again, and WAIT
@@ -503,7 +614,8 @@ class RedisStore:
         the reward, or ``recorded`` if a failover lost it.
         """
         keys = [self.keys.pending(title, token), self.keys.arms(title), self.keys.log(title)]
-        args = [repr(float(reward)), event_id, repr(now), self.log_maxlen, aggregation]
+        args = [repr(float(reward)), event_id, repr(now), self.log_maxlen, signal, "1" if learn else "0",
+                repr(half_life_s) if half_life_s else "", aggregation]
         if self.wait_replicas:
             result, replicas = self._reward_and_wait(keys, args)
         else:
@@ -527,10 +639,11 @@ class RedisStore:
             raise
         return result, int(replicas)
 
-    def activate(self, title: str, token: str, now: float) -> str:
+    def activate(self, title: str, token: str, now: float, half_life_s: float = 0.0) -> str:
         """Count and log a deferred decision (once): ``activated``, ``duplicate`` or ``unknown``."""
         arms, pending, log, traffic = self.keys.decision(title, token, int(now // TRAFFIC_BUCKET_S))
-        result = self._activate(keys=[pending, arms, log, traffic], args=[self.log_maxlen, TRAFFIC_RETENTION_S])
+        args = [self.log_maxlen, TRAFFIC_RETENTION_S, repr(half_life_s) if half_life_s else ""]
+        result = self._activate(keys=[pending, arms, log, traffic], args=args)
         return _text(result[0])
 
     # -- stats and logs

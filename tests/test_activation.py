@@ -130,3 +130,23 @@ def test_activate_answers_503_while_redis_is_down(make_app, redis_server_factory
     r = client.post("/activate", json={"event_id": d["event_id"]})
     assert r.status_code == 503 and r.headers["Retry-After"] == "1"
     assert r.get_json()["error"]["code"] == "store_unavailable"
+
+
+def test_activation_counts_a_decaying_impression_and_a_deferred_decision_is_not_remembered_as_sticky(app, client):
+    from tests.conftest import ADMIN
+
+    body = {"artworks": [{"id": "a"}, {"id": "b"}], "policy": "thompson", "half_life_s": 3600, "sticky_s": 600}
+    assert client.put("/catalog/decay-sticky", json=body, headers=ADMIN).status_code == 201
+    d = client.get("/artwork?profile=s1&title=decay-sticky&defer_activation=1").get_json()
+    store = app.extensions["store"]
+    arms = lambda: {k.decode(): float(v) for k, v in store.client.hgetall(store.keys.arms("decay-sticky")).items()}  # noqa: E731
+    assert not any(k.startswith(("n|", "dn|")) for k in arms())
+    assert client.post("/activate", json={"event_id": d["event_id"]}).get_json() == {"status": "activated"}
+    counted = arms()
+    assert counted[f"n|{d['artwork']}"] == 1 and counted[f"dn|{d['artwork']}"] == 1.0  # first impression: weight 1
+    # the deferred decision was not remembered: the next decision is a first one, not a repeat of it
+    store_log = [json.loads(f["record"]) for _, f in store.read_log("decay-sticky") if f["type"] == "decision"]
+    assert all("repeat_of" not in r["context"] for r in store_log)
+    nxt = client.get("/artwork?profile=s1&title=decay-sticky").get_json()
+    record = json.loads(store.client.xrevrange(store.keys.log("decay-sticky"), count=1)[0][1][b"record"])
+    assert record["event_id"] == nxt["event_id"] and "repeat_of" not in record["context"]

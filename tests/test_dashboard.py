@@ -124,6 +124,9 @@ def test_dashboard_in_headless_chromium_shows_every_title_with_its_numbers(live_
             assert dom.cells[(*key, "rewards")] == str(row["rewards"])
             ctr = "–" if row["ctr"] is None else f"{100 * row['ctr']:.2f}%"
             assert dom.cells[(*key, "ctr")] == ctr
+            # rewards without a signal are clicks: the click rate is the CTR
+            assert dom.cells[(*key, "click_rate")] == ctr
+            assert dom.cells[(*key, "probability_best")] == f"{100 * row['probability_best']:.1f}%"
     assert sum(stats[t]["impressions"] for t in title_ids) == 30 * len(title_ids)
     assert {"power", "new"} <= set(dom.segments)
     assert dom.rects >= len(title_ids)  # at least one history bar per title

@@ -115,3 +115,41 @@ def test_concurrent_senders_leave_exact_counters(app, client, redis_url, key_pre
     for f in _reward_entries(app, title):
         last[f["event_id"]] = float(f["reward"])
     assert last == pytest.approx(expected)
+
+
+def _arms(app, title: str) -> dict[str, float]:
+    store = app.extensions["store"]
+    return {k.decode(): float(v) for k, v in store.client.hgetall(store.keys.arms(title)).items()}
+
+
+def test_aggregation_works_per_signal(app, client):
+    """Each signal's reports combine by the title's rule; only the reward signal's aggregate
+    moves the bandit, and each signal counts once per decision."""
+    body = {"artworks": [{"id": "a"}], "policy": "thompson", "reward_aggregation": "max",
+            "reward_signal": "click", "guardrails": ["play"]}
+    assert client.put("/catalog/per-signal", json=body, headers=ADMIN).status_code == 201
+    d = client.get("/artwork?profile=p1&title=per-signal").get_json()
+    sent = [("click", 0.3, "recorded"), ("play", 0.5, "recorded"), ("click", 1.0, "recorded"),
+            ("play", 0.2, "duplicate"), ("click", 0.6, "duplicate"), ("play", 0.9, "recorded")]
+    for signal, value, status in sent:
+        r = client.post("/reward", json={"event_id": d["event_id"], "signal": signal, "reward": value})
+        assert r.get_json() == {"status": status}, (signal, value)
+    arms = _arms(app, "per-signal")
+    assert (arms["s|a"], arms["r|a"]) == (pytest.approx(1.0), 1)  # the click's max, counted once
+    assert arms["g|click|a"] == pytest.approx(1.0) and arms["g|play|a"] == pytest.approx(0.9)
+    entries = [f for _, f in app.extensions["store"].read_log("per-signal") if f["type"] in ("reward", "signal")]
+    assert [(f["type"], f["signal"], float(f["reward"])) for f in entries] == [
+        ("reward", "click", 0.3), ("signal", "play", 0.5), ("reward", "click", 1.0), ("signal", "play", 0.9)]
+    closed = join_records([f for _, f in app.extensions["store"].read_log("per-signal")], now=time.time() + 3600, window_s=600)
+    assert [r["reward"] for r in closed.rows] == [1.0]  # the reward signal's aggregate, not the play's
+
+
+def test_decaying_counters_move_by_the_difference(app, client):
+    body = {"artworks": [{"id": "a"}], "policy": "thompson", "reward_aggregation": "sum", "half_life_s": 3600}
+    assert client.put("/catalog/decaying", json=body, headers=ADMIN).status_code == 201
+    d = client.get("/artwork?profile=p1&title=decaying").get_json()
+    for value in (0.25, 0.5, 0.5):
+        client.post("/reward", json={"event_id": d["event_id"], "reward": value})
+    arms = _arms(app, "decaying")
+    # the title's first decision sets the decay epoch: its weight is 1, so the decayed sums equal the raw ones
+    assert arms["dn|a"] == 1.0 and arms["ds|a"] == pytest.approx(1.0) and arms["s|a"] == pytest.approx(1.0)

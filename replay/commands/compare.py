@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from replay.cli import CliError
+from replay.commands import compare_product
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -34,18 +35,21 @@ _EPILOG = (
     "click the comedic artwork 30% and the action one 15%, action fans the reverse, the others 10%; "
     "the A/B test ships one artwork for everybody, Thompson sampling converges to the overall best, "
     "VW learns per group from the profile features; regret is measured against the oracle that "
-    "shows each profile its group's best artwork."
+    "shows each profile its group's best artwork. clickbait, drift, sticky: the product features' "
+    "simulations (replay.product_scenarios): click vs quality-play optimization, decaying counters "
+    "after a swap of the best artwork, IPS on sticky logs."
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = _EPILOG
-    parser.add_argument("--scenario", choices=SCENARIOS, default="uniform-ctr", help="simulated traffic (default uniform-ctr; see below)")
+    parser.add_argument("--scenario", choices=(*SCENARIOS, *compare_product.PRODUCT_SCENARIOS), default="uniform-ctr", help="simulated traffic (default uniform-ctr; see below)")
     parser.add_argument("--ctrs", help=f"uniform-ctr: true CTR per artwork; the first is the A/B control (default {_DEFAULT_CTRS})")
     parser.add_argument("--arms", help="uniform-ctr: artwork names, comma-separated (default A,B,...)")
     parser.add_argument("--comedy-share", type=float, default=0.6, help="personalized: share of traffic from comedy fans (default 0.6)")
     parser.add_argument("--profiles", type=int, default=1000, help="personalized: profiles per run (default 1000)")
-    parser.add_argument("--horizon", type=int, default=10_000, help="impressions per run (default 10000)")
+    parser.add_argument("--horizon", type=int, help="impressions per run (default 10000; clickbait 6000, drift 20000)")
+    parser.add_argument("--half-life", type=float, help="drift: half-life of the decaying counters, in impressions (default 1000)")
     parser.add_argument("--seeds", type=int, default=20, help="runs to average over (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="first seed (runs use seed, seed+1, ...)")
     parser.add_argument("--alpha", type=float, default=0.05, help="A/B significance level (default 0.05)")
@@ -59,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.scenario in compare_product.PRODUCT_SCENARIOS:
+        return compare_product.run(args)
+    args.horizon = args.horizon or 10_000
     from replay.bandit_comparison import BernoulliArms, ComparisonError, PersonalizedArms, compare_policies
 
     personalized = args.scenario == "personalized"
