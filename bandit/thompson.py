@@ -147,7 +147,7 @@ def ts_propensities(alpha, beta) -> np.ndarray:
 
     P_i = integral over [0, 1] of pdf_i(x) * prod_{j != i} cdf_j(x) dx. Panels are cut at the
     quantiles of every arm, so narrow posteriors (many impressions) are integrated as accurately
-    as wide ones. Accurate to ~1e-6 absolute against adaptive quadrature (see tests).
+    as wide ones. Agrees with adaptive quadrature to 5e-8 absolute (typically 1e-9) (tests/test_thompson.py).
     """
     a = np.asarray(alpha, dtype=float)
     b = np.asarray(beta, dtype=float)

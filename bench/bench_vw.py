@@ -29,7 +29,7 @@ import vowpalwabbit
 
 from bandit.vw_features import decision_context, to_example
 from bandit.vw_policy import VWConfig, VWModel, cost_of, learning_probability, sample_action
-from replay import personalized_sim as sim
+from replay.simulation import personalized as sim
 from service.catalog import Artwork, Profile, Title
 from service.config import load_settings
 from service.keys import Keys

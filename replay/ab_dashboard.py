@@ -97,6 +97,7 @@ def _scorecard_panel(ax, result: ABTestResult, verdict: Verdict | None) -> None:
         (f"significant (alpha {result.alpha:g})", "YES" if comp.significant else "NO"),
         ("achieved power", f"{comp.power:.1%}"),
         ("sample ratio (SRM p)", f"{result.srm.p_value:.3g} " + ("ALARM" if result.srm.alarm else "ok")),
+        ("SRM alarm threshold", f"p < {result.srm.threshold:g}"),
     ]
     if verdict is not None:
         rows += [(f"criterion: {c.clause}", f"{mark[c.passed]} ({c.observed})") for c in verdict.checks]
@@ -144,7 +145,7 @@ def interpretation(result: ABTestResult, verdict: Verdict | None = None) -> str:
     if len(result.comparisons) > 1:
         lines.append(f"{len(result.comparisons)} treatments were each compared with {c.arm}; p-values are Holm-adjusted.")
     lines.append(
-        f"Sample ratio check: p = {result.srm.p_value:.3g} "
+        f"Sample ratio check: p = {result.srm.p_value:.3g} ({result.srm.label}) "
         + ("-- the split does NOT match the design." if result.srm.alarm else "-- the split matches the design.")
     )
     lines.extend(result.warnings)

@@ -15,12 +15,16 @@ Statistics (treatment t against control c, p = clicks / n)
 -----------------------------------------------------------
 - z-test: z = (p_t - p_c) / sqrt(p(1-p)(1/n_t + 1/n_c)) with the pooled p; two-sided p-value.
   When both arms are all-0 or all-1 the pooled SE is 0; we then report z = 0, p = 1 (no evidence).
-- interval of p_t - p_c at level 1 - alpha with the unpooled (Wald) SE.
+- interval of p_t - p_c at level 1 - alpha: the unpooled (Wald) interval, clipped to [-1, 1],
+  when every arm has at least ``SMALL_COUNT`` clicks and non-clicks; otherwise Newcombe's hybrid
+  score interval (from the two Wilson intervals), which keeps its coverage at small counts and
+  never has zero width (the Wald interval has zero width at 0 clicks in both arms).
 - lift: absolute p_t - p_c; relative (p_t - p_c) / p_c (None when p_c = 0).
 - achieved power: the power this test had, at these sample sizes, against the observed
   difference (pooled SE under the null, unpooled under the alternative).
-- SRM: chi-square goodness of fit of the units per arm against the expected shares; alarm
-  below ``SRM_THRESHOLD`` (0.001, the usual choice: an SRM is a bug, not a borderline effect).
+- SRM: chi-square goodness of fit of the randomization units (profiles) per arm against the
+  expected shares, whatever the unit of analysis; alarm below ``SRM_THRESHOLD`` (0.001, the
+  usual choice: an SRM is a bug, not a borderline effect), and the label says so.
 - more than two arms: each treatment against the control; significance uses Holm-adjusted
   p-values so the family-wise error stays at alpha (intervals are left per comparison).
 """
@@ -40,6 +44,7 @@ from replay.errors import ReplayError
 
 SRM_THRESHOLD = 0.001
 UNITS = ("profile", "impression")
+SMALL_COUNT = 10
 
 
 class ABTestInputError(ReplayError):
@@ -104,6 +109,11 @@ class SRMCheck:
         return self.p_value < self.threshold
 
     @property
+    def label(self) -> str:
+        """The verdict with its threshold, so "ok" next to p = 0.02 is not read as a pass at 0.05."""
+        return f"ALARM: p < {self.threshold:g}" if self.alarm else f"ok: alarm only below {self.threshold:g}"
+
+    @property
     def observed_shares(self) -> tuple[float, ...]:
         total = sum(self.counts)
         return tuple(c / total for c in self.counts)
@@ -155,6 +165,7 @@ class UnitTable:
     clicked: np.ndarray
     unit: str
     warnings: tuple[str, ...] = ()
+    srm_counts: dict[str, int] | None = None  # profiles per arm when the unit is not the profile
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,14 +183,43 @@ def two_proportion_ztest(clicks_t: float, n_t: float, clicks_c: float, n_c: floa
     return float(z), float(2 * stats.norm.sf(abs(z)))
 
 
-def difference_interval(
+def wald_interval(
     clicks_t: float, n_t: float, clicks_c: float, n_c: float, alpha: float = 0.05
 ) -> tuple[float, float]:
-    """Wald interval of p_t - p_c (unpooled SE) at level 1 - alpha."""
+    """Wald interval of p_t - p_c (unpooled SE) at level 1 - alpha, clipped to [-1, 1]."""
     p_t, p_c = clicks_t / n_t, clicks_c / n_c
     se = math.sqrt(p_t * (1 - p_t) / n_t + p_c * (1 - p_c) / n_c)
     half = float(stats.norm.isf(alpha / 2)) * se
-    return p_t - p_c - half, p_t - p_c + half
+    return max(-1.0, p_t - p_c - half), min(1.0, p_t - p_c + half)
+
+
+def wilson_interval(clicks: float, n: float, alpha: float = 0.05) -> tuple[float, float]:
+    """Wilson score interval of one proportion."""
+    z = float(stats.norm.isf(alpha / 2))
+    p = clicks / n
+    center = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return center - half, center + half
+
+
+def newcombe_interval(
+    clicks_t: float, n_t: float, clicks_c: float, n_c: float, alpha: float = 0.05
+) -> tuple[float, float]:
+    """Newcombe's hybrid score interval of p_t - p_c (method 10 of Newcombe 1998)."""
+    p_t, p_c = clicks_t / n_t, clicks_c / n_c
+    l_t, u_t = wilson_interval(clicks_t, n_t, alpha)
+    l_c, u_c = wilson_interval(clicks_c, n_c, alpha)
+    d = p_t - p_c
+    return (d - math.sqrt((p_t - l_t) ** 2 + (u_c - p_c) ** 2),
+            d + math.sqrt((u_t - p_t) ** 2 + (p_c - l_c) ** 2))
+
+
+def difference_interval(
+    clicks_t: float, n_t: float, clicks_c: float, n_c: float, alpha: float = 0.05
+) -> tuple[float, float]:
+    """Interval of p_t - p_c: Wald when every count is large, Newcombe at small counts."""
+    small = min(clicks_t, n_t - clicks_t, clicks_c, n_c - clicks_c) < SMALL_COUNT
+    return (newcombe_interval if small else wald_interval)(clicks_t, n_t, clicks_c, n_c, alpha)
 
 
 def power_two_proportions(p_c: float, diff: float, n_t: float, n_c: float, alpha: float = 0.05) -> float:
@@ -262,8 +302,13 @@ def analyze_counts(
     expected_shares: Mapping[str, float] | None = None,
     unit: str = "profile",
     warnings: Sequence[str] = (),
+    srm_counts: Mapping[str, int] | None = None,
 ) -> ABTestResult:
-    """Analyse ``{arm: (units, clicks)}``; the control defaults to the first arm in sort order."""
+    """Analyse ``{arm: (units, clicks)}``; the control defaults to the first arm in sort order.
+
+    ``srm_counts``: randomization units per arm for the SRM check when the unit of analysis is
+    not the randomization unit (impressions of profile-hashed arms); default the units analysed.
+    """
     _check_alpha(alpha)
     if unit not in UNITS:
         raise ABTestInputError("unit", f"must be one of {', '.join(UNITS)}, got {unit!r}")
@@ -308,7 +353,8 @@ def analyze_counts(
         for (arm, z, p, ci, diff, rel, power), p_adj in zip(raw, adjusted, strict=True)
     )
     shares = [expected_shares.get(a, 0.0) for a in names] if expected_shares else [1.0] * len(names)
-    srm = srm_check(names, [s.n for s in summaries], shares)
+    srm_n = [s.n for s in summaries] if srm_counts is None else [int(srm_counts.get(a, 0)) for a in names]
+    srm = srm_check(names, srm_n, shares)
     return ABTestResult(tuple(summaries), control, unit, alpha, comparisons, srm, tuple(warnings))
 
 
@@ -320,6 +366,7 @@ def analyze(
     expected_shares: Mapping[str, float] | None = None,
     unit: str = "profile",
     warnings: Sequence[str] = (),
+    srm_counts: Mapping[str, int] | None = None,
 ) -> ABTestResult:
     """Analyse one row per unit: the unit's arm and whether it clicked."""
     arm_arr = np.asarray(arms, dtype=object)
@@ -331,7 +378,7 @@ def analyze(
     frame = pd.DataFrame({"arm": arm_arr.astype(str), "clicked": clicked_arr.astype(bool)})
     grouped = frame.groupby("arm", sort=True)["clicked"].agg(["size", "sum"])
     counts = {str(a): (int(row["size"]), int(row["sum"])) for a, row in grouped.iterrows()}
-    return analyze_counts(counts, control, alpha, expected_shares, unit, warnings)
+    return analyze_counts(counts, control, alpha, expected_shares, unit, warnings, srm_counts)
 
 
 def units_from_impressions(impressions: pd.DataFrame, unit: str = "profile") -> UnitTable:
@@ -352,7 +399,10 @@ def units_from_impressions(impressions: pd.DataFrame, unit: str = "profile") -> 
                 "correlated, so the standard error is understated and the p-value optimistic"
             ),
         )
-        return UnitTable(impressions["artwork"].astype(str).to_numpy(), clicked, unit, warns)
+        # The split randomizes profiles: the SRM check counts each profile once, in its first arm.
+        first = impressions.drop_duplicates("profile")["artwork"].astype(str).value_counts()
+        return UnitTable(impressions["artwork"].astype(str).to_numpy(), clicked, unit, warns,
+                         {str(a): int(c) for a, c in first.items()})
     frame = pd.DataFrame({"profile": impressions["profile"].astype(str), "arm": impressions["artwork"].astype(str), "clicked": clicked})
     per_profile = frame.groupby("profile", sort=False).agg(arms=("arm", "nunique"), arm=("arm", "first"), clicked=("clicked", "any"))
     crossover = per_profile["arms"] > 1
@@ -377,7 +427,10 @@ def plan_sample_size(
 ) -> SampleSizePlan:
     """Smallest equal sample per arm giving the pooled z-test ``power`` against ``mde``.
 
-    ``mde`` is absolute (0.24 -> 0.30 is 0.06) unless ``relative`` (0.25 for the same).
+    ``mde`` is absolute (0.24 -> 0.30 is 0.06) unless ``relative`` (0.25 for the same). With more
+    than two arms, each of the ``arms - 1`` treatments is compared with the control and the
+    analysis adjusts the p-values (Holm), so each comparison is planned at alpha / (arms - 1)
+    (Bonferroni, Holm's strictest step): every treatment then has at least ``power``.
     """
     _check_alpha(alpha)
     if not 0 < baseline < 1:
@@ -390,15 +443,17 @@ def plan_sample_size(
         raise ABTestInputError("power", f"must be in (alpha, 1), got {power!r}")
     if arms < 2:
         raise ABTestInputError("arms", f"need at least two arms, got {arms}")
+    per_test = alpha / (arms - 1)
     pooled = (baseline + target) / 2
     std_null = math.sqrt(2 * pooled * (1 - pooled))
     std_alt = math.sqrt(baseline * (1 - baseline) + target * (1 - target))
-    z_a, z_b = stats.norm.isf(alpha / 2), stats.norm.isf(1 - power)
+    z_a, z_b = stats.norm.isf(per_test / 2), stats.norm.isf(1 - power)
     n = max(2, math.ceil(((z_a * std_null + z_b * std_alt) / abs(diff)) ** 2))
     # the closed form ignores the far rejection tail; step down while the exact power still holds
-    while n > 2 and power_two_proportions(baseline, diff, n - 1, n - 1, alpha) >= power:
+    while n > 2 and power_two_proportions(baseline, diff, n - 1, n - 1, per_test) >= power:
         n -= 1
-    return SampleSizePlan(baseline, target, alpha, power, arms, n, power_two_proportions(baseline, diff, n, n, alpha))
+    return SampleSizePlan(baseline, target, alpha, power, arms, n,
+                          power_two_proportions(baseline, diff, n, n, per_test))
 
 
 # --------------------------------------------------------------------------------------------

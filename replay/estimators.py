@@ -1,7 +1,8 @@
 """Off-policy estimators of a target policy's value (expected reward per impression).
 
 One small class per estimator, in the style of Open Bandit Pipeline's ``obp/ope/estimators.py``:
-``Replay`` (Li, Chu, Langford, Wang 2011), ``IPS``, ``SNIPS``, ``DM`` and ``DR``.
+``Replay`` (Li, Chu, Langford, Wang 2011), ``IPS``, ``SNIPS``, ``ClippedIPS``, ``DM``, ``DR``,
+``SNDR``, ``SwitchDR`` and ``DRos`` (the README's table says when to use which).
 
 Every estimator is a smooth function of *sums over rows*. ``partial(data)`` returns those sums
 for one partition (a vector, or a (B, m) matrix under Poisson bootstrap weights); partitions
@@ -10,9 +11,12 @@ standard error. ``estimate`` runs that loop over chunks of one in-memory input, 
 the shape a distributed engine needs (map: ``partial``; reduce: ``+``).
 
 Inputs are validated once, when ``EstimatorInput`` is built, with errors naming the argument.
-Intervals: normal approximation from the per-row terms (delta method for the ratio
-estimators) by default; with ``bootstrap=B``, the percentile interval of a Poisson bootstrap
-(each row gets a Poisson(1) weight per replicate, which is what lets it run per partition).
+Intervals: normal approximation from the per-row influence terms (delta method for the ratio
+estimators; for DM and the DR family including the reward model's estimation error when the
+input carries the model's weights) by default; with ``bootstrap=B``, the percentile interval of
+a Poisson bootstrap (each row gets a Poisson(1) weight per replicate, which is what lets it run
+per partition); ``interval="el"``, the empirical-likelihood (Cressie-Read) interval for IPS and
+SNIPS. No interval has zero width.
 """
 
 from __future__ import annotations
@@ -65,6 +69,13 @@ class EstimatorInput:
     accepted: replay's rejection-sampling outcome per row (set by learning policies, which
         accept while they learn; fixed policies get it from ``Replay`` itself).
     group: optional (n,) integer (the title) used to find target actions never logged.
+    dm_weight: optional (n,) n * dDM/dr_i of the reward model that produced q_hat
+        (``RewardModel.dm_weights``): DM's interval then includes the model's estimation
+        error. Without it q_hat is treated as known.
+    model_influence: optional ``pi -> n * d/dr_j [mean_i sum_a pi[i, a] q_hat(x_i, a)]`` for any
+        (n, K) ``pi`` (``RewardModel.dm_weights``); lets DR and its variants count the model's
+        error on the part of DM they do not correct.
+    influence: set by ``DR.prepare``: per-row coefficient of the residual in the influence function.
     """
 
     reward: np.ndarray
@@ -75,6 +86,9 @@ class EstimatorInput:
     q_hat: np.ndarray | None = None
     accepted: np.ndarray | None = None
     group: np.ndarray | None = None
+    dm_weight: np.ndarray | None = None
+    model_influence: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
+    influence: np.ndarray | None = field(default=None, repr=False)
     validate: bool = field(default=True, repr=False)
 
     def __post_init__(self) -> None:
@@ -113,7 +127,8 @@ class EstimatorInput:
             self.reward[s], self.propensity[s], self.action[s], self.pi_chosen[s],
             None if self.pi is None else self.pi[s], None if self.q_hat is None else self.q_hat[s],
             None if self.accepted is None else self.accepted[s], None if self.group is None else self.group[s],
-            validate=False,
+            None if self.dm_weight is None else self.dm_weight[s], None,
+            None if self.influence is None else self.influence[s], validate=False,
         )
 
     def chunks(self, size: int = DEFAULT_CHUNK) -> Iterator[EstimatorInput]:
@@ -171,6 +186,8 @@ def _validate(d: EstimatorInput) -> None:
         raise EstimatorInputError(f"accepted must have shape ({n},)")
     if d.group is not None and np.asarray(d.group).shape != (n,):
         raise EstimatorInputError(f"group must have shape ({n},)")
+    if d.dm_weight is not None and not (arr("dm_weight").shape == (n,) and np.isfinite(d.dm_weight).all()):
+        raise EstimatorInputError(f"dm_weight must have shape ({n},) and be finite")
 
 
 def _sums(columns: Sequence[np.ndarray], weights: np.ndarray | None) -> np.ndarray:
@@ -213,8 +230,14 @@ class Estimator(ABC):
         bootstrap: int = 0,
         rng: np.random.Generator | None = None,
         chunk_size: int = DEFAULT_CHUNK,
+        interval: str = "normal",
     ) -> Estimate:
-        return estimate_many([self], data, level=level, bootstrap=bootstrap, rng=rng, chunk_size=chunk_size)[0]
+        return estimate_many([self], data, level=level, bootstrap=bootstrap, rng=rng, chunk_size=chunk_size,
+                             interval=interval)[0]
+
+    def el_sums(self, sums: np.ndarray) -> tuple[float, ...] | None:
+        """(n, sum w, sum w^2, sum w r, sum w^2 r, sum w^2 r^2) when an EL interval applies."""
+        return None
 
 
 def _ratio_se(num: float, den: float, s_ww: float, s_wwr: float, s_wwrr: float) -> tuple[float, float]:
@@ -242,18 +265,26 @@ def _ess(sw: float, sww: float) -> float:
 
 class _MeanOfTerms(Estimator):
     """An estimator that is the mean of one term per row (IPS, DR): normal interval from the
-    terms' variance, ESS from the importance weights."""
+    variance of its influence terms (the terms themselves unless a reward model's error adds to
+    them), ESS from the importance weights."""
 
     @abstractmethod
     def terms(self, data: EstimatorInput) -> np.ndarray: ...
 
+    def influence_terms(self, data: EstimatorInput) -> np.ndarray:
+        return self.terms(data)
+
     def partial(self, data, weights=None):
         t = self.terms(data)
-        return np.hstack([_count(data, weights), _sums((t, t * t, data.w, data.w * data.w), weights)])
+        u = self.influence_terms(data)
+        ww = data.w * data.w
+        return np.hstack([_count(data, weights),
+                          _sums((t, t * t, data.w, ww, ww * data.reward, u, u * u), weights)])
 
     def finish(self, sums):
-        n, s1, s2, sw, sww = sums
-        v, se = _mean_se(n, s1, s2)
+        n, s1, _s2, sw, sww, _, su, suu = sums
+        v, _ = _mean_se(n, s1, s1)
+        _, se = _mean_se(n, su, suu)
         return v, se, _ess(sw, sww)
 
     def point(self, sums):
@@ -268,6 +299,10 @@ class IPS(_MeanOfTerms):
 
     def terms(self, data):
         return data.w * data.reward
+
+    def el_sums(self, sums):
+        n, swr, swwrr, sw, sww, swwr = sums[:6]
+        return n, sw, sww, swr, swwr, swwrr
 
 
 @dataclass(frozen=True)
@@ -290,28 +325,39 @@ class SNIPS(Estimator):
     def point(self, sums):
         return sums[:, 2] / sums[:, 1]
 
+    def el_sums(self, sums):
+        n, sw, swr, sww, swwr, swwrr = sums
+        return n, sw, sww, swr, swwr, swwrr
+
 
 @dataclass(frozen=True)
 class DM(Estimator):
     """Direct method: mean over rows of sum_a pi(a|x) q_hat(x, a).
 
-    Its interval reflects only row-to-row variation, not the reward model's error (the usual
-    convention, as in OBP); its bias is the model's bias.
+    Its variance is the row-to-row spread of those values plus the reward model's estimation
+    error, sum_i (dm_weight_i (r_i - q_hat_i) / n)^2 (delta method over the model's cell means
+    and slopes; see ``replay.reward_model``). Without ``dm_weight`` the model counts as known.
     """
 
     name: ClassVar[str] = "dm"
 
     def partial(self, data, weights=None):
         d = data.dm_term
-        return np.hstack([_count(data, weights), _sums((d, d * d), weights)])
+        m = np.zeros(data.n) if data.dm_weight is None else data.dm_weight * (data.reward - data.q_chosen)
+        # The last column is the one-step term the bootstrap resamples (see ``point``).
+        return np.hstack([_count(data, weights), _sums((d, d * d, m * m, d + m), weights)])
 
     def finish(self, sums):
-        n, s1, s2 = sums
+        n, s1, s2, smm, _ = sums
         v, se = _mean_se(n, s1, s2)
+        if n > 0:
+            se = float(np.sqrt(np.nan_to_num(se) ** 2 + smm / (n * n)))
         return v, se, float(n)
 
     def point(self, sums):
-        return sums[:, 1] / sums[:, 0]
+        # The bootstrap resamples d_i + m_i, whose spread is the spread of DM including the model's
+        # error; ``estimate_many`` recentres the percentile interval on DM's own value.
+        return sums[:, 4] / sums[:, 0]
 
 
 @dataclass(frozen=True)
@@ -321,7 +367,102 @@ class DR(_MeanOfTerms):
     name: ClassVar[str] = "dr"
 
     def terms(self, data):
-        return data.dm_term + data.w * (data.reward - data.q_chosen)
+        return data.dm_term + self.correction_weight(data) * (data.reward - data.q_chosen)
+
+    def correction_weight(self, data: EstimatorInput) -> np.ndarray:
+        """h_i in DM term + h_i (r_i - q_hat_i): w for DR, truncated or shrunk w for its variants."""
+        return data.w
+
+    def prepare(self, data, rng):
+        """Per-row coefficient of the residual in the influence function, c_i = h_i + D_i - G_i.
+
+        D_i is DM's dependence on r_i through the model (``dm_weight``), G_i the correction's
+        own dependence on it through q_hat at the logged artworks. For DR they nearly cancel
+        (double robustness); where a variant drops part of the correction, the model's error on
+        that part stays in the interval.
+        """
+        if data.model_influence is None or data.dm_weight is None:
+            return data
+        h = self.correction_weight(data)
+        onehot = np.zeros_like(data._need_q())
+        onehot[np.arange(data.n), data.action] = h
+        coef = h + data.dm_weight - data.model_influence(onehot)
+        return replace(data, influence=coef, validate=False)
+
+    def influence_terms(self, data):
+        if data.influence is None:
+            return self.terms(data)
+        return data.dm_term + data.influence * (data.reward - data.q_chosen)
+
+
+@dataclass(frozen=True)
+class ClippedIPS(_MeanOfTerms):
+    """IPS with weights clipped at ``clip``: min(w, clip) r. Biased down by E[(w - clip)+ r]."""
+
+    clip: float = 100.0
+    name: ClassVar[str] = "ipsclip"
+
+    def terms(self, data):
+        return np.minimum(data.w, self.clip) * data.reward
+
+
+@dataclass(frozen=True)
+class SwitchDR(DR):
+    """Switch-DR (Wang, Agarwal, Dudik 2017, as OBP): DR's correction only where w <= ``tau``.
+
+    Rows with larger weights rely on the model alone: bias E[1{w > tau} w (r - q_hat)] for a
+    variance that no longer grows with the largest weights.
+    """
+
+    tau: float = 50.0
+    name: ClassVar[str] = "switchdr"
+
+    def correction_weight(self, data):
+        return np.where(data.w <= self.tau, data.w, 0.0)
+
+
+@dataclass(frozen=True)
+class DRos(DR):
+    """DR with optimistic shrinkage (Su, Dimakopoulou, Krishnamurthy, Dudik 2020, as OBP).
+
+    The correction uses lam w / (w^2 + lam) instead of w: close to w for w << sqrt(lam), shrunk
+    for the largest weights. lam -> infinity is DR.
+    """
+
+    lam: float = 1000.0
+    name: ClassVar[str] = "dros"
+
+    def correction_weight(self, data):
+        w = data.w
+        return self.lam * w / (w * w + self.lam)
+
+
+@dataclass(frozen=True)
+class SNDR(Estimator):
+    """Self-normalized DR: mean DM term + sum w (r - q_hat) / sum w (delta-method interval)."""
+
+    name: ClassVar[str] = "sndr"
+
+    def partial(self, data, weights=None):
+        d, w = data.dm_term, data.w
+        e = data.reward - data.q_chosen
+        we, ww = w * e, w * w
+        return np.hstack([_count(data, weights), _sums(
+            (d, d * d, w, we, ww, ww * e, we * we, d * w, d * we), weights)])
+
+    def finish(self, sums):
+        n, sd, sdd, sw, swe, sww, swwe, swewe, sdw, sdwe = sums
+        if n <= 0 or sw <= 0:
+            return float("nan"), float("nan"), 0.0
+        md, c, k = sd / n, swe / sw, n / sw
+        # Influence of row i: (d_i - md) + k (w_i e_i - c w_i); its mean square from the sums.
+        ms = (sdd - 2 * md * sd + n * md * md
+              + k * k * (swewe - 2 * c * swwe + c * c * sww)
+              + 2 * k * (sdwe - c * sdw - md * (swe - c * sw))) / n
+        return md + c, float(np.sqrt(max(ms, 0.0) / max(n - 1, 1.0))), _ess(sw, sww)
+
+    def point(self, sums):
+        return sums[:, 1] / sums[:, 0] + sums[:, 4] / sums[:, 3]
 
 
 @dataclass(frozen=True)
@@ -377,7 +518,10 @@ def replay_acceptance(
     return rng.random(ratio.size) < ratio / m
 
 
-ESTIMATORS: dict[str, type[Estimator]] = {c.name: c for c in (Replay, IPS, SNIPS, DM, DR)}
+ESTIMATORS: dict[str, type[Estimator]] = {
+    c.name: c for c in (Replay, IPS, SNIPS, DM, DR, SNDR, SwitchDR, DRos, ClippedIPS)
+}
+DEFAULT_ESTIMATORS = ("replay", "ips", "snips", "dm", "dr")
 
 
 def diagnose(data: EstimatorInput) -> tuple[str, ...]:
@@ -406,6 +550,72 @@ def diagnose(data: EstimatorInput) -> tuple[str, ...]:
     return tuple(out)
 
 
+def cressie_read_interval(
+    n: float, sw: float, sww: float, swr: float, swwr: float, swwrr: float, level: float,
+    wmin: float = 0.0, wmax: float = np.inf, rmin: float = 0.0, rmax: float = 1.0,
+) -> tuple[float, float]:
+    """Empirical-likelihood interval for E[w r] under E[w] = 1 (Cressie-Read power -2).
+
+    Karampatziakis, Mineiro, Ramdas (2021); the closed form of VW's ``vw-estimators`` package
+    (``estimators/bandits/cressieread.py``, ``IntervalImpl.get``), which the tests use as the
+    reference. One fake observation at the extreme weight keeps the interval honest when the
+    heavy tail has not been sampled yet, and the profile-likelihood threshold comes from the
+    F(1, n) distribution, so it is asymmetric where the weights are.
+    """
+    from scipy.stats import f
+
+    if n <= 0:
+        return float("nan"), float("nan")
+    alpha = 1.0 - level
+    atol = 1e-9
+    unc_fake = wmax if sw < n else wmin
+    if unc_fake == np.inf:
+        unc_g = 1 + 1 / n
+    else:
+        a = (unc_fake + sw) / (1 + n)
+        b = (unc_fake ** 2 + sww) / (1 + n)
+        unc_g = (1 + n) * (a - 1) ** 2 / (b - a * a)
+    phi = (-unc_g - float(f.isf(alpha, 1, n))) / (2 * (1 + n))
+    bounds = []
+    for r, sign in ((rmin, 1), (rmax, -1)):
+        candidates = []
+        for fake in (wmin, wmax):
+            if fake == np.inf:
+                x = sign * (r + (swr - sw * r) / n)
+                y = (r * sw - swr) ** 2 / (n * (1 + n)) - (r * r * sww - 2 * r * swwr + swwrr) / (1 + n)
+                z = phi + 1 / (2 * n)
+            else:
+                bw = (fake + sw) / (1 + n)
+                bww = (fake * fake + sww) / (1 + n)
+                if not bww > bw * bw:
+                    continue
+                bwr = sign * (fake * r + swr) / (1 + n)
+                bwwr = sign * (fake * fake * r + swwr) / (1 + n)
+                bwwrr = (fake * fake * r * r + swwrr) / (1 + n)
+                x = bwr + (1 - bw) * (bwwr - bw * bwr) / (bww - bw * bw)
+                y = (bwwr - bw * bwr) ** 2 / (bww - bw * bw) - (bwwrr - bwr * bwr)
+                z = phi + 0.5 * (1 - bw) ** 2 / (bww - bw * bw)
+            if abs(y * z) <= atol * atol:
+                candidates.append(x - np.sqrt(2) * atol)
+            elif z <= 0 and y * z >= 0:
+                candidates.append(x - np.sqrt(2 * y * z))
+        best = min(candidates) if candidates else rmin
+        bounds.append(float(min(rmax, max(rmin, sign * best))))
+    return bounds[0], bounds[1]
+
+
+def _wilson(p: float, n: float, z: float) -> tuple[float, float]:
+    """Wilson score interval for a mean in [0, 1] seen over n (effective) rows."""
+    n = max(n, 1.0)
+    p = min(max(p, 0.0), 1.0)
+    center = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return center - half, center + half
+
+
+INTERVALS = ("normal", "bootstrap", "el")
+
+
 def estimate_many(
     estimators: Sequence[Estimator],
     data: EstimatorInput,
@@ -416,12 +626,28 @@ def estimate_many(
     chunk_size: int = DEFAULT_CHUNK,
     on_progress: Callable[[int], None] | None = None,
     warnings: tuple[str, ...] | None = None,
+    interval: str = "normal",
 ) -> list[Estimate]:
-    """Run several estimators in one pass over chunks of ``data`` (shared weights per chunk)."""
+    """Run several estimators in one pass over chunks of ``data`` (shared weights per chunk).
+
+    ``interval``: "normal" (delta method), "bootstrap" (percentile of ``bootstrap`` Poisson
+    replicates; implied by bootstrap > 0) or "el" (empirical likelihood, Cressie-Read; for the
+    estimators that have one, the others keep the normal interval and say so). An interval is
+    never of zero width: when every row's term is the same (e.g. no clicks at all), the Wilson
+    interval over the effective sample size is used instead.
+    """
+    if interval not in INTERVALS:
+        raise EstimatorInputError(f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
+    if interval == "bootstrap" and not bootstrap:
+        raise EstimatorInputError("interval 'bootstrap' needs bootstrap > 0 replicates")
     if not 0 < level < 1:
         raise EstimatorInputError(f"level must be in (0, 1), got {level!r}")
     if bootstrap < 0 or int(bootstrap) != bootstrap:
         raise EstimatorInputError(f"bootstrap must be a non-negative integer, got {bootstrap!r}")
+    if bootstrap and interval == "normal":
+        interval = "bootstrap"
+    if bootstrap and interval != "bootstrap":
+        raise EstimatorInputError(f"bootstrap replicates and interval {interval!r} exclude each other")
     if bootstrap and rng is None:
         raise EstimatorInputError("rng is required when bootstrap > 0")
     if chunk_size < 1:
@@ -446,19 +672,37 @@ def estimate_many(
         if on_progress is not None:
             on_progress(done)
     shared = diagnose(data) if warnings is None else warnings
+    # The largest importance weight a target policy can give on these rows: 1 / the smallest logged
+    # propensity (the EL interval is much tighter with a finite bound than with infinity).
+    wmax = max(float(1.0 / data.propensity.min()), 1.0 + 1e-6) if interval == "el" else np.inf
     z = NormalDist().inv_cdf(0.5 + level / 2)
     results = []
     for est, total, boot in zip(estimators, totals, boots, strict=True):
         value, se, ess = est.finish(total)
+        own = list(shared) if not _model_based(est) else [w for w in shared if "DM/DR" in w or "absent" in w]
         if boot is not None:
             vals = est.point(boot)
             vals = vals[np.isfinite(vals)]
             lo, hi = (np.quantile(vals, [(1 - level) / 2, (1 + level) / 2]) if vals.size else (np.nan, np.nan))
-            ci = (float(lo), float(hi))
+            # Percentiles of the resampled statistic, moved to this estimator's own value (they
+            # differ only for DM, whose bootstrap resamples its one-step form).
+            shift = value - float(est.point(total[None, :])[0])
+            ci = (float(lo) + shift, float(hi) + shift)
+        elif interval == "el" and est.el_sums(total) is not None:
+            ci = cressie_read_interval(*est.el_sums(total), level, wmax=wmax)
         else:
+            if interval == "el":
+                own.append(f"no empirical-likelihood interval for {est.name}: normal interval")
             ci = (value - z * se, value + z * se)
-        own = list(shared) if est.name != "dm" else [w for w in shared if "DM/DR" in w or "absent" in w]
+        if np.isfinite(value) and not ci[1] > ci[0]:
+            ci = _wilson(value, ess if ess > 0 else data.n, z)
+            ci = (min(ci[0], value), max(ci[1], value))
         if est.name == "replay" and ess < 30:
             own.append(f"replay accepted only {ess:.0f} rows")
-        results.append(Estimate(est.name, float(value), ci, float(se), float(ess), data.n, level, tuple(own)))
+        results.append(Estimate(est.name, float(value), (float(ci[0]), float(ci[1])), float(se), float(ess),
+                                data.n, level, tuple(own)))
     return results
+
+
+def _model_based(est: Estimator) -> bool:
+    return est.name == "dm"

@@ -1,23 +1,32 @@
 """Evaluate several policies on one log with several estimators (what ``evaluate`` runs).
 
-Order of work: fit the reward model once (if DM or DR is asked for), then per policy: its
+Order of work: cross-fit the reward model once (if a model-based estimator is asked for: every
+row predicted by a model fitted without its fold), then per policy: its
 probabilities on every row (learning policies replay the log in order), replay acceptance,
 then every estimator in one chunked pass. The segment breakdown reuses the same per-row
-inputs (and the same replay acceptance) restricted to each segment's rows.
+inputs (and the same replay acceptance) restricted to each group's rows (``by``: title, segment or
+a numeric context key). Per group, DM's model weights are those of the whole log's model
+restricted to the group's rows (the group's share of the parent means is left out).
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 
+from replay.errors import ReplayError
 from replay.estimators import DEFAULT_CHUNK, ESTIMATORS, Estimate, EstimatorInput, Replay, estimate_many
 from replay.logs import LogArrays
 from replay.policy_base import Policy, PolicyOutput
-from replay.reward_model import fit_reward_model
+from replay.reward_model import DEFAULT_FOLDS, CrossFit, cross_fit
+
+MODEL_BASED = frozenset({"dm", "dr", "sndr", "switchdr", "dros"})
+# A learning policy that learned from fewer accepted rows than this is close to its prior.
+MIN_LEARNED_ROWS = 100
 
 BOOTSTRAP_CELLS = 2_000_000  # 16 MB of float weights per chunk (32 MB while drawn)
 
@@ -26,23 +35,48 @@ BOOTSTRAP_CELLS = 2_000_000  # 16 MB of float weights per chunk (32 MB while dra
 class Evaluation:
     n: int
     estimates: dict[str, tuple[Estimate, ...]]  # policy name -> one per estimator, in order
-    by_segment: dict[str, dict[str, tuple[Estimate, ...]]] = field(default_factory=dict)  # segment -> policy -> ...
+    by_group: dict[str, dict[str, tuple[Estimate, ...]]] = field(default_factory=dict)  # value -> policy -> ...
     policy_warnings: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    by_column: str | None = None
+    by_n: dict[str, int] = field(default_factory=dict)  # value -> rows
 
 
-def policy_input(logs: LogArrays, out: PolicyOutput, q_hat: np.ndarray | None) -> EstimatorInput:
+def group_codes(logs: LogArrays, column: str) -> tuple[np.ndarray, list[str]]:
+    """Per-row group code and the groups' labels for ``--by COLUMN``: title, segment or a context key."""
+    if column == "title":
+        return logs.title, list(logs.titles)
+    if column == "segment":
+        if not logs.has_segment:
+            raise ReplayError("--by: the logs have no segment column", "--by")
+        return logs.segment, list(logs.segments)
+    if column in logs.feature_names:
+        values = logs.features[:, logs.feature_names.index(column)]
+        uniq, codes = np.unique(values, return_inverse=True)
+        return codes, [f"{v:g}" for v in uniq]
+    known = ", ".join(["title", "segment", *logs.feature_names])
+    raise ReplayError(f"--by: unknown column {column!r}; known: {known} (numeric context keys only)", "--by")
+
+
+def policy_input(logs: LogArrays, out: PolicyOutput, q_hat: np.ndarray | CrossFit | None) -> EstimatorInput:
+    """Per-row inputs of one policy; with a ``CrossFit``, DM also gets the model's weights."""
+    fit = q_hat if isinstance(q_hat, CrossFit) else None
     return EstimatorInput(
         reward=logs.reward, propensity=logs.propensity, action=logs.action, pi_chosen=out.pi_chosen,
-        pi=out.pi, q_hat=q_hat, accepted=out.accepted, group=logs.title,
+        pi=out.pi, q_hat=fit.q_hat if fit is not None else q_hat, accepted=out.accepted, group=logs.title,
+        dm_weight=fit.model.dm_weights(logs, out.pi) if fit is not None else None,
+        model_influence=partial(fit.model.dm_weights, logs) if fit is not None else None,
     )
 
 
 def take(data: EstimatorInput, rows: np.ndarray) -> EstimatorInput:
+    """The inputs of ``rows``. DM keeps the whole log's model weights on these rows (their parent
+    terms count other groups' mass too, which errs wide); DR and its variants use their plain terms."""
     def pick(a):
         return None if a is None else a[rows]
 
     return EstimatorInput(data.reward[rows], data.propensity[rows], data.action[rows], data.pi_chosen[rows],
-                          pick(data.pi), pick(data.q_hat), pick(data.accepted), pick(data.group), validate=False)
+                          pick(data.pi), pick(data.q_hat), pick(data.accepted), pick(data.group),
+                          pick(data.dm_weight), None, pick(data.influence), validate=False)
 
 
 def evaluate_policies(
@@ -53,7 +87,9 @@ def evaluate_policies(
     *,
     level: float = 0.95,
     bootstrap: int = 0,
-    by_segment: bool = False,
+    by: str | None = None,
+    interval: str = "normal",
+    folds: int = DEFAULT_FOLDS,
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> Evaluation:
     """``on_progress(stage, done, total)`` is called as policies replay and estimators run."""
@@ -63,10 +99,12 @@ def evaluate_policies(
     if not policies:
         raise ValueError("policies must name at least one policy")
     ests = [ESTIMATORS[e]() for e in estimators]
+    codes, labels = group_codes(logs, by) if by is not None else (None, [])
     # Bootstrap weights are (B, chunk) per chunk: keep them near BOOTSTRAP_CELLS values so
     # --bootstrap 500 costs little more memory than no bootstrap.
     chunk = DEFAULT_CHUNK if not bootstrap else max(256, min(DEFAULT_CHUNK, BOOTSTRAP_CELLS // bootstrap))
-    q_hat = fit_reward_model(logs).predict(logs) if {"dm", "dr"} & set(estimators) else None
+    fit = cross_fit(logs, rng, folds) if MODEL_BASED & set(estimators) else None
+    model_warning = _model_warning(fit)
     results: dict[str, tuple[Estimate, ...]] = {}
     seg_results: dict[str, dict[str, tuple[Estimate, ...]]] = {}
     warnings: dict[str, tuple[str, ...]] = {}
@@ -80,18 +118,38 @@ def evaluate_policies(
             out = policy.evaluate(logs, rng, on_progress=tick)  # type: ignore[call-arg]
         else:
             out = policy.evaluate(logs, rng)
-        data = policy_input(logs, out, q_hat)
+        data = policy_input(logs, out, fit)
         if "replay" in estimators:
             data = Replay().prepare(data, rng)
-        results[policy.name] = tuple(
-            estimate_many(ests, data, level=level, bootstrap=bootstrap, rng=rng, on_progress=tick, chunk_size=chunk)
-        )
-        warnings[policy.name] = out.warnings
-        if by_segment and logs.has_segment:
-            for g, seg in enumerate(logs.segments):
-                rows = np.flatnonzero(logs.segment == g)
+        results[policy.name] = _with_model_warning(tuple(
+            estimate_many(ests, data, level=level, bootstrap=bootstrap, rng=rng, on_progress=tick, interval=interval,
+                          chunk_size=chunk)
+        ), model_warning)
+        own = list(out.warnings)
+        if out.accepted is not None and policy.name != "logged" and int(out.accepted.sum()) < MIN_LEARNED_ROWS:
+            own.append(f"replay accepted only {int(out.accepted.sum())} of {logs.n} rows to learn from: "
+                       "the policy barely left its prior (its estimates are mostly the prior's)")
+        warnings[policy.name] = tuple(own)
+        if codes is not None:
+            for g, label in enumerate(labels):
+                rows = np.flatnonzero(codes == g)
                 if rows.size:
-                    seg_results.setdefault(seg, {})[policy.name] = tuple(
-                        estimate_many(ests, take(data, rows), level=level, bootstrap=bootstrap, rng=rng, chunk_size=chunk)
+                    seg_results.setdefault(label, {})[policy.name] = tuple(
+                        estimate_many(ests, take(data, rows), level=level, bootstrap=bootstrap, rng=rng,
+                                      interval=interval, chunk_size=chunk)
                     )
-    return Evaluation(logs.n, results, seg_results, warnings)
+    by_n = {label: int(np.sum(codes == g)) for g, label in enumerate(labels)} if codes is not None else {}
+    return Evaluation(logs.n, results, seg_results, warnings, by, {k: v for k, v in by_n.items() if v})
+
+
+def _model_warning(fit: CrossFit | None) -> str | None:
+    if fit is None or fit.folds < 2 or fit.mse < fit.baseline_mse:
+        return None
+    return (f"the reward model predicts held-out rewards no better than their mean (MSE {fit.mse:.4g} vs "
+            f"{fit.baseline_mse:.4g} over {fit.folds} folds): model-based estimates rest on a poor model")
+
+
+def _with_model_warning(ests: tuple[Estimate, ...], warning: str | None) -> tuple[Estimate, ...]:
+    if warning is None:
+        return ests
+    return tuple(replace(e, warnings=e.warnings + (warning,)) if e.estimator in MODEL_BASED else e for e in ests)

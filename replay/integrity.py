@@ -2,18 +2,27 @@
 
 For each title and logging policy, and each artwork a that was served, the inverse-propensity
 count S_a = sum over rows that served a of 1 / mu_i must estimate the number of rows N,
-whatever the policy did from row to row (E[1{a_i = a} / mu(a|x_i)] = 1). With constant
-propensities this is the familiar check of observed counts O_a against expected N mu_a.
+whatever the policy did from row to row (E[1{a_i = a} / mu(a|x_i)] = 1).
 
-The test statistic is T = sum_a (S_a - N)^2 / D_a with D_a = sum over those rows of 1/mu_i^2.
-For constant propensities T is Neyman's chi-square sum (O_a - N mu_a)^2 / O_a on K-1 degrees of
-freedom. In general the S_a are correlated (Cov = -N) and T is distributed as
-chi2(K-1) + lambda chi2(1) with lambda = 1 - N sum_a 1/D_a in [0, 1]; the p-value uses the
-Satterthwaite approximation c chi2(nu) with matching mean and variance.
+The test, per (title, logging policy) group: Pearson's T = sum_a (S_a - N)^2 / W_a with
+W_a = sum_i 1/mu(a|x_i), the null's expected D_a (for constant propensities T is Pearson's
+chi-square on the counts). The logs give mu(a|x_i) only for the artwork row i served; for the
+others it is imputed from the nearest row in time (same segment) that served them (see
+``imputed_null``). The S_a are correlated (Cov = -N) and T is about chi2(K-1) + lambda chi2(1),
+lambda = 1 - N sum_a 1/W_a (Satterthwaite). Where that approximation matters (small expected
+counts, heavy inverse weights) and the p-value is small, it is replaced by a Monte-Carlo p-value:
+T recomputed on artworks drawn from the imputed null, (1 + #{T* >= T}) / (1 + draws), which is
+calibrated at any count. Per-profile deterministic policies (the service's ``ab`` split hashes
+the profile) are tested on one row per profile (its first): a profile's impressions all show
+the same artwork and are not independent.
 
-A wrong propensity (logging 1/K while a bandit served 70/30, forgetting the uniform mix,
-logging the propensity of another artwork) makes every off-policy estimator wrong, so it is
-flagged, with the minimum propensity and the effective sample size of the inverse weights.
+The log-level verdict corrects for testing many groups (Holm): a group is flagged when its
+Holm-adjusted p-value is below alpha, so an honest log is flagged with probability at most alpha.
+
+A wrong propensity (logging 1/K while a bandit served 70/30, forgetting the uniform mix, logging
+the propensity of another artwork) makes every off-policy estimator wrong, so it is flagged.
+Tiny propensities, low effective sample size, deterministic logging and never-served artworks
+are warnings: they limit what can be evaluated but do not mean the logs are wrong.
 """
 
 from __future__ import annotations
@@ -23,10 +32,19 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import chi2
 
+from replay.errors import ReplayError
 from replay.logs import LogArrays
 
 TINY_PROPENSITY = 1e-3
 LOW_ESS_SHARE = 0.01
+MC_DRAWS = 999
+MC_BUDGET = 4e7  # draws x rows per group above which the chi-square approximation is used
+LARGE_EXPECTED = 200.0  # expected count per artwork above which the chi-square approximation is used
+PER_PROFILE_POLICIES = frozenset({"ab"})
+
+
+class IntegrityError(ReplayError):
+    """A check argument is malformed; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +62,10 @@ class GroupCheck:
     min_propensity: float
     ess: float
     flags: tuple[str, ...]
+    method: str = "pearson"  # pearson, monte-carlo, inverse-propensity or none
+    unit: str = "impression"  # or "profile" for per-profile deterministic policies
+    p_adjusted: float = 1.0  # Holm-adjusted over the log's groups
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,69 +78,157 @@ class IntegrityReport:
         return any(g.flags for g in self.groups)
 
 
-def inverse_propensity_test(n: int, served: np.ndarray, s: np.ndarray, d: np.ndarray) -> tuple[float, float, float]:
-    """(T, effective degrees of freedom, p-value) for the served artworks' S_a and D_a sums."""
-    s, d = s[served], d[served]
-    k = int(served.sum())
-    if k == 0 or n == 0:
-        return 0.0, 0.0, 1.0
-    t = float(((s - n) ** 2 / d).sum())
-    lam = float(np.clip(1.0 - n * (1.0 / d).sum(), 0.0, 1.0))
-    mean, var = k - 1 + lam, 2.0 * (k - 1 + lam * lam)
-    if mean < 1e-9:
-        # Every row served the same artwork with propensity 1: nothing random to test.
-        return t, 0.0, 1.0 if t < 1e-9 else 0.0
-    c, nu = var / (2 * mean), 2 * mean * mean / var
-    return t, float(nu), float(chi2.sf(t / c, nu))
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm step-down adjusted p-values (monotone, capped at 1)."""
+    p = np.asarray(p, dtype=float)
+    m = p.size
+    order = np.argsort(p)
+    adj = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = adj
+    return out
 
 
-def check_propensities(logs: LogArrays, alpha: float = 0.01) -> IntegrityReport:
-    """Check every (title, logging policy) group of ``logs``; flag when p < alpha and more."""
+def check_propensities(logs: LogArrays, alpha: float = 0.01, rng: np.random.Generator | None = None) -> IntegrityReport:
+    """Check every (title, logging policy) group of ``logs``; flag when Holm-adjusted p < alpha."""
     if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    k = logs.k
+        raise IntegrityError(f"alpha must be in (0, 1), got {alpha!r}")
+    rng = np.random.default_rng(0) if rng is None else rng
     n_pol = len(logs.logging_policies)
     group = logs.title.astype(np.int64) * n_pol + logs.logging_policy
-    n_groups = len(logs.titles) * n_pol
-    cell = group * k + logs.action
-    size = n_groups * k
-    inv = 1.0 / logs.propensity
-    observed = np.bincount(cell, minlength=size).reshape(n_groups, k)
-    s_sum = np.bincount(cell, weights=inv, minlength=size).reshape(n_groups, k)
-    d_sum = np.bincount(cell, weights=inv * inv, minlength=size).reshape(n_groups, k)
-    rows = np.bincount(group, minlength=n_groups)
-    pmin = np.full(n_groups, np.inf)
-    np.minimum.at(pmin, group, logs.propensity)
-    out = []
-    for gi in np.flatnonzero(rows):
+    # Enough draws that the smallest Monte-Carlo p-value can pass Holm's first threshold.
+    draws = max(MC_DRAWS, int(np.ceil(5 * len(np.unique(group)) / alpha)))
+    checks = []
+    for gi in np.unique(group):
         t, pol = divmod(int(gi), n_pol)
-        kt = len(logs.arms[t])
-        n = int(rows[gi])
-        obs, s, d = observed[gi, :kt], s_sum[gi, :kt], d_sum[gi, :kt]
-        served = obs > 0
-        stat, dof, p = inverse_propensity_test(n, served, s, d)
-        ess = float(s.sum() ** 2 / d.sum()) if d.sum() > 0 else 0.0
-        expected = np.where(served, n * obs / np.where(s > 0, s, 1.0), 0.0)
+        rows = np.flatnonzero(group == gi)
+        unit = "impression"
+        if logs.logging_policies[pol] in PER_PROFILE_POLICIES:
+            # First row of each profile: the split hashes the profile, so later rows repeat it.
+            _, first = np.unique(logs.profile[rows], return_index=True)
+            rows, unit = rows[np.sort(first)], "profile"
+        checks.append(_check_group(logs, t, logs.logging_policies[pol], rows, unit, rng, draws))
+    p_adj = holm(np.array([c.p_value for c in checks])) if checks else np.array([])
+    out = []
+    for c, pa in zip(checks, p_adj, strict=True):
         flags = []
-        if p < alpha:
-            worst = int(np.argmax(np.where(served, np.abs(s - n) / np.sqrt(np.where(d > 0, d, 1.0)), -1)))
-            flags.append(
-                f"logged propensities disagree with what was served (chi-square p={p:.2g}); e.g. artwork "
-                f"{logs.arms[t][worst]!r}: served {int(obs[worst])}, inverse propensities imply {s[worst]:.0f} of {n} rows"
-            )
-        if pmin[gi] < TINY_PROPENSITY:
-            flags.append(f"tiny propensities (min {pmin[gi]:.2g}): inverse weights up to {1 / pmin[gi]:.0f}")
-        if kt > 1 and served.sum() == 1 and pmin[gi] >= 1.0:
-            flags.append("deterministic logging (every propensity 1): no other artwork can be evaluated")
-        elif ess < LOW_ESS_SHARE * n:
-            flags.append(f"effective sample size {ess:.0f} is under {LOW_ESS_SHARE:.0%} of {n} rows")
-        never = [a for a, o in zip(logs.arms[t], obs, strict=True) if o == 0]
-        if never and pmin[gi] < 1.0 and served.sum() > 1:
-            flags.append(f"artworks never served: {', '.join(never)} (target policies choosing them cannot be evaluated)")
-        out.append(GroupCheck(
-            title=logs.titles[t], policy=logs.logging_policies[pol], n=n, artworks=logs.arms[t],
-            observed=tuple(int(o) for o in obs), implied=tuple(float(x) for x in s),
-            expected=tuple(float(x) for x in expected), statistic=stat, dof=dof, p_value=p,
-            min_propensity=float(pmin[gi]), ess=ess, flags=tuple(flags),
-        ))
+        if pa < alpha:
+            flags.append(c.flags[0])
+        out.append(GroupCheck(**{**c.__dict__, "p_adjusted": float(pa), "flags": tuple(flags)}))
     return IntegrityReport(tuple(out), alpha)
+
+
+def imputed_null(logs: LogArrays, t: int, rows: np.ndarray) -> np.ndarray:
+    """Each row's full distribution over title t's artworks under the null, (n, K + 1).
+
+    The logged propensity of the served artwork is exact; another artwork's is that of the
+    nearest row in time (same segment when the logs have one) that served it, since a policy's
+    distribution changes slowly (a bandit refreshes its snapshot now and then). The imputed
+    others are scaled to fill 1 - mu_i; the last column is mass no served artwork accounts for.
+    """
+    kt = len(logs.arms[t])
+    n = rows.size
+    a, mu = logs.action[rows], logs.propensity[rows]
+    out = np.zeros((n, kt + 1))
+    keys = logs.segment[rows] if logs.has_segment else np.zeros(n, dtype=np.int64)
+    for scope in (np.ones(n, dtype=bool),) + tuple(keys == g for g in np.unique(keys)):
+        pos = np.flatnonzero(scope)
+        for arm in range(kt):
+            hit = pos[a[pos] == arm]
+            if hit.size == 0:
+                continue
+            j = np.clip(np.searchsorted(hit, pos), 1, hit.size) - 1
+            right = np.minimum(j + 1, hit.size - 1)
+            near = np.where(np.abs(hit[right] - pos) < np.abs(hit[j] - pos), hit[right], hit[j])
+            # The whole-group pass fills every row; the per-segment passes then overwrite.
+            out[pos, arm] = mu[near]
+    others = out[:, :kt].copy()
+    others[np.arange(n), a] = 0.0
+    total = others.sum(axis=1)
+    room = 1.0 - mu
+    scale = np.divide(room, total, out=np.zeros(n), where=total > 0)
+    others *= np.minimum(scale, np.where(total > 0, np.inf, 0.0))[:, None]
+    out[:, :kt] = others
+    out[np.arange(n), a] = mu
+    out[:, kt] = np.clip(1.0 - out[:, :kt].sum(axis=1), 0.0, None)
+    return out
+
+
+def _pearson(n: int, s: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """sum_a (S_a - N)^2 / W_a over the columns of s (..., K)."""
+    return ((s - n) ** 2 / w).sum(axis=-1)
+
+
+def _check_group(logs: LogArrays, t: int, policy: str, rows: np.ndarray, unit: str,
+                 rng: np.random.Generator, draws: int) -> GroupCheck:
+    kt = len(logs.arms[t])
+    n = int(rows.size)
+    a, mu = logs.action[rows], logs.propensity[rows]
+    inv = 1.0 / mu
+    obs = np.bincount(a, minlength=kt)[:kt]
+    s = np.bincount(a, weights=inv, minlength=kt)[:kt]
+    d = np.bincount(a, weights=inv * inv, minlength=kt)[:kt]
+    served = obs > 0
+    pmin = float(mu.min())
+    ess = float(s.sum() ** 2 / d.sum()) if d.sum() > 0 else 0.0
+    null = imputed_null(logs, t, rows)
+    probs = null[:, :kt]
+    # W_a = sum_i 1/mu(a|x_i): the null's E[D_a]; Pearson's N/mu_a for constant propensities.
+    w = np.array([np.sum(1.0 / probs[probs[:, j] > 0, j]) if served[j] else 0.0 for j in range(kt)])
+    stat = float(_pearson(n, s[served], w[served]))
+    lam = float(np.clip(1.0 - n * (1.0 / w[served]).sum(), 0.0, 1.0)) if served.any() else 0.0
+    k = int(served.sum())
+    mean, var = k - 1 + lam, 2.0 * (k - 1 + lam * lam)
+    if mean < 1e-9:
+        dof, p, method = 0.0, 1.0 if stat < 1e-9 else 0.0, "none"
+    else:
+        c, dof = var / (2 * mean), 2 * mean * mean / var
+        p, method = float(chi2.sf(stat / c, dof)), "chi-square"
+        expected_min = float((n * n / w[served]).min())
+        if p < 0.05 and expected_min < LARGE_EXPECTED and n * draws <= MC_BUDGET:
+            p, method = _monte_carlo_p(null, n, served, w, stat, rng, draws), "monte-carlo"
+    expected = np.where(served, n * n / np.where(w > 0, w, np.inf), 0.0)
+    worst = int(np.argmax(np.where(served, np.abs(s - n) / np.sqrt(np.where(w > 0, w, 1.0)), -1)))
+    alarm = (f"logged propensities disagree with what was served ({method} p={p:.2g}); e.g. artwork "
+             f"{logs.arms[t][worst]!r}: served {int(obs[worst])}, inverse propensities imply {s[worst]:.0f} of {n} "
+             f"{unit}s")
+    warnings = []
+    if pmin < TINY_PROPENSITY:
+        warnings.append(f"tiny propensities (min {pmin:.2g}): inverse weights up to {1 / pmin:.0f}")
+    if kt > 1 and served.sum() == 1 and pmin >= 1.0:
+        warnings.append("deterministic logging (every propensity 1): no other artwork can be evaluated")
+    elif ess < LOW_ESS_SHARE * n:
+        warnings.append(f"effective sample size {ess:.0f} is under {LOW_ESS_SHARE:.0%} of {n} rows")
+    never = [art for art, o in zip(logs.arms[t], obs, strict=True) if o == 0]
+    if never and pmin < 1.0 and served.sum() > 1:
+        warnings.append(f"artworks never served: {', '.join(never)} (target policies choosing them cannot be evaluated)")
+    if unit == "profile":
+        warnings.append(f"{policy} assigns by profile: tested on {n} profiles (first impression each), "
+                        "not on impressions")
+    return GroupCheck(
+        title=logs.titles[t], policy=policy, n=n, artworks=logs.arms[t],
+        observed=tuple(int(o) for o in obs), implied=tuple(float(x) for x in s),
+        expected=tuple(float(x) for x in expected), statistic=stat, dof=float(dof), p_value=float(p),
+        min_propensity=pmin, ess=ess, flags=(alarm,), method=method, unit=unit, warnings=tuple(warnings),
+    )
+
+
+def _monte_carlo_p(null: np.ndarray, n: int, served: np.ndarray, w: np.ndarray, stat: float,
+                   rng: np.random.Generator, draws: int) -> float:
+    """(1 + #{T* >= T}) / (1 + draws), T* from artworks drawn from the imputed null per row."""
+    kt = served.size
+    cum = np.cumsum(null, axis=1)
+    cum[:, -1] = np.inf
+    probs = null[:, :kt]
+    inv = np.divide(1.0, probs, out=np.zeros_like(probs), where=probs > 0)
+    exceed = 0
+    batch = max(1, int(MC_BUDGET // (4 * max(n, 1))))
+    done = 0
+    while done < draws:
+        b = min(batch, draws - done)
+        u = rng.random((b, n))
+        drawn = (cum[None, :, :] < u[:, :, None]).sum(axis=2)  # (b, n) in 0..K (K = unaccounted mass)
+        s_sim = np.stack([((drawn == j) * inv[None, :, j]).sum(axis=1) for j in range(kt)], axis=1)
+        exceed += int((_pearson(n, s_sim[:, served], w[served]) >= stat - 1e-9 * max(stat, 1.0)).sum())
+        done += b
+    return (1 + exceed) / (1 + draws)

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bandit.ab_assignment import ABSplit, assign
+from replay.policy_base import Policy, PolicyError, PolicyOptions, PolicyOutput
+from replay.simulation.thompson import ThompsonLearner
 
 if TYPE_CHECKING:  # fixed policies need neither scipy (Thompson) nor pandas (logs)
-    from bandit.thompson import ThompsonSampling
     from replay.logs import LogArrays
-from replay.policy_base import Policy, PolicyError, PolicyOptions, PolicyOutput
 
 
 class FixedPolicy:
@@ -161,69 +161,10 @@ class ABPolicy(FixedPolicy):
         return pi
 
 
-class ThompsonLearner:
-    """Thompson sampling state over titles x segments, refreshed in batches.
-
-    Counts are kept per (title, segment, artwork slot). The action distribution of each
-    (title, segment) is the service's: ``ThompsonSampling.action_probabilities`` of the segment
-    posterior (or of the title posterior when the logs have no segments), i.e. exact quadrature
-    with the uniform mix. It is recomputed for a title after every ``batch`` of that title's
-    new events, as the service recomputes it once per counts snapshot; between refreshes the
-    policy acts on the stale snapshot. That keeps millions of rows affordable (one quadrature
-    per segment per refresh instead of per row) and is documented as the replayed policy's
-    semantics: "TS whose posteriors are refreshed every ``batch`` of a title's impressions".
-    """
-
-    def __init__(self, ts: ThompsonSampling, arms_per_title: np.ndarray, n_segments: int, k: int,
-                 use_segments: bool, batch: int):
-        if batch < 1:
-            raise PolicyError(f"ts batch must be >= 1, got {batch}")
-        self.ts, self.batch, self.use_segments = ts, int(batch), use_segments
-        self.arms = np.asarray(arms_per_title, dtype=int)
-        t_n = self.arms.size
-        self.n = np.zeros((t_n, n_segments, k))
-        self.s = np.zeros((t_n, n_segments, k))
-        self.pending = np.zeros(t_n, dtype=np.int64)
-        self.probs = np.zeros((t_n, n_segments, k))
-        self.refreshes = 0
-        for t in range(t_n):
-            self.refresh(t)
-
-    def refresh(self, t: int) -> None:
-        kt = self.arms[t]
-        n_t, s_t = self.n[t, :, :kt].sum(axis=0), self.s[t, :, :kt].sum(axis=0)
-        if not self.use_segments:
-            p = self.ts.action_probabilities(self.ts.posterior(n_t, s_t))
-            self.probs[t, :, :kt] = p[None, :]
-        else:
-            for g in range(self.n.shape[1]):
-                post = self.ts.segment_posterior(n_t, s_t, self.n[t, g, :kt], self.s[t, g, :kt])
-                self.probs[t, g, :kt] = self.ts.action_probabilities(post)
-        self.pending[t] = 0
-        self.refreshes += 1
-
-    def update(self, title: np.ndarray, segment: np.ndarray, action: np.ndarray, reward: np.ndarray) -> None:
-        np.add.at(self.n, (title, segment, action), 1.0)
-        np.add.at(self.s, (title, segment, action), reward)
-        self.pending += np.bincount(title, minlength=self.pending.size)
-
-    def first_refresh(self, event_titles: np.ndarray) -> int:
-        """Index of the first event (in order) that completes a title's batch, or -1."""
-        if event_titles.size == 0:
-            return -1
-        order = np.argsort(event_titles, kind="stable")
-        sorted_t = event_titles[order]
-        starts = np.flatnonzero(np.r_[True, sorted_t[1:] != sorted_t[:-1]])
-        group_start = np.repeat(starts, np.diff(np.r_[starts, sorted_t.size]))
-        rank = np.empty_like(order)
-        rank[order] = np.arange(sorted_t.size) - group_start
-        hit = np.flatnonzero(self.pending[event_titles] + rank + 1 >= self.batch)
-        return int(hit[0]) if hit.size else -1
-
-
 @dataclass(frozen=True)
 class ThompsonPolicy:
-    """Thompson sampling learning as it replays (see ``ThompsonLearner`` for the batching)."""
+    """Thompson sampling learning as it replays (``replay.simulation.thompson.ThompsonLearner``,
+    the learner simulations run online, refreshed every ``options.ts_batch`` of a title's accepted rows)."""
 
     options: PolicyOptions = PolicyOptions()
     name: str = "thompson"

@@ -16,18 +16,23 @@ def _fmt(x: float, digits: int = 4) -> str:
 
 
 def estimates_json(evaluation: Evaluation) -> dict:
-    """Exactly the SPEC shape: {"n", "policies": {NAME: {ESTIMATOR: {"value", "ci"}}}} (NaN -> null)."""
+    """The SPEC shape: {"n", "policies": {NAME: {ESTIMATOR: {"value", "ci"}}}} (NaN -> null), plus
+    {"by": {COLUMN: {VALUE: {"n", "policies": {...}}}}} when a breakdown was asked for."""
 
     def num(x: float) -> float | None:
         return None if x != x else float(x)
 
-    return {
-        "n": evaluation.n,
-        "policies": {
-            name: {e.estimator: {"value": num(e.value), "ci": [num(e.ci[0]), num(e.ci[1])]} for e in ests}
-            for name, ests in evaluation.estimates.items()
-        },
-    }
+    def policies(per_policy: dict[str, tuple[Estimate, ...]]) -> dict:
+        return {name: {e.estimator: {"value": num(e.value), "ci": [num(e.ci[0]), num(e.ci[1])]} for e in ests}
+                for name, ests in per_policy.items()}
+
+    out = {"n": evaluation.n, "policies": policies(evaluation.estimates)}
+    if evaluation.by_column is not None:
+        out["by"] = {evaluation.by_column: {
+            value: {"n": evaluation.by_n[value], "policies": policies(per_policy)}
+            for value, per_policy in evaluation.by_group.items()
+        }}
+    return out
 
 
 def _rows(estimates: dict[str, tuple[Estimate, ...]], first: str) -> list[list[str]]:
@@ -62,22 +67,22 @@ def estimates_table(evaluation: Evaluation) -> str:
         notes += [f"  {name} ({', '.join(who)}): {w}" if who else f"  {name}: {w}" for w, who in seen.items()]
     if notes:
         out += ["", "warnings:", *notes]
-    if evaluation.by_segment:
-        out += ["", "by segment:", segment_table(evaluation)]
+    if evaluation.by_group:
+        out += ["", f"by {evaluation.by_column}:", group_table(evaluation)]
     return "\n".join(out)
 
 
-def segment_table(evaluation: Evaluation) -> str:
-    """One row per (segment, policy), one column per estimator: value and (ess)."""
+def group_table(evaluation: Evaluation) -> str:
+    """One row per (group, policy), one column per estimator: value and the interval's half-width."""
     names: list[str] = []
-    for per_policy in evaluation.by_segment.values():
+    for per_policy in evaluation.by_group.values():
         for ests in per_policy.values():
             names += [e.estimator for e in ests if e.estimator not in names]
-    rows = [["segment", "policy", *names]]
-    for seg, per_policy in evaluation.by_segment.items():
+    rows = [[evaluation.by_column or "group", "rows", "policy", *names]]
+    for value, per_policy in evaluation.by_group.items():
         for name, ests in per_policy.items():
             by = {e.estimator: e for e in ests}
-            rows.append([seg, name, *(f"{_fmt(by[x].value)} ±{_fmt((by[x].ci[1] - by[x].ci[0]) / 2, 3)}"
+            rows.append([value, f"{evaluation.by_n.get(value, 0):,}", name, *(f"{_fmt(by[x].value)} ±{_fmt((by[x].ci[1] - by[x].ci[0]) / 2, 3)}"
                                       if x in by else "" for x in names)])
     return _table(rows)
 
@@ -123,8 +128,9 @@ def integrity_json(report: IntegrityReport) -> dict:
                 "title": g.title, "policy": g.policy, "n": g.n,
                 "artworks": {a: {"served": o, "expected": round(e, 3), "implied_rows": round(s, 3)}
                              for a, o, e, s in zip(g.artworks, g.observed, g.expected, g.implied, strict=True)},
-                "chi2": g.statistic, "dof": g.dof, "p_value": g.p_value,
-                "min_propensity": g.min_propensity, "ess": g.ess, "flags": list(g.flags),
+                "chi2": g.statistic, "dof": g.dof, "p_value": g.p_value, "p_adjusted": g.p_adjusted,
+                "method": g.method, "unit": g.unit,
+                "min_propensity": g.min_propensity, "ess": g.ess, "flags": list(g.flags), "warnings": list(g.warnings),
             }
             for g in report.groups
         ],
@@ -132,20 +138,24 @@ def integrity_json(report: IntegrityReport) -> dict:
 
 
 def integrity_table(report: IntegrityReport) -> str:
-    rows = [["title", "policy", "rows", "chi2", "dof", "p", "min prop", "ess", "status"]]
+    rows = [["title", "policy", "units", "test", "chi2", "dof", "p", "p (Holm)", "min prop", "ess", "status"]]
     for g in report.groups:
-        rows.append([g.title, g.policy, f"{g.n:,}", f"{g.statistic:.2f}", f"{g.dof:.1f}", f"{g.p_value:.3g}",
-                     f"{g.min_propensity:.3g}", f"{g.ess:,.0f}", "FLAGGED" if g.flags else "ok"])
+        rows.append([g.title, g.policy, f"{g.n:,} {g.unit}s", g.method, f"{g.statistic:.2f}", f"{g.dof:.1f}",
+                     f"{g.p_value:.3g}", f"{g.p_adjusted:.3g}", f"{g.min_propensity:.3g}", f"{g.ess:,.0f}",
+                     "FLAGGED" if g.flags else ("warning" if g.warnings else "ok")])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
              for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     details = []
     for g in report.groups:
-        if g.flags:
+        if g.flags or g.warnings:
             details.append(f"{g.title} / {g.policy}:")
             details += [f"  - {f}" for f in g.flags]
+            details += [f"  - warning: {w}" for w in g.warnings]
+        if g.flags:
             details += [f"    {a}: served {o}, expected {e:.1f}" for a, o, e in zip(g.artworks, g.observed, g.expected, strict=True)]
     verdict = ("FLAGGED: do not trust off-policy estimates from these logs until this is explained"
                if report.flagged else "ok: logged propensities are consistent with what was served")
+    verdict += f" (alpha {report.alpha:g}, Holm-adjusted over {len(report.groups)} title/policy groups)"
     return "\n".join([*lines, "", *details, verdict] if details else [*lines, "", verdict])

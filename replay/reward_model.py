@@ -1,13 +1,27 @@
-"""The reward model q_hat(x, a) that DM and DR need.
+"""The reward model q_hat(x, a) that DM and DR need, with what DM needs for an honest interval.
 
-Expected reward per (title, artwork, segment), estimated by cell means shrunk towards the
+Model: q(x, a) = o[t, a, g] + z(x) . beta[a], clipped to [0, 1], where t is the title, a the
+artwork slot, g the segment and z the standardized numeric context features (when the logs have
+any). ``o`` are cell means of r - z . beta per (title, artwork, segment), shrunk towards the
 (title, artwork) mean, itself shrunk towards the overall mean (pseudo-count ``strength`` at each
-level), so sparse cells borrow from their parents instead of being 0/1 noise. Where the logs
-carry numeric context features, a ridge regression per artwork slot on the standardized
-features is fitted to the residuals and added (clipped to [0, 1]).
+level), so sparse cells borrow from their parents. Rows are weighted by their inverse logging
+propensity (normalized to mean 1): under adaptive logging (a bandit) plain cell means are biased
+down, because an artwork that was unlucky early is then served less and its low mean persists;
+the weighted means are not (under uniform logging the weights are all 1). ``beta[a]`` is a ridge regression per slot on
+features centred within each cell (fixed effects): every artwork keeps its own intercept, so the
+model stays consistent when the logging policy depends on the context (a slope fitted without
+the per-artwork intercept would absorb the difference between the contexts each artwork was
+logged in).
 
-Every fitted quantity is a sum over rows (cell counts, reward sums, X'X, X'r), so the model can
-also be fitted per partition and combined.
+The fitted cell means are linear in the rewards, so DM's dependence on each logged reward is
+known in closed form (``dm_weights``): DM = sum_cells M_c q_c with M_c the target policy's mass
+on cell c. Its variance is the spread of the per-row model values plus sum_j (dDM/dr_j)^2 e_j^2
+(delta method over the model's parameters, e_j the held-out residual), which is what makes DM's
+interval include the model's estimation error.
+
+``cross_fit`` predicts every row from a model fitted without that row's fold (K folds), which
+DR needs (a row's own reward must not be in the model that corrects it) and which gives the
+held-out fit that the poor-model warning uses.
 """
 
 from __future__ import annotations
@@ -16,54 +30,159 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from replay.errors import ReplayError
 from replay.logs import LogArrays
 
+DEFAULT_FOLDS = 5
 
-@dataclass(frozen=True)
+
+class RewardModelError(ReplayError):
+    """A reward-model argument is malformed; the message names it."""
+
+
+@dataclass(frozen=True, eq=False)
 class RewardModel:
-    cell: np.ndarray  # (T, K, S) expected reward per title, slot, segment
+    cell: np.ndarray  # (T, K, S) offsets o (shrunk cell means of r - z.beta)
+    count: np.ndarray  # (T, K, S) rows per cell in the fit
+    strength: float
+    n: float  # (weighted) rows in the fit
+    weight_scale: float  # row weight = weight_scale / propensity
     mean: np.ndarray | None = None  # (d,) feature means
     scale: np.ndarray | None = None  # (d,) feature scales
     coef: np.ndarray | None = None  # (K, d) ridge coefficients per slot
+    cell_z: np.ndarray | None = None  # (T, K, S, d) shrunk cell means of z
+    hessian_inv: np.ndarray | None = None  # (K, d, d) (Z~'Z~ + ridge I)^-1 per slot
 
-    def predict(self, logs: LogArrays, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """q_hat for rows [start, stop) of ``logs``: (m, K), 0 on slots that are not candidates."""
-        s = slice(start, stop)
-        q = self.cell[logs.title[s], :, logs.segment[s]]
-        if self.coef is not None and logs.features is not None:
-            x = (logs.features[s] - self.mean) / self.scale
-            q = np.clip(q + x @ self.coef.T, 0.0, 1.0)
-        q *= logs.mask[s]  # in place: q is a fresh gather, and a second (n, K) copy is the peak
+    def z(self, logs: LogArrays, rows: np.ndarray | slice = slice(None)) -> np.ndarray | None:
+        if self.coef is None or logs.features is None:
+            return None
+        return (logs.features[rows] - self.mean) / self.scale
+
+    def predict(self, logs: LogArrays, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """q_hat for ``rows`` of ``logs``: (m, K), 0 on slots that are not candidates."""
+        q = self.cell[logs.title[rows], :, logs.segment[rows]]
+        z = self.z(logs, rows)
+        if z is not None:
+            q = q + z @ self.coef.T
+        np.clip(q, 0.0, 1.0, out=q)
+        q *= logs.mask[rows]  # in place: q is a fresh gather, and a second (n, K) copy is the peak
         return q
 
+    def dm_weights(self, logs: LogArrays, pi: np.ndarray) -> np.ndarray:
+        """n * dDM/dr_j for every row j of ``logs`` (the rows the model was fitted on).
 
-def fit_reward_model(logs: LogArrays, strength: float = 20.0, ridge: float = 10.0) -> RewardModel:
-    """Fit on all rows of ``logs``; ``strength`` and ``ridge`` are pseudo-counts / L2 penalty."""
+        DM = (1/n) sum_i sum_a pi[i, a] q(x_i, a). A row's weight is the target's mass on its
+        cell divided by the cell's (shrunk) count, plus its share through the parent means and
+        the slope: the model-based analogue of an importance weight.
+        """
+        n, s = logs.n, self.strength
+        t_n, k, s_n = self.cell.shape
+        pi = np.where(logs.mask, pi, 0.0)
+        # M[t, a, g]: the target's mass on each cell, per row of the log.
+        mass = np.zeros((t_n, s_n, k))
+        np.add.at(mass, (logs.title, logs.segment), pi)
+        mass = mass.transpose(0, 2, 1) / n
+        n_c = self.count
+        n_ta = n_c.sum(axis=2)
+        a_c = mass / (n_c + s)
+        b_ta = s * a_c.sum(axis=2) / (n_ta + s)
+        c_all = s * b_ta.sum() / self.n
+        grad = a_c[logs.title, logs.action, logs.segment] + b_ta[logs.title, logs.action] + c_all
+        v = self.weight_scale / logs.propensity
+        if self.coef is not None and logs.features is not None:
+            z = self.z(logs)
+            # dDM/dbeta_a = (1/n) sum_i pi_ia z_i - sum_c M_c zbar_c; dbeta_a/dr_j = H_a^-1 z~_j.
+            g = (pi.T @ z) / n - np.einsum("tag,tagd->ad", mass, self.cell_z)
+            zt = z - self.cell_z[logs.title, logs.action, logs.segment]
+            hg = np.einsum("adk,ak->ad", self.hessian_inv, g)
+            grad = grad + np.einsum("jd,jd->j", zt, hg[logs.action])
+        return n * v * grad
+
+
+def _shrunk_means(idx: np.ndarray, values: np.ndarray, v: np.ndarray, shape: tuple[int, int, int],
+                  count: np.ndarray, strength: float) -> np.ndarray:
+    """Weighted cell means of ``values`` (n,) or (n, d) shrunk to (title, artwork), then to the overall mean."""
+    flat = values.reshape(values.shape[0], -1)
+    size = shape[0] * shape[1] * shape[2]
+    sums = np.stack([np.bincount(idx, weights=v * flat[:, j], minlength=size) for j in range(flat.shape[1])],
+                    axis=-1)
+    sums = sums.reshape(*shape, flat.shape[1])
+    overall = (v[:, None] * flat).sum(axis=0) / v.sum()
+    n_ta, r_ta = count.sum(axis=2), sums.sum(axis=2)
+    title_art = (r_ta + strength * overall) / (n_ta + strength)[..., None]
+    cell = (sums + strength * title_art[:, :, None, :]) / (count + strength)[..., None]
+    return cell if values.ndim == 2 else cell[..., 0]
+
+
+def fit_reward_model(logs: LogArrays, strength: float = 20.0, ridge: float = 10.0,
+                     rows: np.ndarray | None = None) -> RewardModel:
+    """Fit on ``rows`` of ``logs`` (default all); ``strength`` and ``ridge`` are pseudo-counts / L2 penalty."""
     if not strength > 0:
-        raise ValueError(f"strength must be > 0, got {strength!r}")
-    if not ridge >= 0:
-        raise ValueError(f"ridge must be >= 0, got {ridge!r}")
-    t_n, k, s_n = len(logs.titles), logs.k, len(logs.segments)
-    idx = (logs.title.astype(np.int64) * k + logs.action) * s_n + logs.segment
-    n = np.bincount(idx, minlength=t_n * k * s_n).reshape(t_n, k, s_n).astype(float)
-    r = np.bincount(idx, weights=logs.reward, minlength=t_n * k * s_n).reshape(t_n, k, s_n)
-    overall = logs.reward.mean()
-    n_ta, r_ta = n.sum(axis=2), r.sum(axis=2)
-    title_art = (r_ta + strength * overall) / (n_ta + strength)
-    cell = (r + strength * title_art[:, :, None]) / (n + strength)
+        raise RewardModelError(f"strength must be > 0, got {strength!r}")
+    if not ridge > 0:
+        raise RewardModelError(f"ridge must be > 0, got {ridge!r}")
+    sel = np.arange(logs.n) if rows is None else np.asarray(rows)
+    if sel.size == 0:
+        raise RewardModelError("rows must select at least one row")
+    t, a, g, r = logs.title[sel], logs.action[sel], logs.segment[sel], logs.reward[sel]
+    shape = (len(logs.titles), logs.k, len(logs.segments))
+    idx = (t.astype(np.int64) * shape[1] + a) * shape[2] + g
+    inv = 1.0 / logs.propensity[sel]
+    scale_w = float(inv.size / inv.sum())
+    v = inv * scale_w
+    count = np.bincount(idx, weights=v, minlength=int(np.prod(shape))).reshape(shape)
+    cell_r = _shrunk_means(idx, r, v, shape, count, strength)
     if logs.features is None or logs.features.shape[1] == 0:
-        return RewardModel(cell)
-    x = logs.features
+        return RewardModel(cell_r, count, strength, float(v.sum()), scale_w)
+    x = logs.features[sel]
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     z = (x - mean) / scale
-    resid = logs.reward - cell[logs.title, logs.action, logs.segment]
     d = z.shape[1]
-    coef = np.zeros((k, d))
-    for j in range(k):
-        rows = logs.action == j
-        if rows.sum() > d:
-            zj = z[rows]
-            coef[j] = np.linalg.solve(zj.T @ zj + ridge * np.eye(d), zj.T @ resid[rows])
-    return RewardModel(cell, mean, scale, coef)
+    cell_z = _shrunk_means(idx, z, v, shape, count, strength)
+    zt = z - cell_z[t, a, g]
+    rt = r - cell_r[t, a, g]
+    coef = np.zeros((shape[1], d))
+    h_inv = np.zeros((shape[1], d, d))
+    for j in range(shape[1]):
+        on = a == j
+        zv = zt[on] * v[on, None]
+        h_inv[j] = np.linalg.inv(zv.T @ zt[on] + ridge * np.eye(d))
+        coef[j] = h_inv[j] @ (zv.T @ rt[on])
+    offset = cell_r - np.einsum("tagd,ad->tag", cell_z, coef)
+    return RewardModel(offset, count, strength, float(v.sum()), scale_w, mean, scale, coef, cell_z, h_inv)
+
+
+@dataclass(frozen=True, eq=False)
+class CrossFit:
+    """Held-out predictions of every row (``q_hat``), the model on all rows, and the held-out fit."""
+
+    q_hat: np.ndarray  # (n, K): row i predicted by the model fitted without i's fold
+    model: RewardModel  # fitted on every row (for DM's weights)
+    folds: int
+    mse: float  # held-out mean squared error of q_hat on the logged artwork
+    baseline_mse: float  # the same for the held-out mean reward (a constant model)
+
+
+def cross_fit(logs: LogArrays, rng: np.random.Generator, folds: int = DEFAULT_FOLDS, **kwargs) -> CrossFit:
+    """K-fold cross-fitted q_hat (rows assigned to folds at random); ``folds=1`` fits in sample."""
+    if folds < 1 or int(folds) != folds:
+        raise RewardModelError(f"folds must be a positive integer, got {folds!r}")
+    folds = min(int(folds), logs.n)
+    model = fit_reward_model(logs, **kwargs)
+    if folds == 1:
+        q = model.predict(logs)
+        base = np.full(logs.n, logs.reward.mean())
+    else:
+        fold = rng.permutation(np.arange(logs.n) % folds)
+        q = np.zeros((logs.n, logs.k))
+        base = np.zeros(logs.n)
+        for f in range(folds):
+            out = np.flatnonzero(fold == f)
+            keep = np.flatnonzero(fold != f)
+            q[out] = fit_reward_model(logs, rows=keep, **kwargs).predict(logs, out)
+            base[out] = logs.reward[keep].mean()
+    chosen = q[np.arange(logs.n), logs.action]
+    mse = float(np.mean((logs.reward - chosen) ** 2))
+    return CrossFit(q, model, folds, mse, float(np.mean((logs.reward - base) ** 2)))

@@ -2,7 +2,8 @@
 
 - ``vw``: a new model (``VW_EXPLORATION``... defaults, see ``bandit.vw_policy``) that replays the
   log in order (Li et al. 2011, rejection bound 1/min propensity as ``ThompsonPolicy``) and
-  learns from the rows it accepts, with its own probability of the logged artwork.
+  learns from the rows it accepts, with its own probability of the logged artwork (the learner
+  of ``replay.simulation.vw``, which simulations run online).
 - ``vw:MODEL``: a model saved by ``replay train-vw`` (or exported from the service), evaluated as
   a fixed policy: its pmf for every row, no learning.
 
@@ -19,9 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from bandit.vw_features import FeatureError, logged_example
-from bandit.vw_policy import VWConfig, VWModel, cost_of, learning_probability
+from bandit.vw_policy import VWConfig, VWModel
 from replay.logs import UNKNOWN_SEGMENT, LogArrays
 from replay.policy_base import PolicyError, PolicyOptions, PolicyOutput
+from replay.simulation.vw import VWLearner
 
 
 def _examples(logs: LogArrays):
@@ -46,28 +48,26 @@ class VWReplayPolicy:
     def evaluate(self, logs: LogArrays, rng: np.random.Generator,
                  on_progress: Callable[[int], None] | None = None) -> PolicyOutput:
         learning = self.model_bytes is None
-        model = VWModel.new(self.config) if learning else VWModel.from_bytes(self.model_bytes)
+        learner = VWLearner(self.config, None if learning else VWModel.from_bytes(self.model_bytes))
         pi = np.zeros((logs.n, logs.k))
         accepted = np.zeros(logs.n, dtype=bool) if learning else None
         u = rng.random(logs.n)
         ratio_scale = logs.propensity.min() / logs.propensity
         try:
             for i, (slots, example) in enumerate(_examples(logs)):
-                pmf = model.pmf(example.lines())
+                pmf = learner.pmf(example)
                 pi[i, slots] = pmf
                 if learning:
                     hit = np.flatnonzero(slots == logs.action[i])
                     if hit.size and u[i] < pmf[hit[0]] * ratio_scale[i]:
                         accepted[i] = True  # type: ignore[index]
-                        prob = learning_probability(pmf[hit[0]], self.config.min_learn_p)
-                        label = (int(hit[0]), cost_of(logs.reward[i]), prob)
-                        model.learn(example.lines(label))
+                        learner.learn(example, int(hit[0]), logs.reward[i], pmf[hit[0]])
                 if on_progress is not None and (i + 1) % 4096 == 0:
                     on_progress(i + 1)
         except FeatureError as exc:
             raise PolicyError(f"policy {self.name}: {exc}") from None
         finally:
-            model.close()
+            learner.model.close()
         return PolicyOutput(pi, pi[np.arange(logs.n), logs.action], accepted=accepted)
 
 

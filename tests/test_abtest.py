@@ -28,12 +28,14 @@ from replay.abtest import (
     difference_interval,
     evaluate_criterion,
     holm_adjust,
+    newcombe_interval,
     parse_criterion,
     plan_sample_size,
     power_two_proportions,
     srm_check,
     two_proportion_ztest,
     units_from_impressions,
+    wald_interval,
 )
 from replay.cli import main
 
@@ -62,12 +64,37 @@ def test_z_and_p_equal_statsmodels(arms):
 
 
 @given(two_arms(), st.sampled_from([0.01, 0.05, 0.1, 0.2]))
-def test_interval_equals_statsmodels_wald(arms, alpha):
+def test_wald_interval_equals_statsmodels_clipped(arms, alpha):
     x_t, n_t, x_c, n_c = arms
-    lo, hi = difference_interval(x_t, n_t, x_c, n_c, alpha)
+    lo, hi = wald_interval(x_t, n_t, x_c, n_c, alpha)
     lo_ref, hi_ref = confint_proportions_2indep(x_t, n_t, x_c, n_c, method="wald", compare="diff", alpha=alpha)
+    assert lo == pytest.approx(max(lo_ref, -1.0), abs=1e-9)
+    assert hi == pytest.approx(min(hi_ref, 1.0), abs=1e-9)
+    assert -1.0 <= lo <= hi <= 1.0
+
+
+@given(two_arms(), st.sampled_from([0.01, 0.05, 0.1, 0.2]))
+def test_newcombe_interval_equals_statsmodels(arms, alpha):
+    x_t, n_t, x_c, n_c = arms
+    lo, hi = newcombe_interval(x_t, n_t, x_c, n_c, alpha)
+    lo_ref, hi_ref = confint_proportions_2indep(x_t, n_t, x_c, n_c, method="newcomb", compare="diff", alpha=alpha)
     assert lo == pytest.approx(lo_ref, abs=1e-9)
     assert hi == pytest.approx(hi_ref, abs=1e-9)
+
+
+def test_small_counts_use_newcombe_and_never_zero_width():
+    lo, hi = difference_interval(0, 40, 0, 40)
+    assert hi - lo > 0.1  # Wald: [0, 0]
+    assert (lo, hi) == newcombe_interval(0, 40, 0, 40)
+    assert difference_interval(300, 1000, 240, 1000) == wald_interval(300, 1000, 240, 1000)
+
+
+def test_small_count_interval_covers():
+    # 2,000 simulated experiments with 30 users per arm at CTRs 5% and 10%: Wald covers ~88%.
+    rng = np.random.default_rng(0)
+    x_t, x_c = rng.binomial(30, 0.10, 2000), rng.binomial(30, 0.05, 2000)
+    cover = [lo <= 0.05 <= hi for lo, hi in (difference_interval(a, 30, b, 30) for a, b in zip(x_t, x_c, strict=True))]
+    assert np.mean(cover) >= 0.93
 
 
 @pytest.mark.parametrize("clicks", [0, 1])
@@ -102,6 +129,25 @@ def test_plan_is_the_smallest_sample_with_the_power(baseline, mde, alpha, power)
     closed_form = samplesize_proportions_2indep_onetail(mde, baseline, power, alpha=alpha)
     assert abs(plan.n_per_arm - np.ceil(closed_form)) <= 1
     assert plan.total == 2 * plan.n_per_arm
+
+
+@pytest.mark.parametrize("arms", [3, 5])
+def test_plan_for_k_arms_gives_each_treatment_the_power_after_holm(arms):
+    plan = plan_sample_size(0.24, 0.06, alpha=0.05, power=0.8, arms=arms)
+    per_test = 0.05 / (arms - 1)
+    at_n = power_proportions_2indep(0.06, 0.24, plan.n_per_arm, alpha=per_test, return_results=False)
+    below = power_proportions_2indep(0.06, 0.24, plan.n_per_arm - 1, alpha=per_test, return_results=False)
+    assert at_n >= 0.8 > below
+    # Simulated: the Holm-adjusted analysis finds one true treatment (others null) >= 80% of the time.
+    rng = np.random.default_rng(arms)
+    n = plan.n_per_arm
+    hits = 0
+    for _ in range(400):
+        counts = {"a0": (n, int(rng.binomial(n, 0.24))), "a1": (n, int(rng.binomial(n, 0.30)))}
+        counts.update({f"a{j}": (n, int(rng.binomial(n, 0.24))) for j in range(2, arms)})
+        result = analyze_counts(counts, control="a0")
+        hits += next(c for c in result.comparisons if c.treatment == "a1").significant
+    assert hits / 400 >= 0.8 - 2 * np.sqrt(0.8 * 0.2 / 400)
 
 
 def test_relative_mde_is_the_same_plan_as_absolute():
@@ -349,6 +395,25 @@ def test_cli_impression_unit_warns(ab_logs, capsys):
     assert sum(a["n"] for a in out["arms"].values()) > 2000
     assert "repeated impressions" in captured.err
     assert out["lift_abs"] < 0  # A against the control B
+
+
+def test_cli_impression_unit_checks_the_split_on_profiles(tmp_path, capsys):
+    # A 50/50 profile split where A's profiles come back three times: 75% of impressions are A's.
+    rows = [(f"p{i}", "A" if i % 2 else "B", 0.0) for i in range(1000) for _ in range(3 if i % 2 else 1)]
+    rows = [(p, a, float(k % 4 == 0)) for k, (p, a, _) in enumerate(rows)]
+    path = _write_logs(tmp_path / "logs.jsonl", rows)
+    assert main(["abtest", str(path), "--unit", "impression"]) == 0
+    captured = capsys.readouterr()
+    assert "broken" not in captured.out
+    assert "ok: alarm only below 0.001" in captured.out
+    assert "counts profiles" in captured.err
+
+
+def test_srm_label_names_its_threshold():
+    srm = srm_check(["A", "B"], [5100, 4900], [0.5, 0.5])
+    assert 0.001 < srm.p_value < 0.05
+    assert srm.label == "ok: alarm only below 0.001"
+    assert srm_check(["A", "B"], [5500, 4500], [0.5, 0.5]).label == "ALARM: p < 0.001"
 
 
 @pytest.mark.parametrize(

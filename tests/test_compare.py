@@ -8,24 +8,20 @@ import numpy as np
 import pytest
 
 from replay.abtest import plan_sample_size
-from replay.bandit_comparison import (
-    BernoulliArms,
-    ComparisonError,
-    FixedSplitABTest,
-    PersonalizedArms,
-    ThompsonBandit,
-    compare_policies,
-    run_policy,
-)
 from replay.cli import main
+from replay.simulation import SimulationError
+from replay.simulation.comparison import ABTest, compare_policies, run_policy
+from replay.simulation.environments import BernoulliArms, PersonalizedArms
+from replay.simulation.online import FixedPolicy, draw, run_online
+from replay.simulation.thompson import ThompsonOnline
 
 CLASSIC = BernoulliArms((0.24, 0.30), ("A", "B"))
 
 
 @pytest.fixture(scope="module")
 def classic_comparison():
-    """The 24%/30% problem over 10,000 impressions, six seeds (about 20 s: TS recomputes its
-    quadrature after every impression, as the service does)."""
+    """The 24%/30% problem over 10,000 impressions, six seeds (TS refreshing every
+    ``REFRESH`` impressions, the one default)."""
     return compare_policies(CLASSIC, horizon=10_000, seeds=range(6), include=("ab", "thompson"))
 
 
@@ -52,32 +48,17 @@ def test_thompson_decides_for_the_best_artwork_sooner(classic_comparison):
 
 
 def test_shared_traffic_is_coupled_across_artworks():
-    outcomes = CLASSIC.outcomes(np.random.default_rng(0), 50_000)
+    outcomes = CLASSIC.impressions(np.random.default_rng(0), 50_000).outcomes
     assert outcomes.shape == (50_000, 2)
     assert np.all(outcomes[:, 1] >= outcomes[:, 0])  # whoever clicks the 24% artwork clicks the 30% one
     assert outcomes.mean(axis=0) == pytest.approx([0.24, 0.30], abs=0.01)
 
 
-class AlwaysArm:
-    """A minimal policy: the harness needs nothing beyond choose/update/decision."""
-
-    def __init__(self, arm: int):
-        self.name, self.arm = f"always-{arm}", arm
-
-    def choose(self, rng, context):
-        return self.arm, 1.0
-
-    def update(self, arm, reward, context):
-        pass
-
-    def decision(self):
-        return self.arm
-
-
 @pytest.mark.parametrize(("arm", "regret", "share"), [(1, 0.0, 1.0), (0, 0.06 * 1000, 0.0)])
 def test_regret_accounting_with_fixed_policies(arm, regret, share):
-    outcomes = CLASSIC.outcomes(np.random.default_rng(1), 1000)
-    run = run_policy(AlwaysArm(arm), CLASSIC, outcomes, np.random.default_rng(2))
+    traffic = CLASSIC.impressions(np.random.default_rng(1), 1000)
+    outcomes = traffic.outcomes
+    run = run_policy(FixedPolicy.always(arm, 2), CLASSIC, traffic, np.random.default_rng(2))
     assert run.regret == pytest.approx(regret)
     assert run.best_share == share
     assert run.clicks == outcomes[:, arm].sum()
@@ -88,34 +69,51 @@ def test_regret_accounting_with_fixed_policies(arm, regret, share):
 
 @pytest.mark.parametrize(("ship_rule", "expected"), [("significant", 0), ("best", 1)])
 def test_ab_ship_rule(ship_rule, expected):
-    ab = FixedSplitABTest(2, n_per_arm=100, ship_rule=ship_rule)
+    ab = ABTest(2, n_per_arm=100, ship_rule=ship_rule)
     for i in range(200):  # B looks better (32% vs 28%) but not significantly so
         arm = i % 2
-        ab.update(arm, float((i // 2) % 25 < (8 if arm else 7)), {})
+        ab.update(arm, float((i // 2) % 25 < (8 if arm else 7)))
     assert ab.decision() == expected
-    assert ab.choose(np.random.default_rng(0), {}) == (expected, 1.0)
+    traffic = CLASSIC.impressions(np.random.default_rng(0), 50)
+    assert ab.steady(traffic, 0, 50) == 50  # shipped: one artwork from now on
+    np.testing.assert_array_equal(ab.pmf(traffic, 0, 50), np.eye(2)[[expected] * 50])
 
 
 def test_ab_ships_a_significant_winner():
-    ab = FixedSplitABTest(3, n_per_arm=1000)
-    rng = np.random.default_rng(0)
-    ctr = [0.2, 0.2, 0.3]
-    while ab.decision() is None:
-        arm, prop = ab.choose(rng, {})
-        assert prop == pytest.approx(1 / 3)
-        ab.update(arm, float(rng.random() < ctr[arm]), {})
-    assert ab.decision() == 2
+    ab = ABTest(3, n_per_arm=1000)
+    env = BernoulliArms((0.2, 0.2, 0.3))
+    run = run_online(ab, env.impressions(np.random.default_rng(0), 4_000), np.random.default_rng(1), best=env.best)
+    assert run.decided_at == 3_000 and run.first_decision == 2 and run.best_decided_at == 3_000
+    assert run.propensity[:3_000] == pytest.approx(1 / 3)
+    assert (run.action[3_000:] == 2).all() and (run.propensity[3_000:] == 1.0).all()
 
 
 def test_thompson_policy_logs_valid_propensities():
-    ts = ThompsonBandit(3)
+    ts = ThompsonOnline([3], refresh=1)
+    traffic = BernoulliArms((0.1, 0.5, 0.2)).impressions(np.random.default_rng(1), 300)
     rng = np.random.default_rng(0)
-    for _ in range(300):
-        arm, prop = ts.choose(rng, {})
-        assert 0 < prop <= 1 and prop == pytest.approx(ts.probabilities[arm])
-        ts.update(arm, float(rng.random() < [0.1, 0.5, 0.2][arm]), {})
+    for i in range(300):  # run_online's steps, one impression at a time
+        assert ts.steady(traffic, i, 300) == 1
+        pmf = ts.pmf(traffic, i, i + 1)
+        arm = draw(rng, pmf)
+        prop = pmf[0, arm[0]]
+        assert 0 < prop <= 1 and prop == ts.probabilities[arm[0]]
+        ts.learn(traffic, i, i + 1, arm, traffic.outcomes[i, arm], np.array([prop]))
     assert ts.probabilities.sum() == pytest.approx(1.0)
     assert ts.decision() == 1
+    # the exact propensities of bandit.thompson for the learner's counts
+    n, s = ts.learner.n[0].sum(axis=0), ts.learner.s[0].sum(axis=0)
+    np.testing.assert_allclose(ts.probabilities, ts.sampler.action_probabilities(ts.sampler.posterior(n, s)))
+
+
+def test_thompson_refreshes_every_refresh_impressions():
+    ts = ThompsonOnline([2], refresh=40)
+    traffic = CLASSIC.impressions(np.random.default_rng(1), 100)
+    run = run_online(ts, traffic, np.random.default_rng(0))
+    assert ts.learner.refreshes == 1 + 100 // 40  # the initial one, then one per 40 impressions
+    assert np.allclose(run.propensity[:40], 0.5)  # no counts yet: both artworks equally likely
+    block = run.propensity[40:80][run.action[40:80] == 0]
+    assert len(np.unique(block)) == 1 and block[0] != 0.5  # refreshed once, then stale for 40
 
 
 def test_vw_learns_the_better_artwork_online():
@@ -138,13 +136,13 @@ def test_vw_learns_the_better_artwork_online():
 )
 def test_bad_comparison_arguments(kwargs, words):
     env = kwargs.pop("env") or CLASSIC
-    with pytest.raises(ComparisonError, match=words):
+    with pytest.raises(SimulationError, match=words):
         compare_policies(env, **kwargs)
 
 
 @pytest.mark.parametrize(("ctrs", "words"), [((0.3,), "two"), ((0.2, 1.5), "[0, 1]")])
 def test_bad_environment(ctrs, words):
-    with pytest.raises(ComparisonError, match=words.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(SimulationError, match=words.replace("[", r"\[").replace("]", r"\]")):
         BernoulliArms(ctrs)
 
 
@@ -159,6 +157,7 @@ def test_cli_compare_json_plot_and_progress(tmp_path, capsys):
         assert {"clicks", "regret", "best_share", "decision_time"} <= set(summary)
     assert out["best_arm"] == "B"
     assert "2/4 runs" in captured.err and "4/4 runs" in captured.err
+    assert "left)" in captured.err.split("2/4 runs")[1].split("\r")[0]  # the time left, once a run is done
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -214,7 +213,7 @@ def test_personalized_traffic_and_regret_accounting():
     assert comedy.mean() == pytest.approx(0.6, abs=0.015)
     assert traffic.outcomes[comedy].mean(axis=0) == pytest.approx([0.30, 0.15, 0.10, 0.10, 0.10], abs=0.015)
     assert all(c["profile"]["affinities"]["comedy"] > c["profile"]["affinities"]["action"] for c, fan in zip(traffic.contexts, comedy, strict=True) if fan)
-    run = run_policy(AlwaysArm(0), env, traffic.outcomes, np.random.default_rng(4), traffic.ctr, traffic.contexts)
+    run = run_policy(FixedPolicy.always(0, 5), env, traffic, np.random.default_rng(4))
     assert run.regret == pytest.approx(0.15 * np.sum(~comedy))  # the comedic artwork costs only action fans
     assert run.best_share == pytest.approx(comedy.mean())
 

@@ -296,4 +296,4 @@ def test_the_service_and_its_tools_follow_a_sentinel_failover(make_app, primary_
 def test_a_bad_sentinels_argument_is_one_line_naming_it(tmp_path, capsys):
     code = replay_main(["export", "--redis", "redis://127.0.0.1/0", "--sentinels", "no-port", "--out", str(tmp_path / "x.jsonl")])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and "--sentinels" in err and len(err.splitlines()) == 1
+    assert code == 1 and "--sentinels" in err and len(err.splitlines()) == 1

@@ -63,6 +63,46 @@ def test_evaluate_table_policy_text_output_and_estimates_near_the_truth(sim_logs
         assert abs(out[est]["value"] - true_value) < 4 * se and lo < out[est]["value"] < hi, (est, out[est], true_value)
 
 
+def test_evaluate_by_title_json_nests_the_same_shape_per_group(sim_logs, capsys):
+    path, _ = sim_logs
+    assert main(["evaluate", str(path), "--policy", "uniform", "--estimator", "ips", "--estimator", "dm",
+                 "--by", "title", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    groups = out["by"]["title"]
+    assert set(groups) == {"title1", "title2", "title3", "title4"}
+    assert sum(g["n"] for g in groups.values()) == out["n"]
+    for g in groups.values():
+        assert set(g["policies"]["uniform"]) == {"ips", "dm"}
+    # The whole log's IPS is the row-weighted mean of the groups' IPS.
+    whole = sum(g["n"] * g["policies"]["uniform"]["ips"]["value"] for g in groups.values()) / out["n"]
+    assert whole == pytest.approx(out["policies"]["uniform"]["ips"]["value"], rel=1e-9)
+
+
+def test_evaluate_warns_when_a_learning_policy_accepted_too_few_rows(tmp_path, capsys):
+    path = tmp_path / "small.jsonl"
+    assert main(["simulate", "--out", str(path), "--scenario", "segments", "--n", "60", "--seed", "4"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(path), "--policy", "thompson", "--json"]) == 0
+    err = capsys.readouterr().err
+    assert "replay accepted only" in err and "rows to learn from" in err
+
+
+def test_evaluate_by_unknown_column_is_one_line(sim_logs, capsys):
+    path, _ = sim_logs
+    assert main(["evaluate", str(path), "--policy", "uniform", "--by", "nope"]) == 1
+    assert "unknown column 'nope'" in capsys.readouterr().err
+
+
+def test_evaluate_el_interval_is_selectable(sim_logs, capsys):
+    path, _ = sim_logs
+    assert main(["evaluate", str(path), "--policy", "uniform", "--estimator", "ips", "--interval", "el",
+                 "--json"]) == 0
+    el = json.loads(capsys.readouterr().out)["policies"]["uniform"]["ips"]
+    assert main(["evaluate", str(path), "--policy", "uniform", "--estimator", "ips", "--json"]) == 0
+    normal = json.loads(capsys.readouterr().out)["policies"]["uniform"]["ips"]
+    assert el["value"] == normal["value"] and el["ci"] != normal["ci"]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -129,11 +169,15 @@ def test_help_and_usage_errors_import_no_pandas_scipy_or_matplotlib(argv):
 
 
 def test_names_spelled_in_light_modules_match_their_sources():
-    from replay.bandit_comparison import SCENARIOS, SHIP_RULES
     from replay.commands import _common, compare, evaluate
-    from replay.estimators import ESTIMATORS
+    from replay.estimators import DEFAULT_ESTIMATORS, ESTIMATORS, INTERVALS
     from replay.logs import FORMATS
+    from replay.reward_model import DEFAULT_FOLDS
+    from replay.simulation.comparison import SHIP_RULES
+    from replay.simulation.environments import SCENARIOS
 
     assert tuple(ESTIMATORS) == evaluate.ESTIMATOR_NAMES
+    assert (DEFAULT_ESTIMATORS, INTERVALS, DEFAULT_FOLDS) == (
+        evaluate.DEFAULT_ESTIMATORS, evaluate.INTERVALS, evaluate.DEFAULT_FOLDS)
     assert _common.FORMATS == FORMATS
-    assert (compare.SCENARIOS, compare.SHIP_RULES) == (SCENARIOS, SHIP_RULES)
+    assert (tuple(SCENARIOS), SHIP_RULES) == (compare.SCENARIOS, compare.SHIP_RULES)

@@ -13,10 +13,15 @@ from replay.estimators import (
     DR,
     ESTIMATORS,
     IPS,
+    SNDR,
     SNIPS,
+    ClippedIPS,
+    DRos,
     EstimatorInput,
     EstimatorInputError,
     Replay,
+    SwitchDR,
+    cressie_read_interval,
     estimate_many,
     replay_acceptance,
 )
@@ -40,12 +45,17 @@ def small() -> EstimatorInput:
     return EstimatorInput(np.array(R), np.array(MU), np.array(A), np.array(pc), np.array(PI), np.array(Q), np.array(ACC))
 
 
-def hand_values() -> dict[str, float]:
+def hand_values(clip: float = 100.0, tau: float = 50.0, lam: float = 1000.0) -> dict[str, float]:
     n = len(R)
     w = [PI[i][A[i]] / MU[i] for i in range(n)]
     dm = [sum(PI[i][j] * Q[i][j] for j in range(2)) for i in range(n)]
+    e = [R[i] - Q[i][A[i]] for i in range(n)]
     acc_r = [R[i] for i in range(n) if ACC[i]]
     return {
+        "ipsclip": sum(min(w[i], clip) * R[i] for i in range(n)) / n,
+        "sndr": sum(dm) / n + sum(w[i] * e[i] for i in range(n)) / sum(w),
+        "switchdr": sum(dm[i] + (w[i] if w[i] <= tau else 0.0) * e[i] for i in range(n)) / n,
+        "dros": sum(dm[i] + lam * w[i] / (w[i] ** 2 + lam) * e[i] for i in range(n)) / n,
         "replay": sum(acc_r) / len(acc_r),
         "ips": sum(w[i] * R[i] for i in range(n)) / n,
         "snips": sum(w[i] * R[i] for i in range(n)) / sum(w),
@@ -61,7 +71,33 @@ def test_small_log_matches_closed_form(name):
     assert est.ci[0] <= est.value <= est.ci[1]
 
 
-@pytest.mark.parametrize("cls", [IPS, DM, DR])
+def test_truncating_estimators_bite_where_the_weights_exceed_their_threshold():
+    # Row 2 has w = 3.2 (and reward 0, so clipped IPS is unchanged): tau 2 and lam 4 change DR.
+    hand = hand_values(clip=2.0, tau=2.0, lam=4.0)
+    d = small()
+    for est in (ClippedIPS(clip=2.0), SwitchDR(tau=2.0), DRos(lam=4.0)):
+        assert est.estimate(d).value == pytest.approx(hand[est.name], rel=1e-12)
+    assert hand["switchdr"] != pytest.approx(hand_values()["switchdr"])
+
+
+def test_sndr_delta_method_matches_influence_function_by_hand():
+    rng = np.random.default_rng(5)
+    n, k = 400, 3
+    pi = rng.dirichlet(np.ones(k), size=n)
+    a = rng.integers(k, size=n)
+    mu = rng.uniform(0.1, 1.0, size=n)
+    r = (rng.random(n) < 0.3).astype(float)
+    q = rng.random((n, k)) * 0.5
+    d = EstimatorInput(r, mu, a, pi[np.arange(n), a], pi, q)
+    e = r - d.q_chosen
+    c = (d.w * e).sum() / d.w.sum()
+    infl = (d.dm_term - d.dm_term.mean()) + (d.w * e - c * d.w) / d.w.mean()
+    est = SNDR().estimate(d)
+    assert est.value == pytest.approx(d.dm_term.mean() + c, rel=1e-12)
+    assert est.se == pytest.approx(np.sqrt((infl ** 2).sum() / (n - 1) / n), rel=1e-9)
+
+
+@pytest.mark.parametrize("cls", [IPS, DM, DR, ClippedIPS, SwitchDR, DRos])
 def test_mean_estimators_interval_matches_statsmodels(cls):
     rng = np.random.default_rng(3)
     n, k = 500, 3
@@ -71,7 +107,9 @@ def test_mean_estimators_interval_matches_statsmodels(cls):
     r = rng.random(n)
     q = rng.random((n, k))
     d = EstimatorInput(r, mu, a, pi[np.arange(n), a], pi, q)
-    terms = {IPS: d.w * r, DM: d.dm_term, DR: d.dm_term + d.w * (r - d.q_chosen)}[cls]
+    dr = d.dm_term + d.w * (r - d.q_chosen)
+    terms = {IPS: d.w * r, DM: d.dm_term, DR: dr, ClippedIPS: d.w * r, SwitchDR: dr,
+             DRos: d.dm_term + 1000 * d.w / (d.w ** 2 + 1000) * (r - d.q_chosen)}[cls]
     lo, hi = DescrStatsW(terms).zconfint_mean(alpha=0.05)
     est = cls().estimate(d)
     assert est.ci == pytest.approx((lo, hi), rel=1e-9)
@@ -223,3 +261,38 @@ def test_dm_recovers_truth_when_reward_model_is_right():
     # Cell means over ~5,000 rows each: the model's own error is about 0.005.
     assert abs(dm.value - env.policy_value(target)) < 0.01
     assert DR().estimate(data).value == pytest.approx(env.policy_value(target), abs=0.01)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_el_interval_equals_vw_estimators_cressie_read(seed):
+    from estimators.bandits.cressieread import IntervalImpl
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 3000))
+    mu = rng.uniform(0.01, 1.0, n) if seed % 2 else np.full(n, 1 / 3)
+    pc = rng.uniform(0, 1, n)
+    r = (rng.random(n) < 0.2).astype(float)
+    # Our default bound on the weights: 1 / the smallest logged propensity.
+    ref = IntervalImpl(wmin=0, wmax=max(1 / mu.min(), 1 + 1e-6), rmin=0, rmax=1, empirical_r_bounds=False)
+    for w_i, r_i in zip(pc / mu, r, strict=True):
+        ref.add(float(w_i), float(r_i), 0.0, 0)
+    lo_ref, hi_ref = ref.get(alpha=0.05)
+    d = EstimatorInput(r, mu, np.zeros(n, dtype=int), pc)
+    for est in (IPS(), SNIPS()):
+        lo, hi = est.estimate(d, interval="el").ci
+        assert (lo, hi) == pytest.approx((lo_ref, hi_ref), abs=1e-9)
+    unbounded = IntervalImpl(wmin=0, wmax=np.inf, rmin=0, rmax=1, empirical_r_bounds=False)
+    for w_i, r_i in zip(pc / mu, r, strict=True):
+        unbounded.add(float(w_i), float(r_i), 0.0, 0)
+    n_, sw, sww = float(n), (pc / mu).sum(), ((pc / mu) ** 2).sum()
+    swr, swwr = (pc / mu * r).sum(), ((pc / mu) ** 2 * r).sum()
+    assert cressie_read_interval(n_, sw, sww, swr, swwr, swwr, 0.95) == pytest.approx(unbounded.get(alpha=0.05), abs=1e-9)
+
+
+def test_no_interval_has_zero_width():
+    n = 50
+    d = EstimatorInput(np.zeros(n), np.full(n, 0.5), np.zeros(n, dtype=int), np.full(n, 0.5),
+                       np.full((n, 2), 0.5), np.zeros((n, 2)), np.ones(n, dtype=bool))
+    for est in estimate_many([cls() for cls in ESTIMATORS.values()], d):
+        assert est.ci[1] - est.ci[0] > 0.01, est
+        assert est.ci[0] <= est.value <= est.ci[1]

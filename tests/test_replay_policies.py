@@ -11,13 +11,13 @@ from replay.cli import main
 from replay.estimators import Replay
 from replay.evaluation import policy_input
 from replay.logs import encode_logs, load_logs, validate_logs
-from replay.policies import (
-    ThompsonLearner,
-    read_policy_table,
-)
+from replay.policies import read_policy_table
 from replay.policy_base import PolicyError, PolicyOptions
 from replay.policy_registry import POLICIES, make_policy
-from replay.simulation import segmented_titles, serve_thompson, simulate_logs, two_artworks
+from replay.simulation.environments import segmented_titles, two_artworks
+from replay.simulation.online import run_online
+from replay.simulation.simulated_logs import simulate_logs
+from replay.simulation.thompson import ThompsonLearner, ThompsonOnline
 from tests.conftest import CLUSTER
 
 
@@ -157,7 +157,9 @@ def test_thompson_replay_matches_on_policy_thompson(seed):
     est = Replay().estimate(policy_input(logs, out, None))
     n_acc = int(est.ess)
     rng = np.random.default_rng(200 + seed)
-    runs = np.array([serve_thompson(env, rng, n_acc).reward.mean() for _ in range(12)])
+    options = PolicyOptions()
+    runs = np.array([run_online(ThompsonOnline(env.n_arms, len(env.segments), options.thompson(), options.ts_batch, use_segments=True),
+                                env.impressions(rng, n_acc), rng).reward.mean() for _ in range(12)])
     spread = runs.std(ddof=1) * np.sqrt(1 + 1 / runs.size)
     assert abs(est.value - runs.mean()) < 3 * spread, (est, runs.mean(), spread)
     assert spread < 2 * est.se  # the Bernoulli part dominates: the interval is the right scale

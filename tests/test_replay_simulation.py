@@ -5,20 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from replay.simulation import (
-    Environment,
-    SimulationError,
-    segmented_titles,
-    serve_fixed,
-    simulate_logs,
-    two_artworks,
-)
+from replay.simulation import SimulationError
+from replay.simulation.environments import CatalogEnvironment, segmented_titles, two_artworks
+from replay.simulation.online import FixedPolicy, run_online
+from replay.simulation.simulated_logs import simulate_logs
 
 
 def test_policy_value_matches_monte_carlo():
     env = segmented_titles(np.random.default_rng(0), n_titles=3, n_artworks=3)
     pi = np.array([[0.2, 0.3, 0.5], [1.0, 0.0, 0.0], [0.1, 0.8, 0.1]])
-    served = serve_fixed(env, np.random.default_rng(1), 200_000, pi)
+    rng = np.random.default_rng(1)
+    served = run_online(FixedPolicy(pi), env.impressions(rng, 200_000), rng)
     se = served.reward.std() / np.sqrt(served.reward.size)
     assert abs(served.reward.mean() - env.policy_value(pi)) < 4 * se
 
@@ -30,13 +27,12 @@ def test_segments_prefer_different_artworks():
     assert env.best_value() > env.policy_value(np.full((2, 3), 1 / 3))
 
 
-def test_sample_reward_is_bernoulli_of_true_ctr():
+def test_outcomes_are_bernoulli_of_true_ctr():
     env = two_artworks((0.24, 0.30))
-    rng = np.random.default_rng(2)
     n = 100_000
+    outcomes = env.impressions(np.random.default_rng(2), n).outcomes
     for arm, ctr in ((0, 0.24), (1, 0.30)):
-        r = env.sample_reward(rng, np.zeros(n, int), np.full(n, arm), rng.integers(4, size=n))
-        assert abs(r.mean() - ctr) < 4 * np.sqrt(ctr * (1 - ctr) / n)
+        assert abs(outcomes[:, arm].mean() - ctr) < 4 * np.sqrt(ctr * (1 - ctr) / n)
 
 
 @pytest.mark.parametrize("logging", ["uniform", "thompson"])
@@ -60,4 +56,4 @@ def test_logged_propensities_are_true_ones(logging):
 )
 def test_environment_validation(kwargs, message):
     with pytest.raises(SimulationError, match=message):
-        Environment(("t",), (("a", "b"),), **kwargs)
+        CatalogEnvironment(("t",), (("a", "b"),), **kwargs)

@@ -29,7 +29,11 @@ def integrated_propensities(alpha, beta) -> np.ndarray:
             return stats.beta.pdf(x, alpha[i], beta[i]) * np.prod(others)
 
         lo, hi = stats.beta.ppf([1e-12, 1 - 1e-12], alpha[i], beta[i])
-        out.append(integrate.quad(integrand, lo, hi, limit=500, epsabs=1e-11)[0])
+        # Breakpoints where the other arms' cdfs change, so a narrow dip inside a wide posterior
+        # is not stepped over.
+        marks = stats.beta.ppf([1e-9, 0.01, 0.5, 0.99, 1 - 1e-9], np.array(alpha)[:, None], np.array(beta)[:, None])
+        points = sorted({float(x) for x in marks.ravel() if lo < x < hi})
+        out.append(integrate.quad(integrand, lo, hi, points=points or None, limit=1000, epsabs=1e-12)[0])
     return np.array(out)
 
 
@@ -45,7 +49,7 @@ def test_propensities_match_numerical_integration(arms):
     alpha, beta = 1 + s, 1 + n - s
     p = ts_propensities(alpha, beta)
     assert p.sum() == pytest.approx(1.0, abs=1e-9)
-    np.testing.assert_allclose(p, integrated_propensities(alpha, beta), atol=0.01)
+    np.testing.assert_allclose(p, integrated_propensities(alpha, beta), atol=5e-8)  # measured worst case 2e-8 (three sharp posteriors), typically 1e-9
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,10 @@ import pytest
 from bandit.vw_features import FeatureError, decision_context, has_features, log_context, to_example
 from bandit.vw_offline import LoggedDecision, learn_logged
 from bandit.vw_policy import VWConfig, VWConfigError, VWModel, sample_action
-from replay import personalized_sim as sim
+from replay.simulation import personalized as sim
+from replay.simulation.online import run_online
+from replay.simulation.thompson import ThompsonOnline
+from replay.simulation.vw import VWOnline
 
 TAGS = {"a1": ("comedic", "bright"), "a2": ("action", "dark:moody")}
 
@@ -68,7 +71,7 @@ def trained():
     rng = np.random.default_rng(3)
     profiles = sim.make_profiles(rng, 300)
     model = VWModel.new()
-    sim.run_vw(profiles, sim.make_traffic(rng, 300, 3_000), rng, model=model)
+    run_online(VWOnline(sim.artwork_ids(), sim.artwork_tags(), model=model), sim.impressions(profiles, sim.make_traffic(rng, 300, 3_000)), rng)
     yield profiles, model
     model.close()
 
@@ -78,7 +81,7 @@ def test_pmf_sums_to_one_and_the_propensity_is_its_value(exploration):
     rng = np.random.default_rng(0)
     profiles = sim.make_profiles(rng, 50)
     model = VWModel.new(VWConfig(exploration))
-    sim.run_vw(profiles, sim.make_traffic(rng, 50, 300), rng, model=model)
+    run_online(VWOnline(sim.artwork_ids(), sim.artwork_tags(), model=model), sim.impressions(profiles, sim.make_traffic(rng, 50, 300)), rng)
     for p in profiles[:10]:
         ctx = decision_context(p.features, {}, sim.segment_of(p.features), sim.artwork_tags())
         pmf = model.pmf(to_example(ctx, sim.artwork_ids()).lines())
@@ -102,8 +105,8 @@ def test_vw_beats_thompson_and_nears_the_oracle_on_the_personalized_catalog():
     rng = np.random.default_rng(2024)
     profiles = sim.make_profiles(rng, 2_000)
     traffic = sim.make_traffic(rng, len(profiles), 20_000)
-    vw = sim.run_vw(profiles, traffic, np.random.default_rng(1))
-    ts = sim.run_thompson(profiles, traffic, np.random.default_rng(1))
+    vw = run_online(VWOnline(sim.artwork_ids(), sim.artwork_tags()), sim.impressions(profiles, traffic), np.random.default_rng(1))
+    ts = run_online(ThompsonOnline([len(sim.ARTWORKS)]), sim.impressions(profiles, traffic), np.random.default_rng(1))
     last = 5_000  # "after 20,000 events": the policy's CTR over the last quarter, exploration included
     print(f"\nCTR last {last}: VW {vw.ctr(last):.4f}, TS {ts.ctr(last):.4f}, oracle {sim.oracle_ctr():.4f}; "
           f"all 20k: VW {vw.ctr():.4f}, TS {ts.ctr():.4f}")

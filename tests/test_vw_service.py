@@ -15,7 +15,9 @@ import redis
 
 from bandit.vw_features import to_example
 from bandit.vw_policy import VWModel
-from replay import personalized_sim as sim
+from replay.simulation import personalized as sim
+from replay.simulation.online import run_online
+from replay.simulation.vw import VWOnline
 from service.config import PROJECT_ROOT
 from service.keys import Keys
 from service.models import ModelStore, event_digest
@@ -123,7 +125,7 @@ def test_propensities_are_the_published_models_pmf(make_app, redis_url, key_pref
     assert all(d["propensity"] == pytest.approx(1 / 5) for _g, d in before)  # no model: uniform
 
     model = VWModel.new()
-    sim.run_vw(profiles, traffic, np.random.default_rng(0), model=model)  # an offline-trained model
+    run_online(VWOnline(sim.artwork_ids(), sim.artwork_tags(), model=model), sim.impressions(profiles, traffic), np.random.default_rng(0))  # an offline-trained model
     rclient = redis.Redis.from_url(redis_url)
     models = ModelStore(rclient, Keys(key_prefix))
     version = models.publish(TITLE, model.to_bytes(), position="0-0", learned=0, digest=0, expected_version=None)

@@ -11,7 +11,7 @@ import redis
 from bandit import vw_features
 from bandit.vw_features import decision_context, to_example
 from bandit.vw_policy import VWConfig, VWModel, cost_of, learning_probability
-from replay import personalized_sim as sim
+from replay.simulation import personalized as sim
 from service.config import load_settings
 from service.keys import Keys
 from service.models import ModelStore, event_digest

@@ -9,10 +9,10 @@ import pytest
 import redis
 
 from bandit.vw_features import decision_context
-from replay import personalized_sim as sim
 from replay.cli import main
 from replay.logs import encode_logs, load_logs
 from replay.policy_registry import make_policy
+from replay.simulation import personalized as sim
 from service.keys import Keys
 from service.models import ModelStore
 

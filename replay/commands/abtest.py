@@ -1,7 +1,11 @@
 """`python -m replay abtest`: fixed-split A/B analysis of logs, a sample-size planner, and a demo.
 
-Three modes:
+Modes:
 - ``abtest LOGS``: analyse logged impressions (JSON Lines, CSV or Parquet).
+- ``abtest LOGS --sequential``: the same comparison day by day, with always-valid p-values and a
+  confidence sequence (mixture SPRT), so it may be looked at every day.
+- ``abtest --sequential --demo``: A/A experiments peeked at daily: false-positive rate of the
+  fixed-horizon z-test against the always-valid p-value.
 - ``abtest --plan --baseline 0.24 --mde 0.06 [--power 0.8]``: units needed per arm.
 - ``abtest --demo [--seed S]``: the classic notebook: 1,000 simulated users split 50/50 between
   artwork A (true CTR 24%) and B (30%), analysed exactly like real logs.
@@ -29,6 +33,7 @@ from replay.abtest import (
     units_from_impressions,
 )
 from replay.cli import CliError
+from replay.sequential import DEFAULT_TAU, SequentialInputError, peeking_simulation, sequential_looks
 
 _PROPENSITY_TOLERANCE = 1e-6
 
@@ -50,19 +55,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     plan.add_argument("--mde", type=float, help="minimum detectable effect, absolute (0.06 for 24%% -> 30%%)")
     plan.add_argument("--relative", action="store_true", help="read --mde as relative to the baseline (0.25 for 24%% -> 30%%)")
     plan.add_argument("--power", type=float, default=0.8, help="target power (default 0.8)")
-    plan.add_argument("--arms", type=int, default=2, help="number of arms in the plan (default 2)")
+    plan.add_argument("--arms", type=int, default=2,
+                      help="number of arms in the plan (default 2); each treatment is planned at alpha/(arms-1), "
+                           "as the analysis Holm-adjusts")
     demo = parser.add_argument_group("demo (the classic notebook)")
     demo.add_argument("--demo", action="store_true", help="simulate users instead of reading LOGS")
     demo.add_argument("--seed", type=int, default=42, help="random seed of the demo (default 42)")
     demo.add_argument("--users", type=int, default=1000, help="simulated users (default 1000)")
     demo.add_argument("--ctrs", default="A=0.24,B=0.30", metavar="ARM=CTR,...", help="true CTRs (default A=0.24,B=0.30)")
     demo.add_argument("--data-out", metavar="CSV", help="write the simulated user_id,artwork,clicked table")
+    seq = parser.add_argument_group("sequential analysis (look every day)")
+    seq.add_argument("--sequential", action="store_true",
+                     help="always-valid p-values and confidence sequences per day (mixture SPRT); with --demo, "
+                          "the daily-peeking simulation")
+    seq.add_argument("--tau", type=float, default=DEFAULT_TAU,
+                     help="effect scale the mixture is tuned to, absolute CTR difference (default %(default)s)")
+    seq.add_argument("--experiments", type=int, default=2000, help="--sequential --demo: A/A experiments (default 2000)")
+    seq.add_argument("--days", type=int, default=30, help="--sequential --demo: days, one look each (default 30)")
+    seq.add_argument("--daily-users", type=int, default=200, help="--sequential --demo: users per arm per day (default 200)")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         if args.plan:
             return _run_plan(args)
+        if args.sequential:
+            return _run_sequential(args)
         criterion = parse_criterion(args.criterion) if args.criterion else None
         if args.demo:
             result = _demo_result(args)
@@ -71,10 +89,85 @@ def run(args: argparse.Namespace) -> int:
         else:
             raise CliError("give LOGS to analyse, --demo, or --plan --baseline B --mde D")
         verdict = evaluate_criterion(result.primary, criterion) if criterion else None
-    except ABTestInputError as exc:
+    except (ABTestInputError, SequentialInputError) as exc:
         raise CliError(str(exc)) from None
     _report(args, result, verdict)
     return 0
+
+
+def _run_sequential(args: argparse.Namespace) -> int:
+    if args.demo:
+        r = peeking_simulation(np.random.default_rng(args.seed), args.experiments, args.days, args.daily_users,
+                               alpha=args.alpha, tau=args.tau)
+        if args.json:
+            print(json.dumps(r.__dict__))
+            return 0
+        print(f"{r.experiments:,} A/A experiments (both arms CTR {r.ctr:.0%}), {r.users_per_arm_per_day:,} users per arm "
+              f"per day, looked at every day for {r.days} days, alpha {r.alpha:g}:")
+        for label, rate in (("fixed-horizon z-test, peeked daily", r.fixed_false_positive),
+                            ("always-valid p-value (mSPRT), peeked daily", r.sequential_false_positive),
+                            ("fixed-horizon z-test, looked at once on the last day", r.fixed_final_day_false_positive)):
+            print(f"  {label:<52} false-positive rate {rate:6.1%} +- {r.mc_error(rate):.1%}")
+        ok = r.sequential_false_positive <= r.alpha + 2 * r.mc_error(r.alpha)
+        print(f"always-valid p-value keeps the false-positive rate <= alpha under daily peeking: {'yes' if ok else 'NO'}; "
+              f"the peeked z-test: {'no' if r.fixed_false_positive > r.alpha else 'yes'}")
+        return 0
+    if not args.logs:
+        raise CliError("--sequential needs LOGS, or --demo for the peeking simulation")
+    frame = _select(args)
+    looks, treatment, control = _daily_looks(frame, args)
+    if args.json:
+        print(json.dumps({
+            "treatment": treatment, "control": control, "alpha": looks.alpha, "tau": looks.tau,
+            "stopped_at_day": looks.stopped_at,
+            "looks": [{"day": i, "n_t": int(looks.n_t[i]), "n_c": int(looks.n_c[i]), "diff": float(looks.diff[i]),
+                       "p_value": float(looks.p_value[i]), "ci": [float(looks.ci_low[i]), float(looks.ci_high[i])],
+                       "fixed_p_value": float(looks.fixed_p_value[i])} for i in range(looks.diff.size)],
+        }))
+        return 0
+    print(f"{treatment} vs {control}, one look per day (profiles by the day of their first impression); "
+          f"always-valid at alpha {looks.alpha:g}, tau {looks.tau:g}")
+    print(f"{'day':>4}{'n ' + treatment:>12}{'n ' + control:>12}{'diff':>10}{'always-valid p':>16}"
+          f"   {'confidence sequence':<22}{'z-test p (not valid when peeking)':>35}")
+    for i in range(looks.diff.size):
+        print(f"{i:>4}{looks.n_t[i]:>12,}{looks.n_c[i]:>12,}{looks.diff[i]:>+10.4f}{looks.p_value[i]:>16.4g}   "
+              f"{f'[{looks.ci_low[i]:+.4f}, {looks.ci_high[i]:+.4f}]':<22}{looks.fixed_p_value[i]:>35.4g}")
+    stop = looks.stopped_at
+    print("significant (always-valid p < alpha) from day " + str(stop) if stop is not None
+          else "not significant yet: keep the experiment running (or stop for futility); looking again is safe")
+    return 0
+
+
+def _daily_looks(frame, args: argparse.Namespace):
+    """Cumulative (clicks, profiles) per day for the primary treatment and the control."""
+    clicked = frame["reward"].astype(float) > 0
+    per = (frame.assign(clicked=clicked).sort_values("timestamp")
+           .groupby("profile", sort=False).agg(arm=("artwork", "first"), arms=("artwork", "nunique"),
+                                                  clicked=("clicked", "any"), first=("timestamp", "min")))
+    per = per[per["arms"] == 1]
+    arms = sorted(per["arm"].astype(str).unique())
+    if len(arms) < 2:
+        raise CliError("--sequential: need two arms with profiles")
+    control = args.control or arms[0]
+    if control not in arms:
+        raise CliError(f"--control: unknown control {control!r}; arms are {', '.join(arms)}")
+    treatment = next(a for a in arms if a != control)
+    day = ((per["first"] - per["first"].min()) // 86_400).astype(int)
+    days = int(day.max()) + 1
+
+    def cumulative(arm: str):
+        rows = per["arm"] == arm
+        n = np.bincount(day[rows], minlength=days).cumsum()
+        x = np.bincount(day[rows], weights=per["clicked"][rows].astype(float), minlength=days).cumsum()
+        return x, n
+
+    (x_t, n_t), (x_c, n_c) = cumulative(treatment), cumulative(control)
+    first = int(np.flatnonzero((n_t > 0) & (n_c > 0))[0])
+    try:
+        looks = sequential_looks(x_t[first:], n_t[first:], x_c[first:], n_c[first:], alpha=args.alpha, tau=args.tau)
+    except SequentialInputError as exc:
+        raise CliError(str(exc)) from None
+    return looks, treatment, control
 
 
 # -- modes ------------------------------------------------------------------------------------
@@ -92,7 +185,9 @@ def _run_plan(args: argparse.Namespace) -> int:
     else:
         print(
             f"To detect {plan.baseline:.2%} -> {plan.target:.2%} (absolute {plan.mde:+.4f}, relative {plan.mde / plan.baseline:+.1%}) "
-            f"with a two-sided z-test at alpha {plan.alpha:g} and power {plan.power:.0%}:"
+            f"with a two-sided z-test at alpha {plan.alpha:g} and power {plan.power:.0%}"
+            + (f" per treatment (each of {plan.arms - 1} comparisons at alpha {plan.alpha / (plan.arms - 1):.3g}, "
+               "matching the Holm-adjusted analysis):" if plan.arms > 2 else ":")
         )
         print(f"  {plan.n_per_arm:,} units per arm, {plan.total:,} in total over {plan.arms} arms (exact power {plan.achieved_power:.3f})")
     return 0
@@ -158,7 +253,8 @@ def _print_design_power(ctrs: dict[str, float], users: int, alpha: float) -> Non
     )
 
 
-def _logs_result(args: argparse.Namespace) -> ABTestResult:
+def _select(args: argparse.Namespace):
+    """The logs' impressions of the chosen title and policy."""
     from replay.logs import LogSchemaError, load_logs
 
     try:
@@ -178,12 +274,20 @@ def _logs_result(args: argparse.Namespace) -> ABTestResult:
         frame = frame[frame["title"] == args.title]
     elif len(titles) > 1:
         raise CliError(f"--title: the logs hold {len(titles)} titles ({', '.join(titles[:5])}{'...' if len(titles) > 5 else ''}); pick one")
+    return frame
+
+
+def _logs_result(args: argparse.Namespace) -> ABTestResult:
+    frame = _select(args)
     units = units_from_impressions(frame, args.unit)
     shares = _parse_pairs(args.weights, "--weights") if args.weights else _logged_shares(frame)
     notes = list(units.warnings)
     if shares is None:
         notes.append("SRM check against an equal split (the logged propensities are not a fixed split; give --weights)")
-    return analyze(units.arms, units.clicked, control=args.control, alpha=args.alpha, expected_shares=shares, unit=args.unit, warnings=notes)
+    if units.srm_counts is not None:
+        notes.append("the SRM check counts profiles (the split randomizes profiles), not impressions")
+    return analyze(units.arms, units.clicked, control=args.control, alpha=args.alpha, expected_shares=shares,
+                   unit=args.unit, warnings=notes, srm_counts=units.srm_counts)
 
 
 def _logged_shares(frame) -> dict[str, float] | None:
@@ -254,7 +358,7 @@ def metrics_table(result: ABTestResult) -> str:
     observed = ", ".join(f"{a} {s:.2%}" for a, s in zip(srm.arms, srm.observed_shares, strict=True))
     expected = ", ".join(f"{s:.2%}" for s in srm.expected_shares)
     lines.append("")
-    lines.append(f"SRM: observed {observed} vs expected {expected}: chi2 = {srm.chi2:.3f}, p = {srm.p_value:.4g} ({'ALARM' if srm.alarm else 'ok'})")
+    lines.append(f"SRM: observed {observed} vs expected {expected}: chi2 = {srm.chi2:.3f}, p = {srm.p_value:.4g} ({srm.label})")
     return "\n".join(lines)
 
 

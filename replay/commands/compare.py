@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING
 
 from replay.cli import CliError
 from replay.commands import compare_product
+from replay.policy_base import REFRESH
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from replay.bandit_comparison import ComparisonResult
+    from replay.simulation.comparison import ComparisonResult
 
-# replay.bandit_comparison's SCENARIOS and SHIP_RULES, spelled here so --help imports no numpy/scipy (a test keeps them equal)
+# replay.simulation's SCENARIOS (environments) and SHIP_RULES (comparison), spelled here so --help imports no numpy/scipy (a test keeps them equal)
 SCENARIOS = ("uniform-ctr", "personalized")
 SHIP_RULES = ("significant", "best")
 
@@ -31,7 +32,7 @@ _DEFAULT_CTRS = "0.24,0.30"
 _EPILOG = (
     "scenarios: uniform-ctr (default): one true CTR per artwork for everybody (--ctrs), so there is "
     "nothing to personalize and VW, without features, is a context-free bandit. personalized: "
-    "bandit.personalized_sim's five artworks and profiles; comedy fans (--comedy-share of traffic) "
+    "replay.simulation.personalized's five artworks and profiles; comedy fans (--comedy-share of traffic) "
     "click the comedic artwork 30% and the action one 15%, action fans the reverse, the others 10%; "
     "the A/B test ships one artwork for everybody, Thompson sampling converges to the overall best, "
     "VW learns per group from the profile features; regret is measured against the oracle that "
@@ -56,8 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--power", type=float, default=0.8, help="A/B planned power (default 0.8)")
     parser.add_argument("--mde", type=float, help="absolute effect the A/B test is planned for (default: the true gap to the control)")
     parser.add_argument("--ship-rule", choices=SHIP_RULES, default="significant", help="A/B: ship only a significant winner (default) or the best observed")
-    parser.add_argument("--ts-refresh", type=int, default=1, help="Thompson sampling: recompute probabilities every N impressions (default 1)")
-    parser.add_argument("--policies", default="ab,thompson,vw", help="which to run (default ab,thompson,vw; vw only if bandit.vw_policy exists)")
+    parser.add_argument("--ts-refresh", type=int, default=REFRESH, help="Thompson sampling: recompute probabilities every N impressions (default %(default)s)")
+    parser.add_argument("--policies", default="ab,thompson,vw", help="which to run (default ab,thompson,vw)")
     parser.add_argument("--plot", metavar="PNG", help="write the cumulative regret plot to this PNG")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -66,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     if args.scenario in compare_product.PRODUCT_SCENARIOS:
         return compare_product.run(args)
     args.horizon = args.horizon or 10_000
-    from replay.bandit_comparison import BernoulliArms, ComparisonError, PersonalizedArms, compare_policies
+    from replay.simulation import SimulationError
+    from replay.simulation.comparison import compare_policies
 
     personalized = args.scenario == "personalized"
     if personalized and (args.ctrs is not None or args.arms is not None):
@@ -82,10 +84,14 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
 
     def progress(done: int, total: int) -> None:
-        print(f"\rcompare: {done}/{total} runs ({time.monotonic() - started:.0f}s)", end="" if done < total else "\n", file=sys.stderr, flush=True)
+        elapsed = time.monotonic() - started
+        # runs of one seed take about equally long: the mean so far predicts the rest
+        left = f", about {_duration(elapsed / done * (total - done))} left" if done < total else ""
+        print(f"\rcompare: {done}/{total} runs ({_duration(elapsed)}{left})   ", end="" if done < total else "\n",
+              file=sys.stderr, flush=True)
 
     try:
-        env = PersonalizedArms(args.comedy_share, args.profiles) if personalized else BernoulliArms(ctrs, arms)
+        env = _environment(args, ctrs, arms)
         result = compare_policies(
             env,
             horizon=args.horizon,
@@ -98,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             include=tuple(p.strip() for p in args.policies.split(",") if p.strip()),
             on_progress=progress,
         )
-    except (ComparisonError, ValueError) as exc:  # plan_sample_size's ABTestInputError is a ValueError
+    except (SimulationError, ValueError) as exc:  # plan_sample_size's ABTestInputError is a ValueError
         raise CliError(str(exc)) from None
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -115,8 +121,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _environment(args: argparse.Namespace, ctrs: tuple[float, ...], arms: tuple[str, ...]):
+    """The ``--scenario``'s environment. A new scenario: its class in
+    ``replay.simulation.environments`` (registered in its ``SCENARIOS``), its name in
+    ``SCENARIOS`` above, and its line here."""
+    from replay.simulation.environments import SCENARIOS as ENVIRONMENTS
+
+    if args.scenario == "personalized":
+        return ENVIRONMENTS["personalized"](args.comedy_share, args.profiles)
+    return ENVIRONMENTS[args.scenario](ctrs, arms)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
 def result_json(result: ComparisonResult) -> dict:
-    from replay.bandit_comparison import PersonalizedArms
+    from replay.simulation.environments import PersonalizedArms
 
     env = result.env
     out = {
@@ -154,7 +175,7 @@ def result_json(result: ComparisonResult) -> dict:
 
 
 def summary_table(result: ComparisonResult) -> str:
-    from replay.bandit_comparison import PersonalizedArms
+    from replay.simulation.environments import PersonalizedArms
 
     if isinstance(result.env, PersonalizedArms):
         return _personalized_table(result)
@@ -200,7 +221,7 @@ def _policy_rows(result: ComparisonResult, *, with_ctr: bool) -> list[str]:
 
 
 def _personalized_table(result: ComparisonResult) -> str:
-    from replay.bandit_comparison import PersonalizedArms
+    from replay.simulation.environments import PersonalizedArms
 
     env = result.env
     assert isinstance(env, PersonalizedArms)
@@ -238,7 +259,7 @@ def regret_figure(result: ComparisonResult) -> Figure:
     import numpy as np
     from matplotlib.figure import Figure
 
-    from replay.bandit_comparison import PersonalizedArms
+    from replay.simulation.environments import PersonalizedArms
 
     fig = Figure(figsize=(9, 5.5), layout="constrained")
     ax = fig.subplots()

@@ -11,8 +11,12 @@ from replay.commands._common import add_logs_argument, load, non_negative_int, p
 from replay.policy_base import PolicyError, PolicyOptions
 from replay.policy_registry import POLICIES, make_policy
 
-# replay.estimators.ESTIMATORS' names, spelled here so --help does not import scipy (a test keeps them equal)
-ESTIMATOR_NAMES = ("replay", "ips", "snips", "dm", "dr")
+# replay.estimators' ESTIMATORS names, DEFAULT_ESTIMATORS and INTERVALS, and replay.reward_model's
+# DEFAULT_FOLDS, spelled here so --help does not import scipy (a test keeps them equal)
+ESTIMATOR_NAMES = ("replay", "ips", "snips", "dm", "dr", "sndr", "switchdr", "dros", "ipsclip")
+DEFAULT_ESTIMATORS = ("replay", "ips", "snips", "dm", "dr")
+INTERVALS = ("normal", "bootstrap", "el")
+DEFAULT_FOLDS = 5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,14 +24,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", action="append", required=True, metavar="NAME",
                         help=f"policy to evaluate, repeatable: {', '.join(POLICIES)} or table:PATH")
     parser.add_argument("--estimator", action="append", choices=ESTIMATOR_NAMES,
-                        help="estimator, repeatable (default: all of replay, ips, snips, dm, dr)")
+                        help=f"estimator, repeatable (default: {', '.join(DEFAULT_ESTIMATORS)})")
+    parser.add_argument("--interval", choices=INTERVALS, default=None,
+                        help="interval method: normal (delta method, default), bootstrap (needs --bootstrap N) or "
+                             "el (empirical likelihood, for ips and snips; robust to heavy importance weights)")
+    parser.add_argument("--folds", type=positive_int, default=DEFAULT_FOLDS, metavar="K",
+                        help="cross-fitting folds of the reward model behind dm/dr (default %(default)s; 1 fits in sample)")
     parser.add_argument("--bootstrap", type=non_negative_int, default=0, metavar="N",
                         help="percentile interval from N Poisson-bootstrap replicates (default: normal approximation)")
     parser.add_argument("--seed", type=int, default=0, help="seed of replay's rejection sampling, TS and bootstrap (default 0)")
     parser.add_argument("--level", type=probability, default=0.95, help="interval level (default 0.95)")
     parser.add_argument("--json", action="store_true", help='print {"n", "policies": {NAME: {EST: {"value", "ci"}}}}')
     parser.add_argument("--plot", metavar="PNG", help="write a PNG of the estimates with their intervals")
-    parser.add_argument("--no-segments", action="store_true", help="skip the breakdown by segment")
+    parser.add_argument("--by", metavar="COLUMN",
+                        help="estimates per group of COLUMN too: title, segment or a numeric context key "
+                             "(in --json under \"by\"; default for the table: segment when the logs have one)")
+    parser.add_argument("--no-segments", action="store_true", help="skip the default breakdown by segment")
     parser.add_argument("--ts-batch", type=positive_int, default=PolicyOptions.ts_batch, metavar="B",
                         help="thompson refreshes a title's posteriors every B accepted events (default %(default)s)")
     parser.add_argument("--ts-uniform-mix", type=float, default=PolicyOptions.ts_uniform_mix,
@@ -38,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from replay.errors import ReplayError
     from replay.estimators import EstimatorInputError
     from replay.evaluation import evaluate_policies
     from replay.progress import Progress, progress_enabled
@@ -52,7 +65,11 @@ def run(args: argparse.Namespace) -> int:
     if len(set(names)) != len(names):
         raise CliError(f"a policy is named twice: {names}")
     logs = load(args)
-    estimators = list(dict.fromkeys(args.estimator or ESTIMATOR_NAMES))
+    estimators = list(dict.fromkeys(args.estimator or DEFAULT_ESTIMATORS))
+    interval = args.interval or ("bootstrap" if args.bootstrap else "normal")
+    by = args.by
+    if by is None and logs.has_segment and not args.no_segments and not args.json:
+        by = "segment"
     enabled = progress_enabled(args.progress)
     bars: dict[str, Progress] = {}
 
@@ -67,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         evaluation = evaluate_policies(
             logs, policies, estimators, np.random.default_rng(args.seed), level=args.level,
-            bootstrap=args.bootstrap, by_segment=not args.no_segments and not args.json, on_progress=on_progress,
+            bootstrap=args.bootstrap, interval=interval, folds=args.folds, by=by, on_progress=on_progress,
         )
-    except (PolicyError, EstimatorInputError) as exc:
+    except (PolicyError, EstimatorInputError, ReplayError) as exc:
         raise CliError(str(exc)) from None
     finally:
         for bar in bars.values():
@@ -82,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(estimates_json(evaluation)))
         for name, ests in evaluation.estimates.items():
-            for w in dict.fromkeys(w for e in ests for w in e.warnings):
+            own = [*evaluation.policy_warnings.get(name, ()), *(w for e in ests for w in e.warnings)]
+            for w in dict.fromkeys(own):
                 print(f"warning: {name}: {w}", file=sys.stderr)
     else:
         print(estimates_table(evaluation))

@@ -41,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
 
     from replay.logs import LogSchemaError, write_logs
     from replay.policies import read_policy_table
-    from replay.simulation import SimulationError, segmented_titles, simulate_logs, two_artworks
+    from replay.simulation import SimulationError
+    from replay.simulation.environments import segmented_titles, two_artworks
+    from replay.simulation.simulated_logs import simulate_logs
 
     rng = np.random.default_rng(args.seed)
     try:

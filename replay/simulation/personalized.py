@@ -6,20 +6,22 @@ artwork 30% of the time and the action still 15%, action fans the reverse, and t
 artworks 10% for everybody. Request context (device, country, hour) is noise. The oracle
 knows each profile's group and always shows its best artwork: CTR 0.30.
 
-``run_vw`` and ``run_thompson`` serve the same traffic (same profiles, same contexts, same
-per-event uniform draws deciding clicks) so their CTRs compare like for like.
+``impressions`` turns profiles and traffic into ``Impressions`` for ``run_online``: policies run
+on them see the same profiles, contexts and per-event uniform draws deciding clicks, so their
+CTRs compare like for like.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bandit.thompson import ThompsonSampling, decide_from_probabilities
-from bandit.vw_features import decision_context, to_example
-from bandit.vw_policy import VWConfig, VWModel, cost_of, learning_probability, sample_action
 from replay.simulation import SimulationError
+
+if TYPE_CHECKING:
+    from replay.simulation.environments import Impressions
 
 ARTWORKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("a-comedic", ("comedic", "ensemble", "bright")),
@@ -49,20 +51,6 @@ class Traffic:
     profile: np.ndarray
     requests: tuple[dict, ...]
     u: np.ndarray
-
-
-@dataclass(frozen=True, eq=False)
-class SimResult:
-    """Per event: the artwork served, its reward, and the policy's expected CTR (pmf . true CTR)."""
-
-    action: np.ndarray
-    reward: np.ndarray
-    expected_ctr: np.ndarray
-
-    def ctr(self, last: int | None = None) -> float:
-        """Mean expected CTR over the last ``last`` events (all by default)."""
-        x = self.expected_ctr if last is None else self.expected_ctr[-last:]
-        return float(x.mean())
 
 
 def artwork_ids() -> tuple[str, ...]:
@@ -117,46 +105,17 @@ def segment_of(features: dict) -> str:
     return "low" if hours < 2 else "power" if hours >= 10 else "regular"
 
 
-def run_vw(profiles: tuple[SimProfile, ...], traffic: Traffic, rng: np.random.Generator,
-           config: VWConfig | None = None, model: VWModel | None = None) -> SimResult:
-    """VW serving and learning online, one event at a time (no reward delay)."""
-    config = config or VWConfig()
-    model = model or VWModel.new(config)
-    arts, tags = artwork_ids(), artwork_tags()
-    n = traffic.u.size
-    action, reward, expected = np.empty(n, int), np.empty(n), np.empty(n)
-    for i in range(n):
-        prof = profiles[traffic.profile[i]]
-        ctx = decision_context(prof.features, traffic.requests[i], segment_of(prof.features), tags)
-        ex = to_example(ctx, arts)
-        pmf = model.pmf(ex.lines())
-        d = sample_action(pmf, rng)
-        r = float(traffic.u[i] < CTR[prof.group, d.arm])
-        model.learn(ex.lines((d.arm, cost_of(r), learning_probability(d.propensity, config.min_learn_p))))
-        action[i], reward[i], expected[i] = d.arm, r, pmf @ CTR[prof.group]
-    return SimResult(action, reward, expected)
+def impressions(profiles: tuple[SimProfile, ...], traffic: Traffic, who: np.ndarray | None = None) -> Impressions:
+    """The traffic as ``Impressions``: viewer ``who[t]`` (default ``traffic.profile``), the
+    request of event t, its click draw ``traffic.u[t]``; contexts as the service featurizes them."""
+    from replay.simulation.environments import Impressions
 
-
-def run_thompson(profiles: tuple[SimProfile, ...], traffic: Traffic, rng: np.random.Generator,
-                 refresh_every: int = 50) -> SimResult:
-    """Context-free Thompson sampling (the service's, with exact propensities) on the same traffic.
-
-    The action distribution is recomputed every ``refresh_every`` events, as the service does
-    once per counts snapshot.
-    """
-    ts = ThompsonSampling()
-    k = len(ARTWORKS)
-    n_imp, s_rew = np.zeros(k), np.zeros(k)
-    n = traffic.u.size
-    action, reward, expected = np.empty(n, int), np.empty(n), np.empty(n)
-    probs = ts.action_probabilities(ts.posterior(n_imp, s_rew))
-    for i in range(n):
-        if i % refresh_every == 0:
-            probs = ts.action_probabilities(ts.posterior(n_imp, s_rew))
-        g = profiles[traffic.profile[i]].group
-        d = decide_from_probabilities(probs, rng)
-        r = float(traffic.u[i] < CTR[g, d.arm])
-        n_imp[d.arm] += 1
-        s_rew[d.arm] += r
-        action[i], reward[i], expected[i] = d.arm, r, probs @ CTR[g]
-    return SimResult(action, reward, expected)
+    who = traffic.profile if who is None else who
+    groups = np.array([p.group for p in profiles])
+    segments = [segment_of(p.features) for p in profiles]
+    contexts = tuple(
+        {"profile": profiles[i].features, "request": request, "segment": segments[i]}
+        for i, request in zip(who.tolist(), traffic.requests, strict=True)
+    )
+    ctr = CTR[groups[who]]
+    return Impressions.draw(None, ctr, profile=who, contexts=contexts, u=traffic.u)
