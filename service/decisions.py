@@ -240,18 +240,17 @@ class DecisionEngine:
         stale = self.counts.stale(ts_titles)
         vw_titles = [t for t, title in unique.items() if title.policy == "vw"]
         sticky_titles = [t for t, title in unique.items() if title.sticky_s]
+        # a sticky title's remembered decision is read with the profile: two round trips
         one_trip = not (self.store.cluster or vw_titles or sticky_titles or self.counts.missing(ts_titles))
         try:
             profile: Profile | None = None
             segment: str | None = None
             sticky: dict[str, tuple[str, float, str]] = {}
             if not one_trip:
-                profile, fresh, versions = self.store.read_state_with_models(profile_id, stale, vw_titles)
+                profile, fresh, versions, sticky = self.store.read_state_with_models(profile_id, stale, vw_titles, sticky_titles)
                 self.counts.put(fresh)
                 self.models.observe(versions)
                 segment = profile.derived_segment if profile is not None else "new"
-                if sticky_titles:  # a sticky title costs one more round trip
-                    sticky = self.store.read_sticky(profile_id, sticky_titles)
             now = time.time()
             event_ids = new_event_ids([t.id for t in titles])
             records = [

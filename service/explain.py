@@ -3,7 +3,9 @@
 Computed from the same counters and the same code as a decision made now: for a ``thompson``
 title, ``propensity`` is the distribution a decision would draw from and log (probability of
 being best under the segment's posterior, mixed with TS_UNIFORM_MIX); ``ab`` and ``fixed`` give
-their split (``ab``: the weights, as logged; the profile's arm is fixed). Behind the ops token: it shows a profile's features.
+their split (``ab``: the weights, as logged; the profile's arm is fixed); ``vw``, the model's pmf
+for this profile and the request's other query parameters as context, with the named features
+it was given (not yet VW's per-feature contributions). Behind the ops token: it shows a profile's features.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from bandit.thompson import ts_propensities
 from service.admin import require_ops_reader
+from service.api import parse_context
 from service.errors import StoreUnavailable
 from service.ids import check_id
 from service.redis_conn import STORE_ERRORS
@@ -29,7 +32,8 @@ def explain():
     engine = current_app.extensions["engine"]
     (title,) = engine.titles_for([check_id(request.args.get("title"), "title")])
     try:
-        profile, counts, _ = engine.store.read_state_with_models(profile_id, [title.id], ())
+        vw = [title.id] if title.policy == "vw" else []
+        profile, counts, versions, _ = engine.store.read_state_with_models(profile_id, [title.id], vw)
     except STORE_ERRORS:
         raise StoreUnavailable() from None
     segment = profile.derived_segment if profile is not None else "new"
@@ -42,6 +46,12 @@ def explain():
     lo, hi = posterior.interval(0.95)
     best = ts_propensities(posterior.alpha, posterior.beta)
     serving = _serving_distribution(engine, title, posterior)
+    vw_part = {}
+    if title.policy == "vw":  # the model's pmf for this profile and the request's context
+        engine.models.observe(versions, wait=True)
+        choice = engine.models.choose(title, segment, profile, parse_context(request.args), np.random.default_rng(0))
+        serving = choice.pmf
+        vw_part = {"model_version": choice.model_version, "vw_features": {k: v for k, v in choice.context.items() if k != "vw.model"}}
     rows = [
         {
             "artwork": art,
@@ -63,11 +73,12 @@ def explain():
         "half_life_s": title.half_life_s,
         "as_of": now,  # decaying counters are read as of this time
         "artworks": rows,
+        **vw_part,
     })
 
 
 def _serving_distribution(engine, title, posterior) -> np.ndarray | None:
-    """What a decision made now would draw from (None for ``vw``: it depends on the context)."""
+    """What a decision made now would draw from (``vw``: filled in from the model)."""
     if title.policy == "thompson":
         return engine.thompson.action_probabilities(posterior)
     if title.policy == "fixed":

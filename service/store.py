@@ -474,38 +474,36 @@ class RedisStore:
 
     # -- decisions
     def read_state_with_models(
-        self, profile_id: str, titles: Sequence[str], model_titles: Sequence[str]
-    ) -> tuple[Profile | None, dict[str, ArmCounts], dict[str, int]]:
-        """Round trip 1, plus the published VW model version of ``model_titles`` (0: none).
+        self, profile_id: str, titles: Sequence[str], model_titles: Sequence[str], sticky_titles: Sequence[str] = ()
+    ) -> tuple[Profile | None, dict[str, ArmCounts], dict[str, int], dict[str, tuple[str, float, str]]]:
+        """Round trip 1, plus the published VW model version of ``model_titles`` (0: none) and
+        the profile's remembered first decisions of ``sticky_titles`` (artwork, propensity, event id).
 
         One HGET per VW title rides along in the same pipeline, so workers notice a new model
-        without an extra round trip (the model itself is loaded off the request path).
+        without an extra round trip (the model itself is loaded off the request path); so does
+        one GET per sticky title.
         """
-        if not titles and not model_titles:  # counters cached: the profile alone, no pipeline
-            return self.get_profile(profile_id), {}, {}
+        if not titles and not model_titles and not sticky_titles:  # counters cached: the profile alone, no pipeline
+            return self.get_profile(profile_id), {}, {}, {}
         pipe = self.client.pipeline(transaction=False)
         pipe.hget(self.keys.profile(profile_id), "json")
         for t in titles:
             pipe.hgetall(self.keys.arms(t))
         for t in model_titles:
             pipe.hget(self.keys.model(t), "version")
+        for t in sticky_titles:
+            pipe.get(self.keys.sticky(t, profile_id))
         raw_profile, *rest = pipe.execute()
-        raw_counts, raw_versions = rest[: len(titles)], rest[len(titles) :]
+        raw_counts, raw_versions = rest[: len(titles)], rest[len(titles) : len(titles) + len(model_titles)]
+        raw_sticky = rest[len(titles) + len(model_titles) :]
         counts = {t: ArmCounts.from_hash(c) for t, c in zip(titles, raw_counts, strict=True)}
         versions = {t: int(v or 0) for t, v in zip(model_titles, raw_versions, strict=True)}
-        return profile_from_json(raw_profile), counts, versions
-
-    def read_sticky(self, profile_id: str, titles: Sequence[str]) -> dict[str, tuple[str, float, str]]:
-        """The profile's remembered first decisions of sticky ``titles``: (artwork, propensity, event_id)."""
-        pipe = self.client.pipeline(transaction=False)
-        for t in titles:
-            pipe.get(self.keys.sticky(t, profile_id))
-        out = {}
-        for t, raw in zip(titles, pipe.execute(), strict=True):
+        sticky = {}
+        for t, raw in zip(sticky_titles, raw_sticky, strict=True):
             if raw is not None:
                 art, prop, event_id = _text(raw).split("|")
-                out[t] = (art, float(prop), event_id)
-        return out
+                sticky[t] = (art, float(prop), event_id)
+        return profile_from_json(raw_profile), counts, versions, sticky
 
     def read_counts(self, titles: Sequence[str]) -> dict[str, ArmCounts]:
         pipe = self.client.pipeline(transaction=False)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, client_for
 from tests.test_signals import TITLE, put_title
+from tests.test_vw_service import sim_world  # noqa: F401 - the fixture
 
 
 def test_explain_propensity_is_the_distribution_decisions_draw_and_log(make_app):
@@ -31,3 +32,33 @@ def test_explain_propensity_is_the_distribution_decisions_draw_and_log(make_app)
     for r in ex["artworks"]:
         assert r["propensity"] == pytest.approx((1 - mix) * r["probability_best"] + mix / 3)
         assert r["ci95"][0] < r["posterior_mean"] < r["ci95"][1]
+
+
+def test_explain_of_a_vw_title_gives_the_models_pmf_that_decisions_log(make_app, redis_url, key_prefix, sim_world):  # noqa: F811
+    import numpy as np
+
+    from bandit.vw_policy import VWModel
+    from replay import personalized_sim as sim
+    from service.keys import Keys
+    from service.models import ModelStore
+    from tests.test_vw_service import FAST, setup_catalog
+    from tests.test_vw_service import TITLE as VW_TITLE
+
+    profiles, traffic = sim_world
+    client = make_app(**FAST).test_client()
+    setup_catalog(client, profiles[:5])
+    model = VWModel.new()
+    sim.run_vw(profiles, traffic, np.random.default_rng(0), model=model)
+    version = ModelStore(client_for(redis_url), Keys(key_prefix)).publish(
+        VW_TITLE, model.to_bytes(), position="0-0", learned=0, digest=0, expected_version=None
+    )
+    model.close()
+    client.application.extensions["engine"].models.observe({VW_TITLE: version}, wait=True)
+    p = profiles[0].id
+    ex = client.get(f"/explain?profile={p}&title={VW_TITLE}&device=tv").get_json()
+    assert ex["policy"] == "vw" and ex["model_version"] == version and ex["vw_features"]["device"] == "tv"
+    pmf = {r["artwork"]: r["propensity"] for r in ex["artworks"]}
+    assert sum(pmf.values()) == pytest.approx(1.0) and max(pmf.values()) > 0.5  # a trained model, not uniform
+    for _ in range(5):
+        d = client.get(f"/artwork?profile={p}&title={VW_TITLE}&device=tv").get_json()
+        assert d["propensity"] == pytest.approx(pmf[d["artwork"]], abs=1e-9)

@@ -63,3 +63,20 @@ def test_a_bad_sticky_s_is_a_400_naming_it(client):
     for value in (-1, 1.5, "60", True, 31 * 86_400):
         r = client.put(f"/catalog/{TITLE}", json={"artworks": [{"id": "a1"}], "sticky_s": value}, headers=ADMIN)
         assert r.status_code == 400 and r.get_json()["error"]["field"] == "sticky_s"
+
+
+def test_a_sticky_request_takes_two_round_trips(make_app):
+    """The remembered decision rides with the profile read: read, then the decide script."""
+    from tests.test_store import CountingClient
+
+    worker = make_app(catalog_refresh_s=60.0, stats_cache_s=60.0).test_client()
+    put_title(worker, 600)
+    serve([worker], 2)  # counters cached, first decision remembered
+    store = worker.application.extensions["store"]
+    counting = CountingClient(store.client)
+    store.client = counting
+    try:
+        serve([worker], 1)
+    finally:
+        store.client = counting._client
+    assert counting.round_trips == 2
