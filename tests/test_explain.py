@@ -38,7 +38,7 @@ def test_explain_of_a_vw_title_gives_the_models_pmf_that_decisions_log(make_app,
     import numpy as np
 
     from bandit.vw_policy import VWModel
-    from replay import personalized_sim as sim
+    from replay.simulation import personalized as sim
     from service.keys import Keys
     from service.models import ModelStore
     from tests.test_vw_service import FAST, setup_catalog
