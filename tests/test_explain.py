@@ -39,6 +39,8 @@ def test_explain_of_a_vw_title_gives_the_models_pmf_that_decisions_log(make_app,
 
     from bandit.vw_policy import VWModel
     from replay.simulation import personalized as sim
+    from replay.simulation.online import run_online
+    from replay.simulation.vw import VWOnline
     from service.keys import Keys
     from service.models import ModelStore
     from tests.test_vw_service import FAST, setup_catalog
@@ -48,7 +50,7 @@ def test_explain_of_a_vw_title_gives_the_models_pmf_that_decisions_log(make_app,
     client = make_app(**FAST).test_client()
     setup_catalog(client, profiles[:5])
     model = VWModel.new()
-    sim.run_vw(profiles, traffic, np.random.default_rng(0), model=model)
+    run_online(VWOnline(sim.artwork_ids(), sim.artwork_tags(), model=model), sim.impressions(profiles, traffic), np.random.default_rng(0))
     version = ModelStore(client_for(redis_url), Keys(key_prefix)).publish(
         VW_TITLE, model.to_bytes(), position="0-0", learned=0, digest=0, expected_version=None
     )
