@@ -509,7 +509,7 @@ def reconcile(client: redis.Redis, keys: Keys, titles: list[str], rewards: list[
     pipe = client.pipeline(transaction=False)
     for e in expected:
         title, token = e.rsplit("~", 1)
-        pipe.hget(keys.pending(title, token), "rewarded")
+        pipe.hget(keys.pending(title, token), "rw|click")  # the reward signal's aggregate (the soak's titles learn from click)
     marked = {e for e, flag in zip(expected, pipe.execute(), strict=True) if flag is not None}
 
     arms = sorted({f"{t}|{k[2:]}" for t in titles for k in counters[t] if k.count("|") == 1})

@@ -1,10 +1,13 @@
 """Join the service's decision and reward records into logged impressions (SPEC's log schema).
 
 Rewards are appended to a title's stream only when they arrive inside the attribution window
-(the service rejects later ones), so once a decision's window has closed its reward is final:
-the one reward record naming it, else 0. A decision whose window is still open is left out
-whether or not a reward already came: keeping the rewarded open ones and dropping the others
-would inflate every estimate. ``include_open`` exports them too (reward so far, usually 0).
+(the service rejects later ones), so once a decision's window has closed its reward is final.
+Each reward record carries the decision's aggregated reward so far (its title's
+``reward_aggregation``: ``earliest`` logs one record, ``sum`` and ``max`` one per change, never
+decreasing), so a decision's reward is the largest of its records', else 0. A decision whose
+window is still open is left out whether or not a reward already came: keeping the rewarded open
+ones and dropping the others would inflate every estimate (and ``sum``/``max`` may still raise
+its reward). ``include_open`` exports them too (reward so far, usually 0).
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ def join_records(entries: Iterable[dict[str, str]], *, now: float, window_s: flo
         if kind == "decision":
             decisions.append(json.loads(fields["record"]))
         elif kind == "reward":
-            rewards[fields["event_id"]] = float(fields["reward"])
+            event_id = fields["event_id"]
+            rewards[event_id] = max(rewards.get(event_id, 0.0), float(fields["reward"]))
     rows = []
     still_open = 0
     for rec in decisions:

@@ -15,6 +15,9 @@ from service.ids import check_id
 from service.inputs import number
 
 POLICIES: tuple[str, ...] = ("thompson", "vw", "ab", "fixed")
+# How several reports of one signal of one decision combine (``REWARD_LUA``): the first one only,
+# their sum (clipped to 1), or the largest (a click rewarded 0.3 upgraded to 1 by a later play).
+REWARD_AGGREGATIONS: tuple[str, ...] = ("earliest", "sum", "max")
 MAX_ARTWORKS = 32
 _TAG = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 # Reward signal names ("click", "play", ...): a Redis hash field part, so no "|".
@@ -48,6 +51,7 @@ class Title:
     # first stored and kept across edits (see ``with_salt``). Never in public answers: with it
     # anyone could compute which arm a profile gets.
     salt: str = ""
+    reward_aggregation: str = "earliest"
     # The signal the bandit learns from, and the signals only tracked (counted once each per
     # decision, shown by /stats; "play" after "click" gives the play-through guardrail).
     reward_signal: str = "click"
@@ -81,6 +85,8 @@ class Title:
             "default": self.default,
             "policy": self.policy,
         }
+        if self.reward_aggregation != "earliest":
+            body["reward_aggregation"] = self.reward_aggregation
         if (self.reward_signal, self.guardrails) != ("click", ("play",)):
             body["reward_signal"] = self.reward_signal
             body["guardrails"] = list(self.guardrails)
@@ -156,7 +162,8 @@ def parse_title(title_id: str, body: object) -> Title:
     """A title from the admin body (``PUT /catalog/<title>``) or a catalog file entry."""
     check_id(title_id, "title")
     body = _object(body, "body")
-    unknown = set(body) - {"id", "artworks", "default", "policy", "ab", "salt", "reward_signal", "guardrails", "half_life_s", "sticky_s"}
+    unknown = set(body) - {"id", "artworks", "default", "policy", "ab", "salt", "reward_signal", "guardrails", "half_life_s", "sticky_s",
+                           "reward_aggregation"}
     if unknown:
         raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
     if "id" in body and body["id"] != title_id:
@@ -217,9 +224,13 @@ def parse_title(title_id: str, body: object) -> Title:
     sticky = body.get("sticky_s", 0)
     if isinstance(sticky, bool) or not isinstance(sticky, int) or not 0 <= sticky <= MAX_STICKY_S:
         raise InvalidInput(f"sticky_s must be an integer from 0 (off) to {MAX_STICKY_S} seconds", field="sticky_s")
+    aggregation = body.get("reward_aggregation", "earliest")
+    if aggregation not in REWARD_AGGREGATIONS:
+        raise InvalidInput(f"reward_aggregation must be one of {', '.join(REWARD_AGGREGATIONS)}", field="reward_aggregation")
     return Title(
         id=title_id, artworks=tuple(artworks), default=default, policy=policy, ab=ab, salt=salt or "",
         reward_signal=reward_signal, guardrails=tuple(dict.fromkeys(guardrails)), half_life_s=half_life, sticky_s=sticky,
+        reward_aggregation=aggregation,
     )
 
 

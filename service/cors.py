@@ -1,10 +1,10 @@
-"""CORS for the front-end calls: which origin a response to ``/artwork`` or ``/reward`` allows."""
+"""CORS for the front-end calls: which origin a response to ``/artwork``, ``/reward`` or ``/activate`` allows."""
 
 from __future__ import annotations
 
 from flask import Flask, Response, request
 
-CORS_PATHS = ("/artwork", "/reward")
+CORS_PATHS = ("/artwork", "/reward", "/activate")
 
 
 def allowed_origin(origins: tuple[str, ...], origin: str | None) -> str | None:

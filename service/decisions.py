@@ -224,8 +224,11 @@ class DecisionEngine:
             raise UnknownTitle(f"unknown title: {missing[0]}", field="title")
         return [catalog[t] for t in title_ids]
 
-    def decide(self, profile_id: str, title_ids: Sequence[str], context: dict[str, str]) -> list[Decision]:
+    def decide(
+        self, profile_id: str, title_ids: Sequence[str], context: dict[str, str], deferred: bool = False
+    ) -> list[Decision]:
         """Decisions for ``title_ids`` (in order), logged; default artworks when Redis fails.
+        ``deferred``: counted, logged and rewardable only once activated (``RedisStore.activate``).
 
         One round trip on a single Redis when every title's counters are cached and none is a
         ``vw`` title: the artwork is drawn for each segment and the decide script keeps the
@@ -251,7 +254,7 @@ class DecisionEngine:
             now = time.time()
             event_ids = new_event_ids([t.id for t in titles])
             records = [
-                self._record(title, segment, profile_id, profile, context, now, event_id, sticky.get(title.id))
+                self._record(title, segment, profile_id, profile, context, now, event_id, sticky.get(title.id), deferred)
                 for title, event_id in zip(titles, event_ids, strict=True)
             ]
             decided, refreshed = self.store.record_decisions(records, segment, stale if one_trip else ())
@@ -278,6 +281,7 @@ class DecisionEngine:
         now: float,
         event_id: str,
         first: tuple[str, float, str] | None = None,
+        deferred: bool = False,
     ) -> DecisionRecord:
         """The decision for ``title``; with ``segment`` None, one draw per segment. ``first``: the
         profile's remembered first decision of a sticky title, repeated (its artwork and its
@@ -295,10 +299,13 @@ class DecisionEngine:
             choice = self.choosers[title.policy](title, segment or "new", profile_id, profile, context)
             draws, draws_text = ((choice.artwork, choice.propensity),) * len(SEGMENTS), None
             logged_context = choice.context if choice.context is not None else context
-        # event_id, token, timestamp, profile, title, policy, candidates, context, draws, draws_text, half_life_s, sticky_s
+        if deferred:  # never remembered as a sticky first decision: it may never be displayed
+            sticky_s = 0
+        # event_id, token, timestamp, profile, title, policy, candidates, context, draws, draws_text, half_life_s,
+        # sticky_s, deferred
         return DecisionRecord(
             event_id, event_id[-32:], now, profile_id, title.id, title.policy, title.artwork_ids, logged_context, draws, draws_text,
-            title.half_life_s, sticky_s,
+            title.half_life_s, sticky_s, deferred,
         )
 
     @staticmethod

@@ -48,6 +48,13 @@ class UnknownEvent(NotFound):
     code = "unknown_event"
 
 
+class NotActivated(ServiceError):
+    """A reward for a deferred decision that was not activated (yet)."""
+
+    status = 409
+    code = "not_activated"
+
+
 class StoreUnavailable(ServiceError):
     """Redis did not answer (in time); callers fall back or answer 503."""
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from service.catalog import REWARD_AGGREGATIONS
+from service.personalizer import openapi as personalizer
+
 ID = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}
 NULLABLE_STR = {"type": "string", "nullable": True}
 EVENT_ID = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}~[0-9a-f]{32}$", "description": "an event_id returned by /artwork"}
@@ -51,6 +54,8 @@ TITLE = {
         "artworks": {"type": "array", "items": ARTWORK, "minItems": 1, "maxItems": 32},
         "default": ID,
         "policy": {"type": "string", "enum": ["thompson", "vw", "ab", "fixed"]},
+        "reward_aggregation": {"type": "string", "enum": list(REWARD_AGGREGATIONS), "default": "earliest",
+                               "description": "how several rewards of one decision combine (sum: clipped to 1)"},
         "half_life_s": {"type": "number", "anyOf": [{"const": 0}, {"minimum": 1, "maximum": 1e9}], "default": 0,
                         "description": "counters that forget (discounted Thompson sampling): seconds after which an observation counts half; 0 (never forget) or >= 1"},
         "sticky_s": {"type": "integer", "minimum": 0, "maximum": 2592000, "default": 0,
@@ -109,6 +114,7 @@ BATCH_REQUEST = {
             "properties": {"hour": HOUR},
             "additionalProperties": {"oneOf": [CONTEXT_VALUE, {"type": "integer", "minimum": -(2**63), "maximum": 2**64 - 1}]},
         },
+        "defer_activation": {"type": "boolean", "default": False, "description": "count the decisions only once POST /activate reports them displayed"},
     },
 }
 
@@ -171,6 +177,8 @@ def _document() -> dict:
                         {"name": "device", "in": "query", "required": False, "schema": CONTEXT_VALUE},
                         {"name": "country", "in": "query", "required": False, "schema": CONTEXT_VALUE},
                         {"name": "hour", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0, "maximum": 23}},
+                        {"name": "defer_activation", "in": "query", "required": False, "schema": {"type": "integer", "enum": [0, 1], "default": 0},
+                         "description": "1: the decisions count (impressions, log, learning, rewards) only once POST /activate reports them displayed"},
                     ],
                     "responses": {
                         "200": _ok(
@@ -235,6 +243,22 @@ def _document() -> dict:
                     },
                     "responses": {
                         "200": _ok({"type": "object", "properties": {"status": {"type": "string", "enum": ["recorded", "duplicate"]}}}),
+                        "400": _err("malformed body"),
+                        "404": _err("unknown or expired event"),
+                        "409": _err("a deferred decision not activated (POST /activate first)"),
+                        "413": _err("body too large"),
+                        "503": _err("Redis unreachable (Retry-After)"),
+                    },
+                }
+            },
+            "/activate": {
+                "post": {
+                    "summary": "Report that a deferred decision (defer_activation) was displayed: it counts from now on, once",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["event_id"], "properties": {"event_id": EVENT_ID}}}}},
+                    "responses": {
+                        "200": _ok({"type": "object", "properties": {"status": {"type": "string", "enum": ["activated", "duplicate"]}}},
+                                   "activated, or a duplicate (already activated, or never deferred)"),
                         "400": _err("malformed body"),
                         "404": _err("unknown or expired event"),
                         "413": _err("body too large"),
@@ -307,9 +331,11 @@ def _document() -> dict:
                     "responses": {"200": _ok({"type": "object"}), **ADMIN_ERRORS, "413": _err("body too large")},
                 },
             },
+            **personalizer.personalizer_paths(),
         },
         "components": {
-            "schemas": {"Error": ERROR, "Decision": DECISION, "Title": TITLE, "Profile": PROFILE, "BatchRequest": BATCH_REQUEST},
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": ERROR, "Decision": DECISION, "Title": TITLE, "Profile": PROFILE, "BatchRequest": BATCH_REQUEST,
+                        **personalizer.SCHEMAS},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}, **personalizer.SECURITY_SCHEMES},
         },
     }

@@ -34,11 +34,31 @@ from service.keys import Keys
 # "r|<artwork>" rewards received; the same with "|<segment>" after the letter per segment.
 SEGMENT_ORDER = SEGMENTS  # the order of the per-segment draws (spelled out again in DECIDE_LUA)
 
+# Shared by DECIDE_LUA and ACTIVATE_LUA (an impression of a title whose counters decay).
+WEIGHT_FUNCTION_LUA = """
+-- Decaying counters (bandit.decay): "dn|..." and "ds|..." grow by 2^((t - e) / h), e the epoch
+-- in field "e"; moved forward (the sums rescaled once) after REBASE_HALF_LIVES half-lives.
+-- (t_text: t as the caller has it, stored as the new epoch.)
+local function weight(arms, t, h, t_text)
+  local e = tonumber(redis.call('HGET', arms, 'e'))
+  if not e then redis.call('HSET', arms, 'e', t_text); return 1 end
+  local x = (t - e) / h
+  if x <= REBASE_HALF_LIVES then return 2 ^ x end
+  local flat, scale = redis.call('HGETALL', arms), 2 ^ -x
+  for j = 1, #flat, 2 do
+    if string.sub(flat[j], 1, 1) == 'd' then redis.call('HSET', arms, flat[j], string.format('%.17g', tonumber(flat[j + 1]) * scale)) end
+  end
+  redis.call('HSET', arms, 'e', t_text)
+  return 1
+end
+""".replace("REBASE_HALF_LIVES", repr(REBASE_HALF_LIVES))
+
 # Decisions of one request. KEYS: the profile (read only when no segment is given; on a cluster
 # another key of the title's slot stands in), then 4 per decision: arms, pending, log, traffic.
 # ARGV: window, log cap, traffic retention, segment ('' = the profile's), profile id, timestamp;
-# then 4 per decision: policy, record, refresh flag ('1' or '0', then "|<half-life s>" for a title
-# whose counters decay), draws. The draws are
+# then 4 per decision: policy, record, flag, draws. The flag: '0', or '1' to return the title's
+# counters (refresh), plus 2 when the decision is deferred (activated later), then
+# "|<half-life s>" for a title whose counters decay. The draws are
 # "artwork|propensity" per segment in SEGMENT_ORDER, joined by "|", or one pair when every
 # segment drew the same (ids cannot contain "|"). The record is a string.format template with
 # %s for the artwork, the propensity and (twice) the segment, which only this script knows for
@@ -53,78 +73,112 @@ if not idx then seg, idx = 'new', 1 end
 local pick = '^' .. string.rep('[^|]*|[^|]*|', idx - 1) .. '([^|]*)|([^|]*)'
 local out = {seg}
 local n = (#KEYS - 1) / 4
--- Decaying counters (bandit.decay): "dn|..." and "ds|..." grow by 2^((t - e) / h), e the epoch
--- in field "e"; moved forward (the sums rescaled once) after REBASE_HALF_LIVES half-lives.
-local function weight(arms, t, h)
-  local e = tonumber(call('HGET', arms, 'e'))
-  if not e then call('HSET', arms, 'e', ts); return 1 end
-  local x = (t - e) / h
-  if x <= REBASE_HALF_LIVES then return 2 ^ x end
-  local flat, scale = call('HGETALL', arms), 2 ^ -x
-  for j = 1, #flat, 2 do
-    if string.sub(flat[j], 1, 1) == 'd' then call('HSET', arms, flat[j], string.format('%.17g', tonumber(flat[j + 1]) * scale)) end
-  end
-  call('HSET', arms, 'e', ts)
-  return 1
-end
-for i = 0, n - 1 do
+WEIGHT_FUNCTIONfor i = 0, n - 1 do
   local k, a = 1 + i * 4, 6 + i * 4
   local art, prop = string.match(ARGV[a + 4], pick)
   if not art then art, prop = string.match(ARGV[a + 4], '^([^|]*)|([^|]*)') end
-  call('HINCRBY', KEYS[k + 1], 'n|' .. art, 1)
-  call('HINCRBY', KEYS[k + 1], 'n|' .. seg .. '|' .. art, 1)
-  local refresh, half_life = ARGV[a + 3], ''
-  if #refresh > 1 then refresh, half_life = string.match(refresh, '^(%d)|(.*)$') end
-  if half_life ~= '' then
-    local w = weight(KEYS[k + 1], tonumber(ts), tonumber(half_life))
-    w = string.format('%.17g', w)
-    call('HINCRBYFLOAT', KEYS[k + 1], 'dn|' .. art, w)
-    call('HINCRBYFLOAT', KEYS[k + 1], 'dn|' .. seg .. '|' .. art, w)
+  local flag, half_life = string.match(ARGV[a + 3], '^(%d)|?(.*)$')
+  if flag < '2' then
+    call('HINCRBY', KEYS[k + 1], 'n|' .. art, 1)
+    call('HINCRBY', KEYS[k + 1], 'n|' .. seg .. '|' .. art, 1)
+    if half_life ~= '' then
+      local w = string.format('%.17g', weight(KEYS[k + 1], tonumber(ts), tonumber(half_life), ts))
+      call('HINCRBYFLOAT', KEYS[k + 1], 'dn|' .. art, w)
+      call('HINCRBYFLOAT', KEYS[k + 1], 'dn|' .. seg .. '|' .. art, w)
+    end
+    call('HSET', KEYS[k + 2], 'artwork', art, 'segment', seg, 'profile', profile, 'policy', ARGV[a + 1],
+         'propensity', prop, 'ts', ts)
+    call('XADD', KEYS[k + 3], 'MAXLEN', '~', maxlen, '*', 'type', 'decision',
+         'record', string.format(ARGV[a + 2], art, prop, seg, seg))
+    -- the traffic bucket's expiry is set when a field is created, not on every decision
+    if call('HINCRBY', KEYS[k + 4], art, 1) == 1 then call('EXPIRE', KEYS[k + 4], keep) end
+  else  -- deferred: kept pending with its record; ACTIVATE_LUA counts and logs it
+    call('HSET', KEYS[k + 2], 'artwork', art, 'segment', seg, 'profile', profile, 'policy', ARGV[a + 1],
+         'propensity', prop, 'ts', ts, 'deferred', '1', 'record', string.format(ARGV[a + 2], art, prop, seg, seg))
   end
-  call('HSET', KEYS[k + 2], 'artwork', art, 'segment', seg, 'profile', profile, 'policy', ARGV[a + 1],
-       'propensity', prop, 'ts', ts)
   call('EXPIRE', KEYS[k + 2], window)
-  call('XADD', KEYS[k + 3], 'MAXLEN', '~', maxlen, '*', 'type', 'decision',
-       'record', string.format(ARGV[a + 2], art, prop, seg, seg))
-  -- the traffic bucket's expiry is set when a field is created, not on every decision
-  if call('HINCRBY', KEYS[k + 4], art, 1) == 1 then call('EXPIRE', KEYS[k + 4], keep) end
-  if refresh == '1' then out[#out + 1] = call('HGETALL', KEYS[k + 1]) end
+  if flag == '1' or flag == '3' then out[#out + 1] = call('HGETALL', KEYS[k + 1]) end
 end
 return out
-""".replace("REBASE_HALF_LIVES", repr(REBASE_HALF_LIVES))
+""".replace("WEIGHT_FUNCTION", WEIGHT_FUNCTION_LUA)
 
 # A reward names its signal (ARGV[5]); ARGV[6] is '1' when it is the title's reward signal, the
-# one the bandit learns from; ARGV[7] the title's half-life ('' = counters never forget). Each
-# signal counts once per decision: the reward signal is marked in the pending decision's field
-# "rewarded" (as before signals existed: ops tools read it), the others in "rw|<signal>". Every signal is summed per artwork in "g|<signal>|<artwork>" (/stats'
-# rates); only the reward signal moves the bandit's counters and is logged as a "reward"
-# record; the others are logged as "signal" records, which learners and exports skip.
+# one the bandit learns from; ARGV[7] the title's half-life ('' = counters never forget); ARGV[8]
+# the title's aggregation. KEYS: pending, arms, log.
+# Each signal counts once per decision: field "rw|<signal>" of the pending decision holds that
+# signal's aggregated value so far. ``earliest`` keeps the first (a repeat is a ``duplicate``);
+# ``sum`` adds (clipped to 1: Thompson's counters are Beta counts, one success at most per
+# impression); ``max`` keeps the largest (a click's 0.3 upgraded to 1 by a later play). A
+# report that changes the aggregate adds the difference to the sums: every signal's per artwork
+# in "g|<signal>|<artwork>" (/stats' rates), the reward signal's also to the bandit's counters
+# (the rewarded count moves once, at the first report); one that changes nothing is a
+# ``duplicate``. Each change is logged with the value received (``value``) and the new
+# aggregate (``reward``): as a "reward" record for the reward signal (the last one of a decision
+# holds its final reward), as a "signal" record for the others, which learners and exports skip.
+# A deferred decision not yet activated takes no reward (``inactive``).
 REWARD_LUA = """
-local ev = redis.call('HMGET', KEYS[1], 'artwork', 'segment', 'ts', 'profile', 'policy')
+local ev = redis.call('HMGET', KEYS[1], 'artwork', 'segment', 'ts', 'profile', 'policy', 'deferred', 'rw|' .. ARGV[5])
 if not ev[1] then return {'unknown'} end
-local art, seg, r, sig = ev[1], ev[2], ARGV[1], ARGV[5]
-local mark = ARGV[6] == '1' and 'rewarded' or ('rw|' .. sig)
-if redis.call('HSETNX', KEYS[1], mark, r) == 0 then return {'duplicate', art, ev[5]} end
-redis.call('HINCRBYFLOAT', KEYS[2], 'g|' .. sig .. '|' .. art, r)
+if ev[6] == '1' then return {'inactive', ev[1], ev[5]} end
+local art, seg, sig, value, agg = ev[1], ev[2], ARGV[5], tonumber(ARGV[1]), ARGV[8]
+local old, new = tonumber(ev[7]), nil
+if not old then new = value
+elseif agg == 'sum' then new = math.min(old + value, 1)
+elseif agg == 'max' then new = math.max(old, value)
+end
+if new == nil or new == old then return {'duplicate', art, ev[5]} end
+local r = string.format('%.17g', new)
+local delta = new - (old or 0)
+local d = string.format('%.17g', delta)
+redis.call('HSET', KEYS[1], 'rw|' .. sig, r)
+redis.call('HINCRBYFLOAT', KEYS[2], 'g|' .. sig .. '|' .. art, d)
 local kind = 'signal'
 if ARGV[6] == '1' then
   kind = 'reward'
-  redis.call('HINCRBYFLOAT', KEYS[2], 's|' .. art, r)
-  redis.call('HINCRBY', KEYS[2], 'r|' .. art, 1)
-  redis.call('HINCRBYFLOAT', KEYS[2], 's|' .. seg .. '|' .. art, r)
-  redis.call('HINCRBY', KEYS[2], 'r|' .. seg .. '|' .. art, 1)
+  redis.call('HINCRBYFLOAT', KEYS[2], 's|' .. art, d)
+  redis.call('HINCRBYFLOAT', KEYS[2], 's|' .. seg .. '|' .. art, d)
+  if not old then
+    redis.call('HINCRBY', KEYS[2], 'r|' .. art, 1)
+    redis.call('HINCRBY', KEYS[2], 'r|' .. seg .. '|' .. art, 1)
+  end
   if ARGV[7] ~= '' then  -- decaying counters: weighted by the decision's time (see DECIDE_LUA)
     local e = tonumber(redis.call('HGET', KEYS[2], 'e') or ev[3])
-    local w = string.format('%.17g', tonumber(r) * 2 ^ ((tonumber(ev[3]) - e) / tonumber(ARGV[7])))
+    local w = string.format('%.17g', delta * 2 ^ ((tonumber(ev[3]) - e) / tonumber(ARGV[7])))
     redis.call('HINCRBYFLOAT', KEYS[2], 'ds|' .. art, w)
     redis.call('HINCRBYFLOAT', KEYS[2], 'ds|' .. seg .. '|' .. art, w)
   end
 end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'type', kind, 'event_id', ARGV[2], 'reward', r,
-           'signal', sig, 'timestamp', ARGV[3], 'artwork', art, 'segment', seg, 'profile', ev[4],
-           'policy', ev[5], 'decided_at', ev[3])
+           'value', ARGV[1], 'aggregation', agg, 'signal', sig, 'timestamp', ARGV[3], 'artwork', art,
+           'segment', seg, 'profile', ev[4], 'policy', ev[5], 'decided_at', ev[3])
 return {'recorded', art, ev[5]}
 """
+
+# Activation of a deferred decision (``/artwork`` with ``defer_activation``): the decide script
+# stored it pending with ``deferred`` 1 and its log record, and counted nothing. KEYS: pending,
+# arms, log, traffic bucket (of the activation's minute). ARGV: log cap, traffic retention, the
+# title's half-life ('' = counters never forget). Counts the impression (a decaying one at the
+# decision's time, as the reward script weighs its reward) and logs the decision, once; a repeat
+# (or a decision that was never deferred) is a ``duplicate``.
+ACTIVATE_LUA = """
+WEIGHT_FUNCTION
+local ev = redis.call('HMGET', KEYS[1], 'artwork', 'segment', 'deferred', 'record', 'ts')
+if not ev[1] then return {'unknown'} end
+if ev[3] ~= '1' then return {'duplicate', ev[1]} end
+local art, seg = ev[1], ev[2]
+redis.call('HSET', KEYS[1], 'deferred', '0')
+redis.call('HDEL', KEYS[1], 'record')
+redis.call('HINCRBY', KEYS[2], 'n|' .. art, 1)
+redis.call('HINCRBY', KEYS[2], 'n|' .. seg .. '|' .. art, 1)
+if ARGV[3] ~= '' then
+  local w = string.format('%.17g', weight(KEYS[2], tonumber(ev[5]), tonumber(ARGV[3]), ev[5]))
+  redis.call('HINCRBYFLOAT', KEYS[2], 'dn|' .. art, w)
+  redis.call('HINCRBYFLOAT', KEYS[2], 'dn|' .. seg .. '|' .. art, w)
+end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*', 'type', 'decision', 'record', ev[4])
+if redis.call('HINCRBY', KEYS[4], art, 1) == 1 then redis.call('EXPIRE', KEYS[4], ARGV[2]) end
+return {'activated', art}
+""".replace("WEIGHT_FUNCTION", WEIGHT_FUNCTION_LUA)
 
 # Traffic history for the dashboard: per title and minute, decisions per artwork (a small hash
 # per bucket, expiring), written by the decide script itself so it costs no extra round trip.
@@ -293,6 +347,7 @@ class DecisionRecord(NamedTuple):
     draws_text: str | None = None
     half_life_s: float = 0.0  # > 0: the title's counters decay (DECIDE_LUA's decaying sums)
     sticky_s: int = 0  # > 0: a first decision of a sticky title, remembered for that long
+    deferred: bool = False  # counted and logged only once activated (``RedisStore.activate``)
 
     def template(self) -> str:
         """The record as a Lua string.format template: JSON with %s, in this order, for the
@@ -313,9 +368,12 @@ class DecisionRecord(NamedTuple):
         return self.draws[SEGMENT_ORDER.index(segment) if segment in SEGMENT_ORDER else 0]
 
 
+_FLAGS = ("0", "1", "2", "3")  # the decide script's per-decision flag: refresh + 2 * deferred
+
+
 @dataclass(frozen=True)
 class RewardOutcome:
-    status: str  # recorded | duplicate | unknown
+    status: str  # recorded | duplicate | unknown | inactive (deferred, not activated)
     artwork: str | None = None
     policy: str | None = None  # policy that made the rewarded decision
     replicated: bool = True  # False: WAIT saw fewer replicas than asked within its timeout
@@ -335,6 +393,7 @@ class RedisStore:
         self.cluster = _is_cluster(client)
         self._decide = client.register_script(DECIDE_LUA)
         self._reward = client.register_script(REWARD_LUA)
+        self._activate = client.register_script(ACTIVATE_LUA)
         self._seed = client.register_script(SEED_CATALOG_LUA)
         self._traffic_sum = client.register_script(TRAFFIC_SUM_LUA)
 
@@ -489,8 +548,9 @@ class RedisStore:
                 args += [
                     rec.policy,
                     _template(rec.event_id, timestamp_text, rec.profile, title_part, context_part),
-                    # '1'/'0', then "|<half-life>" for decaying counters (read by DECIDE_LUA)
-                    ("1" if rec.title in refresh_set else "0") + (f"|{rec.half_life_s!r}" if rec.half_life_s else ""),
+                    # refresh + 2 * deferred, then "|<half-life>" for decaying counters (read by DECIDE_LUA)
+                    _FLAGS[(1 if rec.title in refresh_set else 0) + (2 if rec.deferred else 0)]
+                    + (f"|{rec.half_life_s!r}" if rec.half_life_s else ""),
                     rec.draws_arg(),
                 ]
                 refresh_set.discard(rec.title)  # a title repeated in a batch: read it once
@@ -532,13 +592,13 @@ class RedisStore:
             except redis.exceptions.NoScriptError:
                 if attempt:
                     raise
-                for script in (self._decide, self._reward, self._seed, self._traffic_sum):
+                for script in (self._decide, self._reward, self._activate, self._seed, self._traffic_sum):
                     client.script_load(script.script)
         return []
 
     def record_reward(
         self, title: str, token: str, event_id: str, reward: float, now: float, signal: str = "click", learn: bool = True,
-        half_life_s: float = 0.0,
+        half_life_s: float = 0.0, aggregation: str = "earliest",
     ) -> RewardOutcome:
         """The reward script; with ``wait_replicas``, then ``WAIT`` in the same round trip.
 
@@ -552,7 +612,8 @@ class RedisStore:
         the reward, or ``recorded`` if a failover lost it.
         """
         keys = [self.keys.pending(title, token), self.keys.arms(title), self.keys.log(title)]
-        args = [repr(float(reward)), event_id, repr(now), self.log_maxlen, signal, "1" if learn else "0", repr(half_life_s) if half_life_s else ""]
+        args = [repr(float(reward)), event_id, repr(now), self.log_maxlen, signal, "1" if learn else "0",
+                repr(half_life_s) if half_life_s else "", aggregation]
         if self.wait_replicas:
             result, replicas = self._reward_and_wait(keys, args)
         else:
@@ -575,6 +636,13 @@ class RedisStore:
             self.client.nodes_manager.initialize()
             raise
         return result, int(replicas)
+
+    def activate(self, title: str, token: str, now: float, half_life_s: float = 0.0) -> str:
+        """Count and log a deferred decision (once): ``activated``, ``duplicate`` or ``unknown``."""
+        arms, pending, log, traffic = self.keys.decision(title, token, int(now // TRAFFIC_BUCKET_S))
+        args = [self.log_maxlen, TRAFFIC_RETENTION_S, repr(half_life_s) if half_life_s else ""]
+        result = self._activate(keys=[pending, arms, log, traffic], args=args)
+        return _text(result[0])
 
     # -- stats and logs
     def recent_traffic(self, titles: Sequence[str], minutes: int, now: float) -> dict[str, dict[str, int]]:

@@ -8,8 +8,10 @@ order. A decision of policy ``vw`` (its context carries the VW features) waits i
 its attribution window has closed, i.e. until the trainer has read the stream past
 ``decision time + ATTRIBUTION_WINDOW_S + TRAINER_GRACE_S``: by then every reward it can get is
 in the stream (the reward script only logs rewards inside the window), so it is learned once,
-with cost = -reward (0 without a reward) and the logged propensity. Decisions are learned in
-log order.
+with cost = -reward (the aggregated reward of its title's ``reward_aggregation``, 0 without a
+reward) and the logged propensity. Decisions are learned in log order. A deferred decision
+enters the stream when it is activated (and its window is then still open), so one never
+activated is never learned.
 
 Exactly once across restarts: the model is published together with ``position`` (every VW
 decision up to that stream id is in the model) in one script, fenced on the version the trainer
@@ -177,7 +179,8 @@ class TitleTrainer:
         elif kind == b"reward":
             event_id = fields.get(b"event_id", b"").decode()
             if event_id in self.rewards:  # else: a reward of a decision learned before our position, or not VW
-                self.rewards[event_id] = float(fields[b"reward"])
+                # The record holds the aggregated reward so far (``sum``/``max`` never lower it).
+                self.rewards[event_id] = max(self.rewards[event_id], float(fields[b"reward"]))
 
     def _learn_closed(self) -> int:
         n = 0

@@ -242,7 +242,7 @@ def test_errors_parse_in_both_sdks(pz):
     with pytest.raises(HttpResponseError) as err:
         client.reward("some-event", {"value": 2})
     assert err.value.status_code == 400
-    assert err.value.error.code == "BadRequest" and "[-1, 1]" in err.value.error.message
+    assert err.value.error.code == "BadRequest" and "between -1 and 1" in err.value.error.message
     too_many = [{"id": f"x{i}", "features": []} for i in range(51)]
     with pytest.raises(HttpResponseError) as err:
         client.rank({"actions": too_many})
@@ -353,7 +353,7 @@ def test_malformed_bodies_are_400_with_personalizer_errors(pz):
         ('{"actions": [{"id": "a"}], "deferActivation": "yes"}', "deferActivation"),
         ('{"actions": [{"id": "a"}, {"id": "a"}]}', "twice"),
         ('{"actions": [{"id": "a", "features": {"not": "a list"}}]}', "list of JSON objects"),
-        (json.dumps({"actions": [{"id": "a", "features": [deep]}]}), "levels deep"),
+        (json.dumps({"actions": [{"id": "a", "features": [deep]}]}), "nests deeper than 32 levels"),
     ]
     for body, words in cases:
         response = http.post("/personalizer/v1.0/rank", data=body, headers={"Ocp-Apim-Subscription-Key": API_KEY})

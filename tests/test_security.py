@@ -22,7 +22,7 @@ ADMIN_ROUTES = [
     ("DELETE", f"/catalog/{TITLE}", None),
     ("PUT", "/profiles/sec-profile", PROFILE_BODY),
 ]
-PUBLIC_WRITES = {("POST", "/reward"), ("POST", "/artwork")}
+PUBLIC_WRITES = {("POST", "/reward"), ("POST", "/artwork"), ("POST", "/activate")}
 BODY_ROUTES = [(m, p) for m, p, b in ADMIN_ROUTES if b is not None] + sorted(PUBLIC_WRITES)
 SECRET_TOKEN = "adm1n-" + "s3cr3t" * 6
 REDIS_PASSWORD = "hunter2-redis-password"

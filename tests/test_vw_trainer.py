@@ -182,3 +182,33 @@ def test_the_trainer_logs_json_lines_like_the_service(redis_url, key_prefix):
     records = [json.loads(line) for line in lines]  # every line is one JSON object
     assert any(r["logger"] == "service.trainer" and "starts a new model" in r["message"] for r in records)
     assert all({"time", "level", "logger", "message", "pid"} <= set(r) for r in records)
+
+
+def test_the_trainer_learns_the_aggregated_reward(log_world):
+    """Under ``sum``/``max`` a decision has one reward record per change of its aggregate (the
+    record's ``reward``): the trainer learns the last, largest one (a click 0.3 upgraded to 1)."""
+    client, keys, settings, store = log_world
+    decisions = _records(120, seed=9)
+    learned = []
+    for i, (rec, reward) in enumerate(decisions):
+        client.xadd(keys.log(TITLE), {"type": "decision", "record": _logged(rec)}, id=f"{1000 + i}-0")
+        final = 0.0
+        if reward:  # a click, and every other one upgraded by a play
+            client.xadd(keys.log(TITLE), {"type": "reward", "event_id": rec["event_id"], "reward": "0.3",
+                                          "value": "0.3", "aggregation": "max"}, id=f"{1000 + i}-1")
+            final = 0.3
+            if i % 2:
+                client.xadd(keys.log(TITLE), {"type": "reward", "event_id": rec["event_id"], "reward": "1.0",
+                                              "value": "1.0", "aggregation": "max"}, id=f"{1000 + i}-2")
+                final = 1.0
+        learned.append((rec, final))
+    assert {r for _, r in learned} == {0.0, 0.3, 1.0}
+    config = VWConfig()
+    trainer = TitleTrainer(TITLE, store, ModelStore(client, keys), settings, config, batch=50)
+    while trainer.step().read:
+        pass
+    trainer.publish()
+    reference = _reference_model(learned, config)
+    assert ModelStore(client, keys).load(TITLE).data == reference.to_bytes()
+    reference.close()
+    trainer.close()

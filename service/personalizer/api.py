@@ -16,8 +16,16 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from bandit.vw_policy import VWConfigError, VWModel
+from service.inputs import json_body
 from service.personalizer.configuration import DEFAULT_ARGUMENTS, check_policy, iso_time
-from service.personalizer.errors import BadRequest, Forbidden, PersonalizerError, ServiceUnavailable, Unauthorized
+from service.personalizer.errors import (
+    BadRequest,
+    Forbidden,
+    PersonalizerError,
+    ServiceUnavailable,
+    Unauthorized,
+    personalizer_errors,
+)
 from service.personalizer.parsing import (
     check_event_id,
     parse_multislot_reward,
@@ -87,31 +95,14 @@ def view(fn):
 
 
 def _json_body() -> object:
+    """The body through ``service.inputs.json_body`` (the parser of every route: orjson, a depth
+    limit, no NaN or out-of-range numbers), its refusals in Personalizer's error format."""
     try:
         data = request.get_data()
     except RequestEntityTooLarge:
         raise BadRequest(f"the body is larger than {current_app.config['MAX_CONTENT_LENGTH']} bytes") from None
-    try:
-        body = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        # orjson also refuses NaN, Infinity and integers beyond 64 bits: features could not be logged
-        raise BadRequest("the body must be JSON (numbers finite and within 64 bits)") from None
-    if _too_deep(body):
-        raise BadRequest(f"the body nests objects and arrays more than {MAX_DEPTH} levels deep")
-    return body
-
-
-MAX_DEPTH = 32
-
-
-def _too_deep(body: object) -> bool:
-    """Whether containers nest beyond MAX_DEPTH (featurization recurses once per level)."""
-    level = [body]
-    for _ in range(MAX_DEPTH + 1):
-        level = [c for x in level for c in (x.values() if isinstance(x, dict) else x if isinstance(x, list) else ())]
-        if not level:
-            return False
-    return True
+    with personalizer_errors():
+        return json_body(data, "the body must be JSON (numbers finite and within 64 bits)")
 
 
 def _no_content() -> Response:

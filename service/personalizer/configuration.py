@@ -6,12 +6,12 @@ fraction in [0, 1] (Personalizer's own examples send 0.2 for 20 %).
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
-from service.personalizer.errors import BadRequest
+from service.inputs import number
+from service.personalizer.errors import BadRequest, personalizer_errors
 
 DEFAULT_ARGUMENTS = "--cb_explore_adf --epsilon 0.2 --power_t 0 -l 0.001 --cb_type mtr -q ::"
 LEARNING_MODES = ("Online", "Apprentice", "LoggingOnly")
@@ -126,9 +126,8 @@ class ServiceConfiguration:
 
 
 def _number(value: object, field: str, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not lo <= value <= hi:
-        raise BadRequest(f"{field} must be a number in [{lo:g}, {hi:g}], got {value!r}", target=field)
-    return float(value)
+    with personalizer_errors():
+        return number(value, field, lo, hi)
 
 
 def check_policy(body: object) -> dict:

@@ -5,6 +5,11 @@ The one exception base of the package; ``service.personalizer.api`` turns it int
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from service.errors import InvalidInput
+
 
 class PersonalizerError(Exception):
     status = 500
@@ -50,3 +55,12 @@ class ServiceUnavailable(PersonalizerError):
     def __init__(self, message: str = "the event store is unavailable; retry shortly", **kw):
         kw.setdefault("headers", {"Retry-After": "1"})
         super().__init__(message, **kw)
+
+
+@contextmanager
+def personalizer_errors() -> Iterator[None]:
+    """Refusals of the shared parsers (``service.inputs``: InvalidInput) as ``BadRequest``."""
+    try:
+        yield
+    except InvalidInput as exc:
+        raise BadRequest(exc.message, target=exc.field) from None

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from service.personalizer.errors import BadRequest
+from service.inputs import number
+from service.personalizer.errors import BadRequest, personalizer_errors
 from service.personalizer.features import Action
 
 MAX_ACTIONS = 50
@@ -135,6 +135,5 @@ def parse_multislot_reward(body: object) -> list[tuple[str, float]]:
 
 
 def _reward(value: object, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not -1 <= value <= 1:
-        raise BadRequest(f"{field} must be a number in [-1, 1], got {value!r}", target=field)
-    return float(value)
+    with personalizer_errors():
+        return number(value, field, -1, 1)
