@@ -73,26 +73,39 @@ class RewardModel:
 
         DM = (1/n) sum_i sum_a pi[i, a] q(x_i, a). A row's weight is the target's mass on its
         cell divided by the cell's (shrunk) count, plus its share through the parent means and
-        the slope: the model-based analogue of an importance weight.
+        the slope: the model-based analogue of an importance weight. ``pi`` is (n, K), or (n,):
+        mass on each row's logged artwork only (what DR's correction needs, without an (n, K) one-hot).
         """
         n, s = logs.n, self.strength
         t_n, k, s_n = self.cell.shape
-        pi = np.where(logs.mask, pi, 0.0)
-        # M[t, a, g]: the target's mass on each cell, per row of the log.
-        mass = np.zeros((t_n, s_n, k))
-        np.add.at(mass, (logs.title, logs.segment), pi)
-        mass = mass.transpose(0, 2, 1) / n
+        logged = pi.ndim == 1
+        # M[t, a, g]: the target's mass on each cell, summed by bincount over integer cell codes
+        # (no (n, K) temporaries beyond what the caller passed).
+        if logged:
+            h = pi * logs.mask[np.arange(n), logs.action]
+            cell_idx = (logs.title.astype(np.int64) * k + logs.action) * s_n + logs.segment
+            mass = np.bincount(cell_idx, weights=h, minlength=t_n * k * s_n).reshape(t_n, k, s_n) / n
+        else:
+            tg = logs.title.astype(np.int64) * s_n + logs.segment
+            mass = np.stack([np.bincount(tg, weights=np.where(logs.mask[:, a], pi[:, a], 0.0), minlength=t_n * s_n)
+                             for a in range(k)], axis=-1).reshape(t_n, s_n, k).transpose(0, 2, 1) / n
         n_c = self.count
         n_ta = n_c.sum(axis=2)
         a_c = mass / (n_c + s)
         b_ta = s * a_c.sum(axis=2) / (n_ta + s)
         c_all = s * b_ta.sum() / self.n
-        grad = a_c[logs.title, logs.action, logs.segment] + b_ta[logs.title, logs.action] + c_all
+        ta = logs.title.astype(np.int64) * k + logs.action
+        grad = (a_c.reshape(-1)[ta * s_n + logs.segment] + b_ta.reshape(-1)[ta]) + c_all
         v = self.weight_scale / logs.propensity
         if self.coef is not None and logs.features is not None:
             z = self.z(logs)
             # dDM/dbeta_a = (1/n) sum_i pi_ia z_i - sum_c M_c zbar_c; dbeta_a/dr_j = H_a^-1 z~_j.
-            g = (pi.T @ z) / n - np.einsum("tag,tagd->ad", mass, self.cell_z)
+            if logged:
+                pz = np.stack([np.bincount(logs.action, weights=h * z[:, j], minlength=k) for j in range(z.shape[1])],
+                              axis=-1)
+            else:
+                pz = np.where(logs.mask, pi, 0.0).T @ z
+            g = pz / n - np.einsum("tag,tagd->ad", mass, self.cell_z)
             zt = z - self.cell_z[logs.title, logs.action, logs.segment]
             hg = np.einsum("adk,ak->ad", self.hessian_inv, g)
             grad = grad + np.einsum("jd,jd->j", zt, hg[logs.action])
