@@ -201,13 +201,22 @@ def cross_fit(logs: LogArrays, rng: np.random.Generator, folds: int = DEFAULT_FO
         base = np.full(logs.n, logs.reward.mean())
     else:
         fold = rng.permutation(np.arange(logs.n) % folds)
-        q = np.zeros((logs.n, logs.k))
-        base = np.zeros(logs.n)
+        models, means = [], np.empty(folds)
         for f in range(folds):
-            out = np.flatnonzero(fold == f)
             keep = np.flatnonzero(fold != f)
-            q[out] = fit_reward_model(logs, rows=keep, **kwargs).predict(logs, out)
-            base[out] = logs.reward[keep].mean()
+            models.append(fit_reward_model(logs, rows=keep, **kwargs))
+            means[f] = logs.reward[keep].mean()
+        del keep
+        # Every row from its own fold's model in one gather (as ``predict`` computes it), not a
+        # scatter of per-fold predictions into a zeroed (n, K) array.
+        q = np.stack([m.cell for m in models])[fold, logs.title, :, logs.segment]
+        if model.coef is not None and logs.features is not None:
+            for f, m in enumerate(models):
+                out = np.flatnonzero(fold == f)
+                q[out] += m.z(logs, out) @ m.coef.T
+        np.clip(q, 0.0, 1.0, out=q)
+        q *= logs.mask
+        base = means[fold]
     chosen = q[np.arange(logs.n), logs.action]
     mse = float(np.mean((logs.reward - chosen) ** 2))
     return CrossFit(q, model, folds, mse, float(np.mean((logs.reward - base) ** 2)))
