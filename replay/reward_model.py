@@ -209,7 +209,12 @@ def cross_fit(logs: LogArrays, rng: np.random.Generator, folds: int = DEFAULT_FO
         del keep
         # Every row from its own fold's model in one gather (as ``predict`` computes it), not a
         # scatter of per-fold predictions into a zeroed (n, K) array.
-        q = np.stack([m.cell for m in models])[fold, logs.title, :, logs.segment]
+        table = np.stack([m.cell.transpose(0, 2, 1) for m in models])  # (F, T, S, K)
+        code = fold * table.shape[1] + logs.title
+        code *= table.shape[2]
+        code += logs.segment
+        q = np.take(table.reshape(-1, logs.k), code, axis=0)
+        del code
         if model.coef is not None and logs.features is not None:
             for f, m in enumerate(models):
                 out = np.flatnonzero(fold == f)
