@@ -146,8 +146,9 @@ def fit_reward_model(logs: LogArrays, strength: float = 20.0, ridge: float = 10.
         raise RewardModelError(f"strength must be > 0, got {strength!r}")
     if not ridge > 0:
         raise RewardModelError(f"ridge must be > 0, got {ridge!r}")
-    sel = np.arange(logs.n) if rows is None else np.asarray(rows)
-    if sel.size == 0:
+    # All rows: a slice (views), not an index array that would copy every column.
+    sel = slice(None) if rows is None else np.asarray(rows)
+    if (logs.n if rows is None else sel.size) == 0:
         raise RewardModelError("rows must select at least one row")
     t, a, g, r = logs.title[sel], logs.action[sel], logs.segment[sel], logs.reward[sel]
     shape = (len(logs.titles), logs.k, len(logs.segments))
