@@ -57,7 +57,7 @@ def _target_table(env) -> np.ndarray:
     return pi
 
 
-def _segmented(n: int, logging: str, drop_segment: bool = False) -> Callable[[np.random.Generator], Draw]:
+def segmented_scenario(n: int, logging: str, drop_segment: bool = False) -> Callable[[np.random.Generator], Draw]:
     env = segmented_titles(np.random.default_rng(7))
     pi = _target_table(env)
     truth = env.policy_value(pi)
@@ -123,10 +123,10 @@ def _contextual(n: int) -> Callable[[np.random.Generator], Draw]:
 
 
 SCENARIOS: dict[str, Callable[[], Callable[[np.random.Generator], Draw]]] = {
-    "uniform": lambda: _segmented(5000, "uniform"),
-    "nosegment": lambda: _segmented(5000, "uniform", drop_segment=True),
-    "small": lambda: _segmented(500, "uniform"),
-    "thompson": lambda: _segmented(20_000, "thompson"),
+    "uniform": lambda: segmented_scenario(5000, "uniform"),
+    "nosegment": lambda: segmented_scenario(5000, "uniform", drop_segment=True),
+    "small": lambda: segmented_scenario(500, "uniform"),
+    "thompson": lambda: segmented_scenario(20_000, "thompson"),
     "contextual": lambda: _contextual(5000),
 }
 

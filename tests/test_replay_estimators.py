@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.optimize
+import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from statsmodels.stats.weightstats import DescrStatsW
@@ -24,6 +26,7 @@ from replay.estimators import (
     cressie_read_interval,
     estimate_many,
     replay_acceptance,
+    skew_corrected,
 )
 from replay.evaluation import policy_input
 from replay.logs import encode_logs, validate_logs
@@ -110,9 +113,43 @@ def test_mean_estimators_interval_matches_statsmodels(cls):
     dr = d.dm_term + d.w * (r - d.q_chosen)
     terms = {IPS: d.w * r, DM: d.dm_term, DR: dr, ClippedIPS: d.w * r, SwitchDR: dr,
              DRos: d.dm_term + 1000 * d.w / (d.w ** 2 + 1000) * (r - d.q_chosen)}[cls]
-    lo, hi = DescrStatsW(terms).zconfint_mean(alpha=0.05)
+    stats = DescrStatsW(terms)
     est = cls().estimate(d)
-    assert est.ci == pytest.approx((lo, hi), rel=1e-9)
+    assert est.se == pytest.approx(stats.std_mean, rel=1e-9)
+    # The interval is the statsmodels normal interval, widened where Hall's skewness-corrected
+    # interval (built here from scipy's skewness and a root-finder) reaches further.
+    lo, hi = stats.zconfint_mean(alpha=0.05)
+    h_lo, h_hi = _hall(terms.mean(), stats.std_mean, scipy.stats.skew(terms), n)
+    assert est.ci == pytest.approx((min(lo, h_lo), max(hi, h_hi)), rel=1e-9)
+    assert est.ci[1] - est.ci[0] > hi - lo  # these terms are skewed: the correction is not a no-op
+
+
+def _hall(mean: float, se: float, skew: float, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Hall (1992): invert g(T) = T + a T^2/3 + a^2 T^3/27 + a/6 (a = skew/sqrt(n)) at -z and z."""
+    a = skew / np.sqrt(n)
+
+    def root(x):
+        return scipy.optimize.brentq(lambda t: t + a * t * t / 3 + a * a * t ** 3 / 27 + a / 6 - x, -50, 50, xtol=1e-14)
+
+    return mean - se * root(z), mean - se * root(-z)
+
+
+def test_hall_interval_reaches_up_when_low_estimates_come_with_small_errors():
+    # Right-skewed terms (rare large importance weights): the mean is low exactly when the rare
+    # rows are missing, and then so is the SE. 2,000 data sets of 400 lognormal terms (skewness
+    # about 6, truth exp(1.125)): the plain normal interval misses upward far more often than
+    # downward; the corrected one is closer to 2.5% on each side.
+    rng = np.random.default_rng(5)
+    truth = np.exp(1.5 ** 2 / 2)
+    x = rng.lognormal(0.0, 1.5, size=(2000, 400))
+    m, se = x.mean(axis=1), x.std(axis=1, ddof=1) / np.sqrt(400)
+    skew = scipy.stats.skew(x, axis=1)
+    plain_below = np.mean(m + 1.96 * se < truth)
+    corrected = [skew_corrected(mi, si, gi, 400, 1.959963984540054) for mi, si, gi in zip(m, se, skew, strict=True)]
+    hall_below = np.mean([hi < truth for _, hi in corrected])
+    assert plain_below > 0.08
+    assert hall_below < plain_below - 0.03
+    assert skew_corrected(0.5, 0.1, 0.0, 400, 1.96) == pytest.approx((0.5 - 0.196, 0.5 + 0.196))
 
 
 def test_snips_delta_method_matches_statsmodels_ratio():
