@@ -76,7 +76,7 @@ class EstimatorInput:
         (``RewardModel.dm_weights``): DM's interval then includes the model's estimation
         error. Without it q_hat is treated as known.
     model_influence: optional ``pi -> n * d/dr_j [mean_i sum_a pi[i, a] q_hat(x_i, a)]`` for any
-        (n, K) ``pi`` (``RewardModel.dm_weights``); lets DR and its variants count the model's
+        (n, K) ``pi``, or for (n,) mass on the logged artworks (``RewardModel.dm_weights``); lets DR and its variants count the model's
         error on the part of DM they do not correct.
     influence: set by ``DR.prepare``: per-row coefficient of the residual in the influence function.
     """
@@ -448,9 +448,8 @@ class DR(_MeanOfTerms):
         if data.model_influence is None or data.dm_weight is None:
             return data
         h = self.correction_weight(data)
-        onehot = np.zeros_like(data._need_q())
-        onehot[np.arange(data.n), data.action] = h
-        coef = h + data.dm_weight - data.model_influence(onehot)
+        # (n,) form: h is the mass on each row's logged artwork (no (n, K) one-hot).
+        coef = h + data.dm_weight - data.model_influence(h)
         return replace(data, influence=coef, validate=False)
 
     def influence_terms(self, data):

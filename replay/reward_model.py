@@ -73,30 +73,55 @@ class RewardModel:
 
         DM = (1/n) sum_i sum_a pi[i, a] q(x_i, a). A row's weight is the target's mass on its
         cell divided by the cell's (shrunk) count, plus its share through the parent means and
-        the slope: the model-based analogue of an importance weight.
+        the slope: the model-based analogue of an importance weight. ``pi`` is (n, K), or (n,):
+        mass on each row's logged artwork only (what DR's correction needs, without an (n, K) one-hot).
         """
         n, s = logs.n, self.strength
         t_n, k, s_n = self.cell.shape
-        pi = np.where(logs.mask, pi, 0.0)
-        # M[t, a, g]: the target's mass on each cell, per row of the log.
-        mass = np.zeros((t_n, s_n, k))
-        np.add.at(mass, (logs.title, logs.segment), pi)
-        mass = mass.transpose(0, 2, 1) / n
+        logged = pi.ndim == 1
+        # M[t, a, g]: the target's mass on each cell, summed by bincount over integer cell codes
+        # (no (n, K) temporaries beyond what the caller passed).
+        if logged:
+            h = pi * logs.mask[np.arange(n), logs.action]
+            cell_idx = (logs.title.astype(np.int64) * k + logs.action) * s_n + logs.segment
+            mass = np.bincount(cell_idx, weights=h, minlength=t_n * k * s_n).reshape(t_n, k, s_n) / n
+        else:
+            tg = logs.title.astype(np.int64) * s_n + logs.segment
+            mass = np.stack([np.bincount(tg, weights=np.where(logs.mask[:, a], pi[:, a], 0.0), minlength=t_n * s_n)
+                             for a in range(k)], axis=-1).reshape(t_n, s_n, k).transpose(0, 2, 1) / n
         n_c = self.count
         n_ta = n_c.sum(axis=2)
         a_c = mass / (n_c + s)
         b_ta = s * a_c.sum(axis=2) / (n_ta + s)
         c_all = s * b_ta.sum() / self.n
-        grad = a_c[logs.title, logs.action, logs.segment] + b_ta[logs.title, logs.action] + c_all
-        v = self.weight_scale / logs.propensity
+        # In place over one (n,) code array: this runs on every row twice per policy (DM, DR).
+        code = logs.title.astype(np.int64)
+        code *= k
+        code += logs.action
+        parent = b_ta.reshape(-1)[code]
+        code *= s_n
+        code += logs.segment
+        grad = a_c.reshape(-1)[code]
+        del code
+        grad += parent
+        del parent
+        grad += c_all
         if self.coef is not None and logs.features is not None:
             z = self.z(logs)
             # dDM/dbeta_a = (1/n) sum_i pi_ia z_i - sum_c M_c zbar_c; dbeta_a/dr_j = H_a^-1 z~_j.
-            g = (pi.T @ z) / n - np.einsum("tag,tagd->ad", mass, self.cell_z)
+            if logged:
+                pz = np.stack([np.bincount(logs.action, weights=h * z[:, j], minlength=k) for j in range(z.shape[1])],
+                              axis=-1)
+            else:
+                pz = np.where(logs.mask, pi, 0.0).T @ z
+            g = pz / n - np.einsum("tag,tagd->ad", mass, self.cell_z)
             zt = z - self.cell_z[logs.title, logs.action, logs.segment]
             hg = np.einsum("adk,ak->ad", self.hessian_inv, g)
             grad = grad + np.einsum("jd,jd->j", zt, hg[logs.action])
-        return n * v * grad
+        out = self.weight_scale / logs.propensity
+        out *= n
+        out *= grad
+        return out
 
 
 def _shrunk_means(idx: np.ndarray, values: np.ndarray, v: np.ndarray, shape: tuple[int, int, int],
@@ -121,8 +146,9 @@ def fit_reward_model(logs: LogArrays, strength: float = 20.0, ridge: float = 10.
         raise RewardModelError(f"strength must be > 0, got {strength!r}")
     if not ridge > 0:
         raise RewardModelError(f"ridge must be > 0, got {ridge!r}")
-    sel = np.arange(logs.n) if rows is None else np.asarray(rows)
-    if sel.size == 0:
+    # All rows: a slice (views), not an index array that would copy every column.
+    sel = slice(None) if rows is None else np.asarray(rows)
+    if (logs.n if rows is None else sel.size) == 0:
         raise RewardModelError("rows must select at least one row")
     t, a, g, r = logs.title[sel], logs.action[sel], logs.segment[sel], logs.reward[sel]
     shape = (len(logs.titles), logs.k, len(logs.segments))
@@ -176,13 +202,27 @@ def cross_fit(logs: LogArrays, rng: np.random.Generator, folds: int = DEFAULT_FO
         base = np.full(logs.n, logs.reward.mean())
     else:
         fold = rng.permutation(np.arange(logs.n) % folds)
-        q = np.zeros((logs.n, logs.k))
-        base = np.zeros(logs.n)
+        models, means = [], np.empty(folds)
         for f in range(folds):
-            out = np.flatnonzero(fold == f)
             keep = np.flatnonzero(fold != f)
-            q[out] = fit_reward_model(logs, rows=keep, **kwargs).predict(logs, out)
-            base[out] = logs.reward[keep].mean()
+            models.append(fit_reward_model(logs, rows=keep, **kwargs))
+            means[f] = logs.reward[keep].mean()
+        del keep
+        # Every row from its own fold's model in one gather (as ``predict`` computes it), not a
+        # scatter of per-fold predictions into a zeroed (n, K) array.
+        table = np.stack([m.cell.transpose(0, 2, 1) for m in models])  # (F, T, S, K)
+        code = fold * table.shape[1] + logs.title
+        code *= table.shape[2]
+        code += logs.segment
+        q = np.take(table.reshape(-1, logs.k), code, axis=0)
+        del code
+        if model.coef is not None and logs.features is not None:
+            for f, m in enumerate(models):
+                out = np.flatnonzero(fold == f)
+                q[out] += m.z(logs, out) @ m.coef.T
+        np.clip(q, 0.0, 1.0, out=q)
+        q *= logs.mask
+        base = means[fold]
     chosen = q[np.arange(logs.n), logs.action]
     mse = float(np.mean((logs.reward - chosen) ** 2))
     return CrossFit(q, model, folds, mse, float(np.mean((logs.reward - base) ** 2)))
