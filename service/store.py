@@ -77,7 +77,8 @@ WEIGHT_FUNCTIONfor i = 0, n - 1 do
   local k, a = 1 + i * 4, 6 + i * 4
   local art, prop = string.match(ARGV[a + 4], pick)
   if not art then art, prop = string.match(ARGV[a + 4], '^([^|]*)|([^|]*)') end
-  local flag, half_life = string.match(ARGV[a + 3], '^(%d)|?(.*)$')
+  local flag, half_life = ARGV[a + 3], ''  -- a half-life rides after '|' (decaying titles only)
+  if #flag > 1 then flag, half_life = string.match(flag, '^(%d)|(.*)$') end
   if flag < '2' then
     call('HINCRBY', KEYS[k + 1], 'n|' .. art, 1)
     call('HINCRBY', KEYS[k + 1], 'n|' .. seg .. '|' .. art, 1)
