@@ -6,6 +6,7 @@ from __future__ import annotations
 class ServiceError(Exception):
     status = 500
     code = "internal"
+    field_key = "field"  # the body's name for the offending argument
 
     def __init__(self, message: str, *, field: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
@@ -16,7 +17,7 @@ class ServiceError(Exception):
     def body(self) -> dict:
         error = {"code": self.code, "message": self.message}
         if self.field:
-            error["field"] = self.field
+            error[self.field_key] = self.field
         return {"error": error}
 
 

@@ -3,7 +3,7 @@
 Prefixes: ``/personalizer/v1.0`` (``azure-cognitiveservices-personalizer``),
 ``/personalizer/v1.1-preview.3`` and ``/personalizer`` with ``?api-version=2022-09-01-preview``
 (``azure-ai-personalizer``). Paths, bodies and status codes are the Personalizer REST
-specifications'. Every error is a ``PersonalizerError`` (mapped in ``register``)."""
+specifications'. Every error is a ``PersonalizerError`` (a ``ServiceError``: the app's one error handler answers it)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from service.personalizer.configuration import DEFAULT_ARGUMENTS, check_policy, 
 from service.personalizer.errors import (
     BadRequest,
     Forbidden,
-    PersonalizerError,
     ServiceUnavailable,
     Unauthorized,
     personalizer_errors,
@@ -60,7 +59,7 @@ def _credentials() -> tuple[bool, bool]:
 @bp.before_request
 def authenticate():
     if current_app.config["SETTINGS"].personalizer_api_key and not _credentials()[1]:
-        return _error(Unauthorized(f"Access denied: a valid {KEY_HEADER} header is required"))
+        raise Unauthorized(f"Access denied: a valid {KEY_HEADER} header is required")
     return None
 
 
@@ -70,14 +69,6 @@ def _require_write():
         raise Forbidden("configuration and model writes need PERSONALIZER_API_KEY (or ADMIN_TOKEN) to be set")
     if not ok:
         raise Unauthorized(f"configuration and model writes need the {KEY_HEADER} header (or the admin token)")
-
-
-def _error(exc: PersonalizerError) -> Response:
-    response = jsonify(exc.body())
-    response.status_code = exc.status
-    for k, v in exc.headers.items():
-        response.headers[k] = v
-    return response
 
 
 def view(fn):
@@ -278,4 +269,3 @@ def delete_logs():
 def register(app) -> None:
     for name, prefix in PREFIXES.items():
         app.register_blueprint(bp, url_prefix=prefix, name=f"personalizer_{name}")
-    app.register_error_handler(PersonalizerError, _error)

@@ -1,31 +1,23 @@
 """Personalizer errors: ``{"error": {"code", "message", "target"?}}`` with Personalizer's codes.
 
-The one exception base of the package; ``service.personalizer.api`` turns it into the answer
-(both official SDKs parse these bodies into their exceptions)."""
+The package's exception base is a ``ServiceError`` whose offending argument is called ``target``
+(Personalizer's name for it), so the app's one error handler answers it (both official SDKs parse
+these bodies into their exceptions)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from service.errors import InvalidInput
+from service.errors import InvalidInput, ServiceError
 
 
-class PersonalizerError(Exception):
-    status = 500
+class PersonalizerError(ServiceError):
     code = "InternalServerError"
+    field_key = "target"
 
     def __init__(self, message: str, *, target: str | None = None, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.message = message
-        self.target = target
-        self.headers = headers or {}
-
-    def body(self) -> dict:
-        error = {"code": self.code, "message": self.message}
-        if self.target:
-            error["target"] = self.target
-        return {"error": error}
+        super().__init__(message, field=target, headers=headers)
 
 
 class BadRequest(PersonalizerError):
