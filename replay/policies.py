@@ -129,9 +129,11 @@ class ABPolicy(FixedPolicy):
     """The service's fixed split of policy ``ab``, by profile (deterministic, so ``pi`` is one-hot).
 
     ``splits[title] = (artworks, weights, salt)`` as configured in the catalog (``ab:CATALOG``,
-    the service's ``ab.salt`` / ``ab.weights``); titles without one get the service's default,
-    an equal split salted with the title id over the title's artworks in catalog order (the
-    order of the logs' ``candidates``; without that column, sorted).
+    the service's ``ab.salt`` / ``ab.weights``, and the title's secret salt when the file comes from
+    ``artwork-ops export-catalog``); titles without one get an equal split salted with the title
+    id over the title's artworks in catalog order (the order of the logs' ``candidates``; without
+    that column, sorted): the service's split in shape, not its assignment, since the service
+    salts with a secret.
     """
 
     splits: dict[str, tuple[tuple[str, ...], tuple[float, ...], str]] = field(default_factory=dict)

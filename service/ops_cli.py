@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -55,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     pin.add_argument("artwork", metavar="ARTWORK")
     load = sub.add_parser("load-catalog", help="create or replace the titles of a catalog file")
     load.add_argument("path", metavar="FILE", help='JSON file {"titles": [...]} as data/demo_catalog.json')
+    export = sub.add_parser("export-catalog", help="write the stored catalog with its secret A/B salts (for replay's ab:CATALOG)")
+    export.add_argument("path", metavar="FILE", help="where to write it (- for standard output)")
     return parser
 
 
@@ -165,6 +168,21 @@ class OpsCommands:
         created = sum(self.store.put_title(t) for t in titles)
         print(f"loaded {len(titles)} titles from {path} ({created} new, {len(titles) - created} replaced)", file=self.out)
 
+    def export_catalog(self, path: str) -> None:
+        """The catalog as stored, salts included: ``replay evaluate ... ab:FILE`` then replays the
+        split each profile really got (``GET /catalog`` hides the salts). The file is a secret."""
+        catalog = self.catalog()
+        text = json.dumps({"titles": [catalog[t].to_json(private=True) for t in sorted(catalog)]}, indent=1) + "\n"
+        if path == "-":
+            self.out.write(text)
+            return
+        try:
+            with open(path, "w", encoding="utf-8", opener=lambda p, flags: os.open(p, flags, 0o600)) as f:
+                f.write(text)
+        except OSError as exc:
+            raise CommandError(f"cannot write {path}: {exc.strerror}") from None
+        print(f"wrote {len(catalog)} titles with their A/B salts to {path} (keep it private)", file=self.err)
+
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None,
          answers: TextIO | None = None) -> int:
@@ -187,6 +205,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
             cmd.pin(args.title, args.artwork)
         elif args.command == "load-catalog":
             cmd.load_catalog(args.path)
+        elif args.command == "export-catalog":
+            cmd.export_catalog(args.path)
     except (CommandError, ValueError) as exc:  # ValueError: e.g. a KEY_PREFIX Redis keys cannot use
         print(f"error: {exc}", file=err)
         return 1

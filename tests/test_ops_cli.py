@@ -148,3 +148,30 @@ def test_reset_clears_everything_stats_shows_recent_shares_included(make_app, cl
     assert all(a["recent_share"] is None and a["impressions"] == 0 for a in after["artworks"])
     history = next(t["history"] for t in web.get("/dashboard/data").get_json()["titles"] if t["title"] == TITLE)
     assert all(h["counts"] == {} for h in history)
+
+
+def test_export_catalog_lets_replay_reproduce_the_secret_ab_split(web, tmp_path):
+    """The exported file carries each title's secret salt: replay's ``ab:FILE`` assigns every
+    profile the arm the service served it, which the public catalog (no salts) cannot."""
+    from bandit.ab_assignment import assign
+    from replay.policies import make_ab
+    from replay.policy_base import PolicyOptions
+
+    assert run("set-policy", TITLE, "ab")[0] == 0
+    served_arms = {f"p{i}": d["artwork"] for i, d in enumerate(served(web, TITLE, 60))}
+    path = tmp_path / "catalog.json"
+    code, _, err = run("export-catalog", str(path))
+    assert code == 0 and "salts" in err
+    assert (path.stat().st_mode & 0o777) == 0o600
+    exported = make_ab(str(path), PolicyOptions())
+    public = tmp_path / "public.json"
+    public.write_text(json.dumps({"titles": web.get("/catalog").get_json()["titles"]}))
+    guessed = make_ab(str(public), PolicyOptions())
+    title = next(t for t in web.get("/catalog").get_json()["titles"] if t["id"] == TITLE)
+    arms = tuple(a["id"] for a in title["artworks"])
+
+    def arms_by(policy):
+        return {p: assign(policy._split(TITLE, arms), p).arm for p in served_arms}
+
+    assert arms_by(exported) == served_arms
+    assert arms_by(guessed) != served_arms
