@@ -49,6 +49,9 @@ def test_explain_of_a_vw_title_gives_the_models_pmf_that_decisions_log(make_app,
     profiles, traffic = sim_world
     client = make_app(**FAST).test_client()
     setup_catalog(client, profiles[:5])
+    before = client.get(f"/explain?profile={profiles[0].id}&title={VW_TITLE}&device=tv").get_json()  # no model yet
+    assert before["model_version"] == 0
+    assert all(r["vw_score"] is None and r["vw_contributions"] == [] for r in before["artworks"])
     model = VWModel.new()
     run_online(VWOnline(sim.artwork_ids(), sim.artwork_tags(), model=model), sim.impressions(profiles, traffic), np.random.default_rng(0))
     data = model.to_bytes()
