@@ -10,7 +10,7 @@ import pytest
 from bandit.decay import REBASE_HALF_LIVES, closed_form, decayed, growth_weight
 from bandit.thompson import BanditInputError
 from replay.simulation import product as ps
-from replay.simulation.environments import StickyVisits
+from replay.simulation.environments import ClickbaitArms, DriftArms, StickyVisits
 from replay.simulation.online import FixedPolicy, run_online
 from replay.simulation.thompson import ThompsonLearner
 
@@ -108,11 +108,21 @@ def test_thompson_learner_with_a_half_life_reads_the_closed_form_of_its_events_a
 
 
 def test_clickbait_traffic_plays_only_after_clicks_at_the_true_play_through():
-    from replay.simulation.environments import ClickbaitArms
-
     env = ClickbaitArms()
     traffic = env.impressions(np.random.default_rng(0), 200_000)
     plays = traffic.with_reward("play")
     assert np.all(plays.outcomes <= traffic.outcomes)
     assert np.allclose(plays.outcomes.mean(axis=0), env.play, atol=0.003)
     assert plays.with_reward("click").outcomes is traffic.outcomes
+
+
+@pytest.mark.parametrize("make", [
+    lambda: DriftArms(rates=(0.1, 1.5)),
+    lambda: ClickbaitArms(click=(0.1, 0.2), play_through=(0.5,), arms=("a", "b")),
+    lambda: StickyVisits(visits=0),
+])
+def test_product_environments_refuse_malformed_truth_with_the_simulation_error(make):
+    from replay.simulation import SimulationError
+
+    with pytest.raises(SimulationError):
+        make()

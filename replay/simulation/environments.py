@@ -383,6 +383,12 @@ class DriftArms:
     rates: tuple[float, float] = (0.12, 0.06)
     swap_at: int | None = None
 
+    def __post_init__(self) -> None:
+        if len(self.rates) != 2 or not all(0 <= r <= 1 for r in self.rates):
+            raise SimulationError(f"rates: two click rates in [0, 1], got {self.rates}")
+        if self.swap_at is not None and self.swap_at < 0:
+            raise SimulationError(f"swap_at must be >= 0, got {self.swap_at}")
+
     @property
     def n_arms(self) -> np.ndarray:
         return np.array([2])
