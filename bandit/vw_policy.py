@@ -32,6 +32,7 @@ except ImportError:  # pragma: no cover - every vowpalwabbit wheel ships it
 
 from bandit.errors import BanditError
 from bandit.thompson import ThompsonDecision, decide_from_probabilities
+from bandit.vw_audit import ActionAudit, audit
 
 EXPLORATIONS: tuple[str, ...] = ("squarecb", "epsilon", "bag", "cover", "softmax")
 INTERACTIONS: tuple[str, ...] = ("UA", "CA")
@@ -158,6 +159,22 @@ class VWModel:
             examples = self._vw._parse(text)
             try:
                 pylibvw.vw.learn_multi(self._vw, examples)
+            finally:
+                pylibvw.vw._finish_example_multi_ex(self._vw, examples)
+
+    def audit(self, lines: Sequence[str]) -> tuple[ActionAudit, ...]:
+        """Each candidate's score and named feature contributions (``bandit.vw_audit``)."""
+        with self._lock:
+            return audit(self._vw, lines)
+
+    def scores(self, lines: Sequence[str]) -> np.ndarray:
+        """VW's own score of each candidate (predicted reward: minus the cost it predicts), the
+        number ``audit``'s contributions add up to."""
+        with self._lock:
+            examples = self._vw._parse("\n".join(lines))
+            try:
+                pylibvw.vw.predict_multi(self._vw, examples)
+                return -np.array([e.get_partial_prediction() for e in examples[1:]], dtype=float)
             finally:
                 pylibvw.vw._finish_example_multi_ex(self._vw, examples)
 

@@ -5,7 +5,9 @@ title, ``propensity`` is the distribution a decision would draw from and log (pr
 being best under the segment's posterior, mixed with TS_UNIFORM_MIX); ``ab`` and ``fixed`` give
 their split (``ab``: the weights, as logged; the profile's arm is fixed); ``vw``, the model's pmf
 for this profile and the request's other query parameters as context, with the named features
-it was given (not yet VW's per-feature contributions). Behind the ops token: it shows a profile's features.
+it was given and, per artwork, the model's score (predicted reward) with its ``TOP_CONTRIBUTIONS``
+largest feature contributions by VW audit name (``bandit.vw_audit``: value x weight, summing
+over all features to the score). Behind the ops token: it shows a profile's features.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import numpy as np
 from flask import Blueprint, current_app, jsonify, request
 
 from bandit.thompson import ts_propensities
+from bandit.vw_audit import AuditError
+from bandit.vw_features import to_example
 from service.admin import require_ops_reader
 from service.api import parse_context
 from service.errors import StoreUnavailable
@@ -23,6 +27,8 @@ from service.ids import check_id
 from service.redis_conn import STORE_ERRORS
 
 bp = Blueprint("explain", __name__)
+
+TOP_CONTRIBUTIONS = 5
 
 
 @bp.get("/explain")
@@ -47,11 +53,18 @@ def explain():
     best = ts_propensities(posterior.alpha, posterior.beta)
     serving = _serving_distribution(engine, title, posterior)
     vw_part = {}
+    audits = None
     if title.policy == "vw":  # the model's pmf for this profile and the request's context
         engine.models.observe(versions, wait=True)
         choice = engine.models.choose(title, segment, profile, parse_context(request.args), np.random.default_rng(0))
         serving = choice.pmf
         vw_part = {"model_version": choice.model_version, "vw_features": {k: v for k, v in choice.context.items() if k != "vw.model"}}
+        entry = engine.models.get(title.id)
+        if choice.model_version and entry is not None and entry[0] == choice.model_version:
+            try:
+                audits = entry[1].audit(to_example(choice.context, arts).lines())
+            except AuditError as exc:  # a model trained with features the audit cannot follow
+                vw_part["vw_audit_error"] = str(exc)
     rows = [
         {
             "artwork": art,
@@ -60,6 +73,7 @@ def explain():
             "ci95": [float(lo[i]), float(hi[i])],
             "probability_best": float(best[i]),
             "propensity": None if serving is None else float(serving[i]),
+            **({} if title.policy != "vw" else _vw_row(None if audits is None else audits[i])),
         }
         for i, art in enumerate(arts)
     ]
@@ -75,6 +89,19 @@ def explain():
         "artworks": rows,
         **vw_part,
     })
+
+
+def _vw_row(audit) -> dict:
+    """A ``vw`` artwork's score and largest contributions (None before the first model)."""
+    if audit is None:
+        return {"vw_score": None, "vw_contributions": []}
+    return {
+        "vw_score": audit.score,
+        "vw_contributions": [
+            {"feature": c.feature, "value": c.value, "weight": c.weight, "contribution": c.contribution}
+            for c in audit.top(TOP_CONTRIBUTIONS)
+        ],
+    }
 
 
 def _serving_distribution(engine, title, posterior) -> np.ndarray | None:

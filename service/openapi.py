@@ -123,6 +123,43 @@ def _err(description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
+_CONTRIBUTION = {
+    "type": "object",
+    "properties": {
+        "feature": {"type": "string", "description": "VW audit name: namespace^name (U profile, C request context, A artwork), interactions joined by *, or Constant"},
+        "value": {"type": "number"},
+        "weight": {"type": "number", "description": "the model's weight, in reward units"},
+        "contribution": {"type": "number", "description": "value x weight"},
+    },
+}
+EXPLANATION = {
+    "type": "object",
+    "properties": {
+        "profile": {"type": "string"}, "title": {"type": "string"}, "policy": {"type": "string"},
+        "segment": {"type": "string"}, "features": {"type": ["object", "null"]},
+        "reward_signal": {"type": "string"}, "half_life_s": {"type": ["number", "null"]}, "as_of": {"type": "number"},
+        "model_version": {"type": "integer", "description": "vw titles: the model that scored (0: none yet, uniform)"},
+        "vw_features": {"type": "object", "description": "vw titles: the named features the model was given"},
+        "artworks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "artwork": {"type": "string"},
+                    "impressions": {"type": "number"},
+                    "posterior_mean": {"type": "number"},
+                    "ci95": {"type": "array", "items": {"type": "number"}},
+                    "probability_best": {"type": "number"},
+                    "propensity": {"type": ["number", "null"]},
+                    "vw_score": {"type": ["number", "null"], "description": "vw titles: the model's predicted reward for this artwork (null before a model)"},
+                    "vw_contributions": {"type": "array", "items": _CONTRIBUTION, "description": "vw titles: the 5 largest feature contributions; all contributions sum to vw_score"},
+                },
+            },
+        },
+    },
+}
+
+
 def _ok(schema: dict, description: str = "OK") -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -277,13 +314,13 @@ def _document() -> dict:
             },
             "/explain": {
                 "get": {
-                    "summary": "Why this artwork: policy, the profile's segment and features, per artwork its posterior (mean, 95% interval), probability of being best and the propensity a decision made now would log",
+                    "summary": "Why this artwork: policy, the profile's segment and features, per artwork its posterior (mean, 95% interval), probability of being best and the propensity a decision made now would log; for vw titles each artwork's score with its largest feature contributions by name",
                     **OPS_READ,
                     "parameters": [
                         {"name": "profile", "in": "query", "required": True, "schema": ID},
                         {"name": "title", "in": "query", "required": True, "schema": ID},
                     ],
-                    "responses": {"200": _ok({"type": "object"}), **OPS_ERRORS, "400": _err("malformed profile or title"), "404": _err("unknown title"), "503": _err("Redis unreachable")},
+                    "responses": {"200": _ok(EXPLANATION), **OPS_ERRORS, "400": _err("malformed profile or title"), "404": _err("unknown title"), "503": _err("Redis unreachable")},
                 }
             },
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _ok({"type": "object"})}}},

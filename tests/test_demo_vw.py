@@ -24,6 +24,9 @@ def test_demo_vw_shows_a_vw_title_learning(redis_url):
     # first 10 s: uniform (no model before 8 s + 1 s grace + 1 s publish); last 10 s: learned
     assert all(share < 55 for share in slices[0]), done.stdout
     assert all(share >= 70 for share in slices[-1]), done.stdout
+    # /explain names why: the nature artwork's largest contributions include the tv x artwork weights
+    nature = re.search(r"^  nature +p=\S+ score [-+][\d.]+: (.*)$", done.stdout, re.M)
+    assert nature and "C^device=tv*A^" in nature.group(1), done.stdout
     # it cleaned up after itself: no key of its prefix is left
     client = redis.Redis.from_url(redis_url)
     assert not any(k.startswith(b"demo-vw-") for k in client.scan_iter(count=1000))

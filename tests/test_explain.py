@@ -49,10 +49,14 @@ def test_explain_of_a_vw_title_gives_the_models_pmf_that_decisions_log(make_app,
     profiles, traffic = sim_world
     client = make_app(**FAST).test_client()
     setup_catalog(client, profiles[:5])
+    before = client.get(f"/explain?profile={profiles[0].id}&title={VW_TITLE}&device=tv").get_json()  # no model yet
+    assert before["model_version"] == 0
+    assert all(r["vw_score"] is None and r["vw_contributions"] == [] for r in before["artworks"])
     model = VWModel.new()
     run_online(VWOnline(sim.artwork_ids(), sim.artwork_tags(), model=model), sim.impressions(profiles, traffic), np.random.default_rng(0))
+    data = model.to_bytes()
     version = ModelStore(client_for(redis_url), Keys(key_prefix)).publish(
-        VW_TITLE, model.to_bytes(), position="0-0", learned=0, digest=0, expected_version=None
+        VW_TITLE, data, position="0-0", learned=0, digest=0, expected_version=None
     )
     model.close()
     client.application.extensions["engine"].models.observe({VW_TITLE: version}, wait=True)
@@ -64,3 +68,23 @@ def test_explain_of_a_vw_title_gives_the_models_pmf_that_decisions_log(make_app,
     for _ in range(5):
         d = client.get(f"/artwork?profile={p}&title={VW_TITLE}&device=tv").get_json()
         assert d["propensity"] == pytest.approx(pmf[d["artwork"]], abs=1e-9)
+    # each artwork's score is VW's own for this example; its contributions carry the example's feature names
+    from bandit.vw_features import to_example
+
+    example = to_example(ex["vw_features"], [r["artwork"] for r in ex["artworks"]])
+    published = VWModel.from_bytes(data)
+    try:
+        vw_scores = published.scores(example.lines())
+    finally:
+        published.close()
+    tokens = {f"{part.split()[0]}^{f.partition(':')[0]}" for line in (example.shared, *example.actions)
+              for part in line.split("|")[1:] for f in part.split()[1:]}
+    for r, s in zip(ex["artworks"], vw_scores, strict=True):
+        assert r["vw_score"] == pytest.approx(s, abs=1e-5)
+        top = r["vw_contributions"]
+        assert 0 < len(top) <= 5 and any(c["feature"] == f"A^art={r['artwork']}" or "*A^" in c["feature"] for c in top)
+        for c in top:
+            assert c["contribution"] == pytest.approx(c["value"] * c["weight"])
+            assert c["feature"] == "Constant" or all(part in tokens for part in c["feature"].split("*")), c["feature"]
+    best_scored = max(ex["artworks"], key=lambda r: r["vw_score"])
+    assert best_scored["propensity"] == max(pmf.values())

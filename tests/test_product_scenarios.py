@@ -1,5 +1,6 @@
 """The product features' simulations with known truth, small fixed-seed versions of
-``compare --scenario clickbait|drift|sticky``; and decayed counters against their closed form."""
+``compare --scenario clickbait|drift|sticky`` run on the simulation core; the core's sticky
+repeats and forgetting counters; and decayed counters against their closed form."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import pytest
 
 from bandit.decay import REBASE_HALF_LIVES, closed_form, decayed, growth_weight
 from bandit.thompson import BanditInputError
-from replay import product_scenarios as ps
+from replay.simulation import product as ps
+from replay.simulation.environments import ClickbaitArms, DriftArms, StickyVisits
+from replay.simulation.online import FixedPolicy, run_online
+from replay.simulation.thompson import ThompsonLearner
 
 
 def test_sticky_ips_is_unbiased_where_naive_per_impression_ips_is_not():
@@ -62,3 +66,63 @@ def test_compare_prints_the_sticky_table_and_refuses_bad_arguments_in_one_line(c
     assert main(["compare", "--scenario", "drift", "--half-life", "0"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "--seeds" in err[0] and "--half-life" in err[1]
+
+
+def test_run_online_shows_a_sticky_repeat_its_first_decisions_artwork_and_logs_that_propensity():
+    env = StickyVisits(ctrs=(0.3, 0.3, 0.3), visits=3, period=0.2)
+    traffic = env.impressions(np.random.default_rng(1), 3_000)
+    assert np.all(traffic.repeat_of < np.arange(traffic.n)) and np.all(traffic.repeat_of[traffic.repeat_of >= 0] >= 0)
+    policy = FixedPolicy(np.array([[0.2, 0.3, 0.5]]))
+    run = run_online(policy, traffic, np.random.default_rng(2))
+    rep = np.flatnonzero(traffic.repeat_of >= 0)
+    first = traffic.repeat_of[rep]
+    assert rep.size == 2_000 and np.all(traffic.repeat_of[first] == -1)
+    assert np.array_equal(run.action[rep], run.action[first])  # the same artwork for the period
+    assert np.array_equal(run.propensity[rep], run.propensity[first])
+    assert np.allclose(run.current_propensity, np.array([0.2, 0.3, 0.5])[run.action])
+    # the first decisions alone are draws from the policy (repeats add no draws of their own)
+    shares = np.bincount(run.action[traffic.repeat_of == -1], minlength=3) / 1_000
+    assert np.allclose(shares, [0.2, 0.3, 0.5], atol=0.05)
+
+
+def test_thompson_learner_with_a_half_life_reads_the_closed_form_of_its_events_across_a_rebase():
+    from bandit.thompson import ThompsonSampling
+
+    h = 5.0
+    learner = ThompsonLearner(ThompsonSampling(), np.array([2]), 1, 2, False, batch=7, half_life=h)
+    rng = np.random.default_rng(4)
+    action = rng.integers(2, size=500)
+    reward = (rng.random(500) < 0.4).astype(float)
+    for start in range(0, 500, 7):
+        stop = min(start + 7, 500)
+        learner.update(np.zeros(stop - start, dtype=int), np.zeros(stop - start, dtype=int), action[start:stop], reward[start:stop])
+        learner.refresh(0)
+    assert learner.epoch[0] > 0  # it rebased (500 events > 40 half-lives)
+    times = np.arange(500)
+    for arm in (0, 1):
+        mine = action == arm
+        n = decayed(learner.n[0, 0, arm], 500, learner.epoch[0], h)
+        s = decayed(learner.s[0, 0, arm], 500, learner.epoch[0], h)
+        assert float(n) == pytest.approx(closed_form(times[mine], np.ones(mine.sum()), 500, h), rel=1e-9)
+        assert float(s) == pytest.approx(closed_form(times[mine], reward[mine], 500, h), rel=1e-9)
+
+
+def test_clickbait_traffic_plays_only_after_clicks_at_the_true_play_through():
+    env = ClickbaitArms()
+    traffic = env.impressions(np.random.default_rng(0), 200_000)
+    plays = traffic.with_reward("play")
+    assert np.all(plays.outcomes <= traffic.outcomes)
+    assert np.allclose(plays.outcomes.mean(axis=0), env.play, atol=0.003)
+    assert plays.with_reward("click").outcomes is traffic.outcomes
+
+
+@pytest.mark.parametrize("make", [
+    lambda: DriftArms(rates=(0.1, 1.5)),
+    lambda: ClickbaitArms(click=(0.1, 0.2), play_through=(0.5,), arms=("a", "b")),
+    lambda: StickyVisits(visits=0),
+])
+def test_product_environments_refuse_malformed_truth_with_the_simulation_error(make):
+    from replay.simulation import SimulationError
+
+    with pytest.raises(SimulationError):
+        make()

@@ -169,15 +169,16 @@ def test_help_and_usage_errors_import_no_pandas_scipy_or_matplotlib(argv):
 
 
 def test_names_spelled_in_light_modules_match_their_sources():
-    from replay.commands import _common, compare, evaluate
+    from replay.commands import _common, compare, compare_product, evaluate
     from replay.estimators import DEFAULT_ESTIMATORS, ESTIMATORS, INTERVALS
     from replay.logs import FORMATS
     from replay.reward_model import DEFAULT_FOLDS
     from replay.simulation.comparison import SHIP_RULES
-    from replay.simulation.environments import SCENARIOS
+    from replay.simulation.environments import PRODUCT_SCENARIOS, SCENARIOS
 
     assert tuple(ESTIMATORS) == evaluate.ESTIMATOR_NAMES
     assert (DEFAULT_ESTIMATORS, INTERVALS, DEFAULT_FOLDS) == (
         evaluate.DEFAULT_ESTIMATORS, evaluate.INTERVALS, evaluate.DEFAULT_FOLDS)
     assert _common.FORMATS == FORMATS
     assert (tuple(SCENARIOS), SHIP_RULES) == (compare.SCENARIOS, compare.SHIP_RULES)
+    assert tuple(PRODUCT_SCENARIOS) == compare_product.PRODUCT_SCENARIOS

@@ -37,7 +37,7 @@ _EPILOG = (
     "the A/B test ships one artwork for everybody, Thompson sampling converges to the overall best, "
     "VW learns per group from the profile features; regret is measured against the oracle that "
     "shows each profile its group's best artwork. clickbait, drift, sticky: the product features' "
-    "simulations (replay.product_scenarios): click vs quality-play optimization, decaying counters "
+    "simulations (replay.simulation.product): click vs quality-play optimization, decaying counters "
     "after a swap of the best artwork, IPS on sticky logs."
 )
 

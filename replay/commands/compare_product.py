@@ -1,5 +1,5 @@
 """`compare --scenario clickbait|drift|sticky`: the product features' simulations with known truth
-(``replay.product_scenarios``), printed as one table each."""
+(``replay.simulation.product``, on the simulation core), printed as one table each."""
 
 from __future__ import annotations
 
@@ -8,13 +8,23 @@ import json
 
 from replay.cli import CliError
 
-PRODUCT_SCENARIOS = ("clickbait", "drift", "sticky")
+PRODUCT_SCENARIOS = ("clickbait", "drift", "sticky")  # replay.simulation.environments.PRODUCT_SCENARIOS, spelled here for a light --help
 DEFAULT_HORIZON = {"clickbait": 6000, "drift": 20_000}
 DEFAULT_HALF_LIFE = 1000.0  # impressions: the documented default for drift-prone titles, scaled to the run
 
 
 def run(args: argparse.Namespace) -> int:
-    from replay import product_scenarios as ps
+    from replay.simulation import SimulationError
+    from replay.simulation import product as ps
+    from replay.simulation.environments import PRODUCT_SCENARIOS as ENVIRONMENTS
+
+    try:
+        return _run(args, ps, ENVIRONMENTS["clickbait"](), ENVIRONMENTS["drift"]())
+    except SimulationError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _run(args: argparse.Namespace, ps, bait, drift) -> int:
 
     if args.seeds < (2 if args.scenario == "sticky" else 1):
         raise CliError(f"--seeds must be >= {2 if args.scenario == 'sticky' else 1}, got {args.seeds}")
@@ -25,12 +35,12 @@ def run(args: argparse.Namespace) -> int:
     if half_life <= 0:
         raise CliError(f"--half-life must be > 0, got {half_life}")
     if args.scenario == "clickbait":
-        rows = [ps.clickbait(obj, args.seeds, args.seed, horizon) for obj in ("click", "play")]
+        rows = [ps.clickbait(obj, args.seeds, args.seed, horizon, env=bait) for obj in ("click", "play")]
         lines = [
             f"clickbait: {args.seeds} seeds x {horizon} impressions; true click rates "
-            + ", ".join(f"{a} {c:.2f}" for a, c in zip(ps.CLICKBAIT_ARMS, ps.CLICK_RATES, strict=True))
+            + ", ".join(f"{a} {c:.2f}" for a, c in zip(bait.arms, bait.click, strict=True))
             + "; play-through "
-            + ", ".join(f"{a} {p:.2f}" for a, p in zip(ps.CLICKBAIT_ARMS, ps.PLAY_THROUGH, strict=True)),
+            + ", ".join(f"{a} {p:.2f}" for a, p in zip(bait.arms, bait.play_through, strict=True)),
             f"{'optimizes':<10} {'picks honest':>12} {'picks clickbait':>15} {'picks plain':>11} {'plays/1000':>10} {'clicks/1000':>11}",
         ]
         lines += [
@@ -40,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
         ]
         payload = [r.__dict__ for r in rows]
     elif args.scenario == "drift":
-        rows = [ps.drift(None, args.seeds, args.seed, horizon), ps.drift(half_life, args.seeds, args.seed, horizon)]
+        rows = [ps.drift(None, args.seeds, args.seed, horizon, env=drift), ps.drift(half_life, args.seeds, args.seed, horizon, env=drift)]
         lines = [
-            f"drift: {args.seeds} seeds x {horizon} impressions; click rates {ps.DRIFT_RATES[0]:.2f}/{ps.DRIFT_RATES[1]:.2f} swap at {horizon // 2}; "
+            f"drift: {args.seeds} seeds x {horizon} impressions; click rates {drift.rates[0]:.2f}/{drift.rates[1]:.2f} swap at {drift.swap(horizon)}; "
             f"recovery = impressions after the swap until {ps.RECOVERY_SHARE:.0%} of a {ps.RECOVERY_WINDOW}-impression window is on the new best",
             f"{'counters':<26} {'recovery':>9} {'never':>6} {'new best share':>14}",
         ]

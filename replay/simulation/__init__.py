@@ -14,6 +14,8 @@ Modules (one idea each):
 - ``vw``: the VW learner (``bandit.vw_policy`` on ``bandit.vw_features``), learning online.
 - ``simulated_logs``: ``simulate_logs``, logs in the SPEC schema from a logging policy.
 - ``comparison``: ``compare_policies``, an A/B test vs Thompson sampling vs VW on shared traffic.
+- ``product``: the product features' simulations (clickbait signals, drift with forgetting
+  counters, IPS on sticky logs) on the environments above, ``run_online`` and the Thompson learner.
 
 Names most callers need are importable from here (``from replay.simulation import simulate_logs``);
 they are loaded on first use so that ``replay --help`` imports no pandas or scipy.
@@ -33,6 +35,8 @@ class SimulationError(ReplayError):
 _EXPORTS = {
     "CatalogEnvironment": "environments", "Environment": "environments", "Impressions": "environments",
     "BernoulliArms": "environments", "PersonalizedArms": "environments", "SCENARIOS": "environments",
+    "ClickbaitArms": "environments", "DriftArms": "environments", "StickyVisits": "environments",
+    "PRODUCT_SCENARIOS": "environments",
     "two_artworks": "environments", "segmented_titles": "environments",
     "run_online": "online", "OnlineRun": "online", "FixedPolicy": "online",
     "simulate_logs": "simulated_logs", "to_logs": "simulated_logs", "table_array": "simulated_logs",

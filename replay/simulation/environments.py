@@ -18,6 +18,11 @@ Scenarios (add a new one here and register it in ``SCENARIOS`` if ``compare`` sh
   everybody, no features.
 - ``PersonalizedArms`` (``compare --scenario personalized``): the comedy/action catalog of
   ``replay.simulation.personalized``, with profile features a contextual bandit can use.
+- The product features' scenarios (``compare --scenario clickbait|drift|sticky``, run by
+  ``replay.simulation.product``): ``ClickbaitArms`` (a click signal and a quality-play signal
+  per impression: ``Impressions.signals``), ``DriftArms`` (the best artwork swaps halfway: later
+  rows of ``ctr`` differ) and ``StickyVisits`` (profiles come back within a sticky period:
+  ``Impressions.repeat_of``).
 
 Indices everywhere: ``title`` into ``env.titles``, artwork slot into ``env.artworks[title]``,
 ``segment`` into ``env.segments``.
@@ -25,7 +30,7 @@ Indices everywhere: ``title`` into ``env.titles``, artwork slot into ``env.artwo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -40,6 +45,12 @@ class Impressions:
     ``ctr`` and ``outcomes`` (n, K): true CTR and potential 0/1 outcome of every artwork slot;
     ``contexts``: what a contextual policy sees of each impression (``profile`` features,
     ``request`` parameters, ``segment`` name), or () when the traffic has no features.
+    ``signals``: other reward signals than the click, name -> (potential outcomes, true rates),
+    each (n, K); ``with_reward(name)`` makes one of them the reward a policy learns from.
+    ``repeat_of``: for a sticky title, the index of the first decision an impression repeats
+    (the randomization unit: ``run_online`` shows its artwork again and logs its propensity), or
+    -1 for a decision of its own; None: every impression is a decision. ``time``: when each
+    impression happens, where the scenario has a clock of its own (else None).
     """
 
     outcomes: np.ndarray
@@ -48,6 +59,9 @@ class Impressions:
     segment: np.ndarray
     profile: np.ndarray
     contexts: tuple[dict, ...] = ()
+    signals: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    repeat_of: np.ndarray | None = None
+    time: np.ndarray | None = None
 
     @classmethod
     def draw(cls, rng: np.random.Generator | None, ctr: np.ndarray, title=None, segment=None, profile=None,
@@ -62,6 +76,19 @@ class Impressions:
     @property
     def n(self) -> int:
         return self.outcomes.shape[0]
+
+    def with_reward(self, signal: str) -> Impressions:
+        """The same traffic with ``signal`` as the reward (``click``: the outcomes themselves)."""
+        if signal == "click" and "click" not in self.signals:
+            return self
+        if signal not in self.signals:
+            raise SimulationError(f"signal must be click or one of {sorted(self.signals)}, got {signal!r}")
+        outcomes, rate = self.signals[signal]
+        return replace(self, outcomes=outcomes, ctr=rate, signals={**self.signals, "click": (self.outcomes, self.ctr)})
+
+    def rate(self, signal: str) -> np.ndarray:
+        """True (n, K) rates of a signal."""
+        return self.ctr if signal == "click" and "click" not in self.signals else self.signals[signal][1]
 
 
 class Environment(Protocol):
@@ -311,6 +338,111 @@ class PersonalizedArms:
         return personalized.impressions(profiles, traffic, who)
 
 
+# -- the product features' scenarios (``replay.simulation.product``) ------------------------------
+
+
+@dataclass(frozen=True)
+class ClickbaitArms:
+    """One title whose artworks differ in click rate and in play-through (quality plays per
+    click). A play needs a click: impression t clicks artwork k iff ``u[t] < click[k]`` and then
+    plays iff ``v[t] < play_through[k]`` (common random numbers for both signals). The
+    clickbait artwork has the highest click rate and the lowest play-through."""
+
+    click: tuple[float, ...] = (0.10, 0.16, 0.08)
+    play_through: tuple[float, ...] = (0.60, 0.20, 0.50)
+    arms: tuple[str, ...] = ("honest", "clickbait", "plain")
+
+    def __post_init__(self) -> None:
+        if not len(self.click) == len(self.play_through) == len(self.arms) >= 2:
+            raise SimulationError("click, play_through and arms: one per artwork, at least two")
+        if not all(0 <= c <= 1 for c in (*self.click, *self.play_through)):
+            raise SimulationError("click rates and play-through must be in [0, 1]")
+
+    @property
+    def n_arms(self) -> np.ndarray:
+        return np.array([len(self.arms)])
+
+    @property
+    def play(self) -> np.ndarray:
+        """Quality plays per impression."""
+        return np.asarray(self.click) * np.asarray(self.play_through)
+
+    def impressions(self, rng: np.random.Generator, n: int) -> Impressions:
+        click = np.broadcast_to(np.asarray(self.click, dtype=float), (n, len(self.arms)))
+        clicks = Impressions.draw(rng, click)
+        through = rng.random(n)[:, None] < np.asarray(self.play_through)
+        plays = clicks.outcomes * through
+        return replace(clicks, signals={"play": (plays, np.broadcast_to(self.play, click.shape))})
+
+
+@dataclass(frozen=True)
+class DriftArms:
+    """Two artworks whose click rates swap after ``swap_at`` impressions (of ``n``; default
+    halfway): artwork 0 is best before, artwork 1 after."""
+
+    rates: tuple[float, float] = (0.12, 0.06)
+    swap_at: int | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.rates) != 2 or not all(0 <= r <= 1 for r in self.rates):
+            raise SimulationError(f"rates: two click rates in [0, 1], got {self.rates}")
+        if self.swap_at is not None and self.swap_at < 0:
+            raise SimulationError(f"swap_at must be >= 0, got {self.swap_at}")
+
+    @property
+    def n_arms(self) -> np.ndarray:
+        return np.array([2])
+
+    def swap(self, n: int) -> int:
+        return n // 2 if self.swap_at is None else self.swap_at
+
+    def impressions(self, rng: np.random.Generator, n: int) -> Impressions:
+        before = np.asarray(self.rates, dtype=float)
+        ctr = np.where((np.arange(n) < self.swap(n))[:, None], before, before[::-1])
+        return Impressions.draw(rng, ctr)
+
+
+@dataclass(frozen=True)
+class StickyVisits:
+    """Profiles coming back to a sticky title: each profile's first visit is uniform in [0, 1),
+    its ``visits - 1`` repeats come within ``period`` after it (so all within its sticky
+    period: they show the first decision's artwork). Impressions are in time order; ``time``
+    gives each impression's time, ``repeat_of`` its first decision."""
+
+    ctrs: tuple[float, ...] = (0.05, 0.10)
+    visits: int = 4
+    period: float = 0.4
+
+    def __post_init__(self) -> None:
+        if self.visits < 1 or not self.period > 0:
+            raise SimulationError("visits must be >= 1 and period > 0")
+
+    @property
+    def n_arms(self) -> np.ndarray:
+        return np.array([len(self.ctrs)])
+
+    def visit_times(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(time, profile, repeat_of) of ``n`` impressions (``n // visits`` profiles), time-ordered."""
+        profiles = max(1, n // self.visits)
+        first = rng.random(profiles)
+        times = np.concatenate([first[:, None], first[:, None] + self.period * rng.random((profiles, self.visits - 1))], axis=1)
+        order = np.argsort(times, axis=None, kind="stable")
+        profile = np.repeat(np.arange(profiles), self.visits)[order]
+        is_first = (np.arange(times.size) % self.visits == 0)[order]
+        position = np.empty(order.size, dtype=np.int64)
+        position[order] = np.arange(order.size)  # where each (profile, visit) lands in time order
+        repeat_of = np.where(is_first, -1, position[profile * self.visits])
+        return times.ravel()[order], profile, repeat_of
+
+    def impressions(self, rng: np.random.Generator, n: int) -> Impressions:
+        time, profile, repeat_of = self.visit_times(rng, n)
+        ctr = np.broadcast_to(np.asarray(self.ctrs, dtype=float), (time.size, len(self.ctrs)))
+        imps = Impressions.draw(rng, ctr, profile=profile)
+        return replace(imps, repeat_of=repeat_of, time=time)
+
+
 # compare's scenarios (``OneTitleEnvironment``s): name -> class; replay.commands.compare spells
 # the names (so --help stays light) and builds each from its flags in ``_environment``.
 SCENARIOS: dict[str, type] = {"uniform-ctr": BernoulliArms, "personalized": PersonalizedArms}
+# compare's product scenarios (``replay.simulation.product`` runs them); replay.commands.compare_product spells the names
+PRODUCT_SCENARIOS: dict[str, type] = {"clickbait": ClickbaitArms, "drift": DriftArms, "sticky": StickyVisits}

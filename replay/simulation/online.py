@@ -8,6 +8,11 @@ their rewards from the environment's potential outcomes and hands them to the po
 (``learn``). A fixed policy serves everything in one block; Thompson sampling serves until a
 title's refresh is due (``replay.policy_base.REFRESH`` impressions by default); VW learns after
 every impression; an A/B test after every impression until it ships.
+
+Sticky titles (``Impressions.repeat_of``): a repeat shows its first decision's artwork and logs
+that decision's propensity (the randomization unit is the first decision; no new draw, no new
+propensity claim); ``OnlineRun.current_propensity`` keeps what the policy's distribution at the
+repeat itself gave the artwork, which is what a per-impression log would wrongly claim.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class OnlineRun:
     propensity: np.ndarray
     reward: np.ndarray
     expected_ctr: np.ndarray
+    current_propensity: np.ndarray | None = None  # sticky traffic: see the module doc
     decided_at: int | None = None  # impressions seen when decision() first returned an arm
     first_decision: int | None = None  # that arm
     best_decided_at: int | None = field(default=None)  # impressions seen when it first returned ``best``
@@ -68,6 +74,8 @@ def run_online(policy: OnlinePolicy, traffic: Impressions, rng: np.random.Genera
     n = traffic.n
     action = np.empty(n, dtype=np.int64)
     prop, reward, expected = np.empty(n), np.empty(n), np.empty(n)
+    repeat_of = traffic.repeat_of
+    current = None if repeat_of is None else np.empty(n)
     decided_at = first = best_at = None
     start = 0
     while True:
@@ -82,12 +90,22 @@ def run_online(policy: OnlinePolicy, traffic: Impressions, rng: np.random.Genera
         pmf = policy.pmf(traffic, start, stop)
         rows = np.arange(stop - start)
         a = draw(rng, pmf)
+        p = pmf[rows, a]
+        if repeat_of is not None:
+            # first decisions are never repeats: they are final once drawn, even within this block
+            action[start:stop], prop[start:stop] = a, p
+            first = repeat_of[start:stop]
+            rep = np.flatnonzero(first >= 0)
+            a[rep], p[rep] = action[first[rep]], prop[first[rep]]
+            current[start:stop] = pmf[rows, a]
+            pmf = pmf.copy()  # a repeat's distribution is its first decision's artwork, surely
+            pmf[rep] = np.eye(pmf.shape[1])[a[rep]]
         r = traffic.outcomes[start:stop][rows, a]
-        action[start:stop], prop[start:stop], reward[start:stop] = a, pmf[rows, a], r
+        action[start:stop], prop[start:stop], reward[start:stop] = a, p, r
         expected[start:stop] = np.einsum("ik,ik->i", pmf, traffic.ctr[start:stop])
         policy.learn(traffic, start, stop, a, r, prop[start:stop])
         start = stop
-    return OnlineRun(action, prop, reward, expected, decided_at, first, best_at)
+    return OnlineRun(action, prop, reward, expected, current, decided_at, first, best_at)
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,3 +138,29 @@ class FixedPolicy:
     def always(cls, arm: int, k: int) -> FixedPolicy:
         """One title, always artwork ``arm`` (and it says so)."""
         return cls(np.eye(k)[[arm]], f"always-{arm}", arm)
+
+
+@dataclass(frozen=True, eq=False)
+class ScheduledPolicy:
+    """A policy that never learns but changes its distribution at given impressions: ``pis[i]``
+    (one title's probabilities) serves from ``starts[i]`` (``starts[0] == 0``, increasing)."""
+
+    pis: tuple[np.ndarray, ...]
+    starts: tuple[int, ...]
+    name: str = "scheduled"
+
+    def _at(self, start: int) -> int:
+        return int(np.searchsorted(self.starts, start, side="right")) - 1
+
+    def steady(self, traffic: Impressions, start: int, stop: int) -> int:
+        i = self._at(start)
+        return (stop if i + 1 == len(self.starts) else min(stop, self.starts[i + 1])) - start
+
+    def pmf(self, traffic: Impressions, start: int, stop: int) -> np.ndarray:
+        return np.broadcast_to(np.asarray(self.pis[self._at(start)], dtype=float), (stop - start, len(self.pis[0]))).copy()
+
+    def learn(self, traffic, start, stop, action, reward, propensity) -> None:
+        pass
+
+    def decision(self) -> int | None:
+        return None

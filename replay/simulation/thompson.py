@@ -31,18 +31,28 @@ class ThompsonLearner:
     policy acts on the stale snapshot. That keeps millions of rows affordable (one quadrature
     per segment per refresh instead of per row) and is documented as the replayed policy's
     semantics: "TS whose posteriors are refreshed every ``batch`` of a title's impressions".
+
+    ``half_life``: counters that forget (``bandit.decay``, discounted Thompson sampling), in a
+    title's impressions: each event is added with the growth weight of its time (the title's
+    event count), posteriors are read decayed to the refresh's time, and the sums are rebased
+    after ``REBASE_HALF_LIVES`` half-lives, as the store does. None: counters never forget.
     """
 
     def __init__(self, ts: ThompsonSampling, arms_per_title: np.ndarray, n_segments: int, k: int,
-                 use_segments: bool, batch: int):
+                 use_segments: bool, batch: int, half_life: float | None = None):
         if batch < 1:
             raise SimulationError(f"refresh (ts batch) must be >= 1, got {batch}")
+        if half_life is not None and not (np.isfinite(half_life) and half_life > 0):
+            raise SimulationError(f"half_life must be a positive number of impressions, got {half_life!r}")
+        self.half_life = half_life
         self.ts, self.batch, self.use_segments = ts, int(batch), use_segments
         self.arms = np.asarray(arms_per_title, dtype=int)
         t_n = self.arms.size
         self.n = np.zeros((t_n, n_segments, k))
         self.s = np.zeros((t_n, n_segments, k))
         self.pending = np.zeros(t_n, dtype=np.int64)
+        self.clock = np.zeros(t_n, dtype=np.int64)  # events seen per title: the decay's time
+        self.epoch = np.zeros(t_n)
         self.probs = np.zeros((t_n, n_segments, k))
         self.refreshes = 0
         for t in range(t_n):
@@ -50,21 +60,42 @@ class ThompsonLearner:
 
     def refresh(self, t: int) -> None:
         kt = self.arms[t]
-        n_t, s_t = self.n[t, :, :kt].sum(axis=0), self.s[t, :, :kt].sum(axis=0)
+        n, s = self.n[t, :, :kt], self.s[t, :, :kt]
+        if self.half_life is not None:
+            from bandit.decay import REBASE_HALF_LIVES, decayed, growth_weight  # scipy: only once a simulation runs
+
+            now = float(self.clock[t])
+            if now - self.epoch[t] > REBASE_HALF_LIVES * self.half_life:
+                scale = 1.0 / growth_weight(now, self.epoch[t], self.half_life)
+                self.n[t] *= scale
+                self.s[t] *= scale
+                self.epoch[t] = now
+            n, s = decayed(n, now, self.epoch[t], self.half_life), decayed(s, now, self.epoch[t], self.half_life)
+        n_t, s_t = n.sum(axis=0), s.sum(axis=0)
         if not self.use_segments:
             p = self.ts.action_probabilities(self.ts.posterior(n_t, s_t))
             self.probs[t, :, :kt] = p[None, :]
         else:
             for g in range(self.n.shape[1]):
-                post = self.ts.segment_posterior(n_t, s_t, self.n[t, g, :kt], self.s[t, g, :kt])
+                post = self.ts.segment_posterior(n_t, s_t, n[g], s[g])
                 self.probs[t, g, :kt] = self.ts.action_probabilities(post)
         self.pending[t] = 0
         self.refreshes += 1
 
     def update(self, title: np.ndarray, segment: np.ndarray, action: np.ndarray, reward: np.ndarray) -> None:
-        np.add.at(self.n, (title, segment, action), 1.0)
-        np.add.at(self.s, (title, segment, action), reward)
-        self.pending += np.bincount(title, minlength=self.pending.size)
+        counts = np.bincount(title, minlength=self.pending.size)
+        if self.half_life is None:
+            weight = 1.0
+        else:  # each event at its time: the title's clock plus its rank among the title's events here
+            order = np.argsort(title, kind="stable")
+            rank = np.empty(title.size, dtype=np.int64)
+            rank[order] = np.arange(title.size) - np.repeat(np.cumsum(counts) - counts, counts)
+            time = self.clock[title] + rank
+            weight = 2.0 ** ((time - self.epoch[title]) / self.half_life)
+        np.add.at(self.n, (title, segment, action), weight)
+        np.add.at(self.s, (title, segment, action), weight * reward)
+        self.pending += counts
+        self.clock += counts
 
     def first_refresh(self, event_titles: np.ndarray) -> int:
         """Index of the first event (in order) that completes a title's batch, or -1."""
@@ -86,16 +117,18 @@ class ThompsonOnline:
     One learner over the environment's titles and segments; ``use_segments=False`` shares one
     posterior per title (the context-free bandit of ``compare``). ``decision()``: the first
     title's artwork whose posterior probability of being best exceeds ``decision_level``.
+    ``half_life``: forgetting counters (see ``ThompsonLearner``).
     """
 
     def __init__(self, n_arms: np.ndarray, n_segments: int = 1, sampler: ThompsonSampling | None = None,
-                 refresh: int = REFRESH, use_segments: bool = False, decision_level: float = 0.95):
+                 refresh: int = REFRESH, use_segments: bool = False, decision_level: float = 0.95,
+                 half_life: float | None = None):
         from bandit.thompson import ThompsonSampling  # scipy: only once a simulation runs
 
         self.name = "thompson"
         self.sampler = sampler or ThompsonSampling()
         n_arms = np.asarray(n_arms, dtype=int)
-        self.learner = ThompsonLearner(self.sampler, n_arms, n_segments, int(n_arms.max()), use_segments, refresh)
+        self.learner = ThompsonLearner(self.sampler, n_arms, n_segments, int(n_arms.max()), use_segments, refresh, half_life)
         self.decision_level = decision_level
 
     @property
