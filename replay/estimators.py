@@ -16,7 +16,10 @@ estimators; for DM and the DR family including the reward model's estimation err
 input carries the model's weights) by default, widened where Hall's (1992) skewness-corrected
 interval reaches further (``skew_corrected``: under adaptive logging the importance-weighted
 terms are so right-skewed that low estimates come with small standard errors, and the plain
-interval's upper bound misses the truth far more often than 2.5%); with ``bootstrap=B``, the percentile interval of
+interval's upper bound misses the truth far more often than 2.5%). The skewness is not the
+sample's, which is small exactly when the rare heavy rows that make an estimate high are missing,
+but that of the terms with each reward replaced by its reward-model distribution
+(``smoothed_cubic_sums``), so it does not move with the estimate; with ``bootstrap=B``, the percentile interval of
 a Poisson bootstrap (each row gets a Poisson(1) weight per replicate, which is what lets it run
 per partition); ``interval="el"``, the empirical-likelihood (Cressie-Read) interval for IPS and
 SNIPS. No interval has zero width.
@@ -252,10 +255,41 @@ class Estimator(ABC):
         raise NotImplementedError
 
 
-def _cubic_sums(basis: np.ndarray) -> np.ndarray:
-    """Sums of every product of up to three columns of [1, basis]: a (p+1, p+1, p+1) tensor."""
+def _cubic_sums(basis: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Weighted sums of every product of up to three columns of [1, basis]: a (p+1, p+1, p+1) tensor."""
     g = np.vstack([np.ones(basis.shape[0]), basis.T])  # (p+1, n): rows contiguous for the products
-    return np.stack([(g * g[c]) @ g.T for c in range(g.shape[0])], axis=2)
+    gw = g * weight
+    return np.stack([(gw * g[c]) @ g.T for c in range(g.shape[0])], axis=2)
+
+
+def smoothed_cubic_sums(est: Estimator, data: EstimatorInput) -> np.ndarray | None:
+    """``est``'s skewness sums with each row's reward replaced by its model distribution.
+
+    Every estimator's influence term is linear in the row's reward, u_i = b_i + c_i r_i. Its
+    sample skewness is useless under heavy importance weights: the few rows with a huge c_i
+    and r_i = 1 make both the estimate and the skewness, so when they are missing (a low
+    estimate) the skewness is small too, the correction vanishes exactly when it is needed,
+    and the upper bound misses one-sidedly. Here r_i is replaced by a Bernoulli(q_i) draw,
+    q_i the reward model's prediction at the logged artwork (the cross-fitted ``q_hat``; without
+    one, the mean reward of the row's group in this partition), and the moments are its
+    expectation: every heavy row counts, clicked or not, and the skewness no longer moves with
+    the estimate (a Rao-Blackwellized skewness). For rewards in [0, 1] that are not 0/1 the
+    Bernoulli is the widest distribution with that mean.
+    """
+    if type(est).skew_basis is Estimator.skew_basis:
+        return None
+    if data.q_hat is not None:
+        q = np.clip(data.q_chosen, 0.0, 1.0)
+    else:
+        groups = np.zeros(data.n, np.int64) if data.group is None else np.asarray(data.group, np.int64)
+        count = np.bincount(groups)
+        q = (np.bincount(groups, weights=data.reward) / np.maximum(count, 1))[groups]
+    sums = None
+    for value, weight in ((1.0, q), (0.0, 1.0 - q)):
+        basis = est.skew_basis(replace(data, reward=np.full(data.n, value), validate=False))
+        part = _cubic_sums(basis, weight)
+        sums = part if sums is None else sums + part
+    return sums
 
 
 def _skewness(cubic: np.ndarray, coef: np.ndarray) -> float:
@@ -746,9 +780,8 @@ def estimate_many(
             view = chunk_views.setdefault(id(d), d.slice(start, stop))
             part = est.partial(view)
             totals[j] = part if totals[j] is None else totals[j] + part
-            basis = est.skew_basis(view) if interval == "normal" else None
-            if basis is not None:
-                cub = _cubic_sums(basis)
+            cub = smoothed_cubic_sums(est, view) if interval == "normal" else None
+            if cub is not None:
                 cubics[j] = cub if cubics[j] is None else cubics[j] + cub
             if weights is not None:
                 bpart = est.partial(view, weights)
