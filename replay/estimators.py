@@ -262,7 +262,33 @@ def _cubic_sums(basis: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return np.stack([(gw * g[c]) @ g.T for c in range(g.shape[0])], axis=2)
 
 
-def smoothed_cubic_sums(est: Estimator, data: EstimatorInput) -> np.ndarray | None:
+@dataclass(frozen=True)
+class SkewSums:
+    """One partition's sums behind the smoothed skewness (``smoothed_cubic_sums``); partitions add.
+
+    at_one, at_zero: cubic sums (``_cubic_sums``) of the skewness basis at reward 1 and at reward
+    0, already weighted by q_i and 1 - q_i when a reward model gives q (``model``); otherwise
+    unweighted, and q is the log's mean reward, reward_sum / rows, applied in ``cubic``.
+    """
+
+    at_one: np.ndarray
+    at_zero: np.ndarray
+    reward_sum: float
+    rows: float
+    model: bool
+
+    def __add__(self, other: SkewSums) -> SkewSums:
+        return SkewSums(self.at_one + other.at_one, self.at_zero + other.at_zero, self.reward_sum + other.reward_sum,
+                        self.rows + other.rows, self.model and other.model)
+
+    def cubic(self) -> np.ndarray:
+        if self.model:
+            return self.at_one + self.at_zero
+        q = self.reward_sum / self.rows if self.rows > 0 else 0.0
+        return q * self.at_one + (1.0 - q) * self.at_zero
+
+
+def smoothed_cubic_sums(est: Estimator, data: EstimatorInput) -> SkewSums | None:
     """``est``'s skewness sums with each row's reward replaced by its model distribution.
 
     Every estimator's influence term is linear in the row's reward, u_i = b_i + c_i r_i. Its
@@ -271,25 +297,19 @@ def smoothed_cubic_sums(est: Estimator, data: EstimatorInput) -> np.ndarray | No
     estimate) the skewness is small too, the correction vanishes exactly when it is needed,
     and the upper bound misses one-sidedly. Here r_i is replaced by a Bernoulli(q_i) draw,
     q_i the reward model's prediction at the logged artwork (the cross-fitted ``q_hat``; without
-    one, the mean reward of the row's group in this partition), and the moments are its
-    expectation: every heavy row counts, clicked or not, and the skewness no longer moves with
-    the estimate (a Rao-Blackwellized skewness). For rewards in [0, 1] that are not 0/1 the
-    Bernoulli is the widest distribution with that mean.
+    one, the log's mean reward), and the moments are its expectation: every heavy row counts,
+    clicked or not, and the skewness no longer moves with the estimate (a Rao-Blackwellized
+    skewness). For rewards in [0, 1] that are not 0/1 the Bernoulli is the widest distribution
+    with that mean. Sums per partition (``SkewSums``), so chunking does not change the result.
     """
     if type(est).skew_basis is Estimator.skew_basis:
         return None
-    if data.q_hat is not None:
-        q = np.clip(data.q_chosen, 0.0, 1.0)
-    else:
-        groups = np.zeros(data.n, np.int64) if data.group is None else np.asarray(data.group, np.int64)
-        count = np.bincount(groups)
-        q = (np.bincount(groups, weights=data.reward) / np.maximum(count, 1))[groups]
-    sums = None
-    for value, weight in ((1.0, q), (0.0, 1.0 - q)):
-        basis = est.skew_basis(replace(data, reward=np.full(data.n, value), validate=False))
-        part = _cubic_sums(basis, weight)
-        sums = part if sums is None else sums + part
-    return sums
+    model = data.q_hat is not None
+    q = np.clip(data.q_chosen, 0.0, 1.0) if model else np.ones(data.n)
+    one = _cubic_sums(est.skew_basis(replace(data, reward=np.ones(data.n), validate=False)), q)
+    zero = _cubic_sums(est.skew_basis(replace(data, reward=np.zeros(data.n), validate=False)),
+                       1.0 - q if model else q)
+    return SkewSums(one, zero, float(data.reward.sum()), float(data.n), model)
 
 
 def _skewness(cubic: np.ndarray, coef: np.ndarray) -> float:
@@ -769,7 +789,7 @@ def estimate_many(
     prepared = [e.prepare(data, rng) for e in estimators]
     totals: list[np.ndarray | None] = [None] * len(estimators)
     boots: list[np.ndarray | None] = [None] * len(estimators)
-    cubics: list[np.ndarray | None] = [None] * len(estimators)
+    cubics: list[SkewSums | None] = [None] * len(estimators)
     done = 0
     for start in range(0, data.n, chunk_size):
         stop = min(start + chunk_size, data.n)
@@ -811,7 +831,7 @@ def estimate_many(
         else:
             if interval == "el":
                 own.append(f"no empirical-likelihood interval for {est.name}: normal interval")
-            skew = _skewness(cubic, est.skew_coef(total)) if cubic is not None and np.isfinite(se) else 0.0
+            skew = _skewness(cubic.cubic(), est.skew_coef(total)) if cubic is not None and np.isfinite(se) else 0.0
             # The skewness of heavy importance-weighted terms is itself a noisy estimate, and
             # Hall's transform then also pulls the near bound in; the correction may only widen.
             hall = skew_corrected(value, se, skew, data.n, z)
