@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -73,9 +74,12 @@ BROKEN: dict[str, Callable[[np.random.Generator], pd.DataFrame]] = {
 def flag_rate(make: Callable[[np.random.Generator], pd.DataFrame], reps: int, alpha: float, seed: int) -> float:
     rng = np.random.default_rng(seed)
     flagged = 0
-    for _ in range(reps):
+    start = time.perf_counter()
+    for rep in range(reps):
         report = check_propensities(encode_logs(validate_logs(make(rng))), alpha=alpha, rng=rng)
         flagged += report.flagged
+        if (rep + 1) % 50 == 0:
+            print(f"  {rep + 1}/{reps} logs, {time.perf_counter() - start:.0f}s", file=sys.stderr, flush=True)
     return flagged / reps
 
 

@@ -151,11 +151,14 @@ def run(scenario: str, reps: int, seed: int, bootstrap: int) -> list[dict]:
     rng = np.random.default_rng(seed)
     rows: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     truth = None
-    for _ in range(reps):
+    start = time.perf_counter()
+    for rep in range(reps):
         d = draw_fn(rng)
         truth = d.truth
         for key, v in one_rep(d, rng, bootstrap).items():
             rows.setdefault(key, []).append(v)
+        if (rep + 1) % 25 == 0 or rep + 1 == reps:
+            print(f"{scenario}: {rep + 1}/{reps} repetitions, {time.perf_counter() - start:.0f}s", file=sys.stderr, flush=True)
     table = []
     for (est, method), vals in rows.items():
         v = np.array(vals)

@@ -16,7 +16,10 @@ estimators; for DM and the DR family including the reward model's estimation err
 input carries the model's weights) by default, widened where Hall's (1992) skewness-corrected
 interval reaches further (``skew_corrected``: under adaptive logging the importance-weighted
 terms are so right-skewed that low estimates come with small standard errors, and the plain
-interval's upper bound misses the truth far more often than 2.5%); with ``bootstrap=B``, the percentile interval of
+interval's upper bound misses the truth far more often than 2.5%). The skewness is not the
+sample's, which is small exactly when the rare heavy rows that make an estimate high are missing,
+but that of the terms with each reward replaced by its reward-model distribution
+(``smoothed_cubic_sums``), so it does not move with the estimate; with ``bootstrap=B``, the percentile interval of
 a Poisson bootstrap (each row gets a Poisson(1) weight per replicate, which is what lets it run
 per partition); ``interval="el"``, the empirical-likelihood (Cressie-Read) interval for IPS and
 SNIPS. No interval has zero width.
@@ -252,10 +255,61 @@ class Estimator(ABC):
         raise NotImplementedError
 
 
-def _cubic_sums(basis: np.ndarray) -> np.ndarray:
-    """Sums of every product of up to three columns of [1, basis]: a (p+1, p+1, p+1) tensor."""
+def _cubic_sums(basis: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Weighted sums of every product of up to three columns of [1, basis]: a (p+1, p+1, p+1) tensor."""
     g = np.vstack([np.ones(basis.shape[0]), basis.T])  # (p+1, n): rows contiguous for the products
-    return np.stack([(g * g[c]) @ g.T for c in range(g.shape[0])], axis=2)
+    gw = g * weight
+    return np.stack([(gw * g[c]) @ g.T for c in range(g.shape[0])], axis=2)
+
+
+@dataclass(frozen=True)
+class SkewSums:
+    """One partition's sums behind the smoothed skewness (``smoothed_cubic_sums``); partitions add.
+
+    at_one, at_zero: cubic sums (``_cubic_sums``) of the skewness basis at reward 1 and at reward
+    0, already weighted by q_i and 1 - q_i when a reward model gives q (``model``); otherwise
+    unweighted, and q is the log's mean reward, reward_sum / rows, applied in ``cubic``.
+    """
+
+    at_one: np.ndarray
+    at_zero: np.ndarray
+    reward_sum: float
+    rows: float
+    model: bool
+
+    def __add__(self, other: SkewSums) -> SkewSums:
+        return SkewSums(self.at_one + other.at_one, self.at_zero + other.at_zero, self.reward_sum + other.reward_sum,
+                        self.rows + other.rows, self.model and other.model)
+
+    def cubic(self) -> np.ndarray:
+        if self.model:
+            return self.at_one + self.at_zero
+        q = self.reward_sum / self.rows if self.rows > 0 else 0.0
+        return q * self.at_one + (1.0 - q) * self.at_zero
+
+
+def smoothed_cubic_sums(est: Estimator, data: EstimatorInput) -> SkewSums | None:
+    """``est``'s skewness sums with each row's reward replaced by its model distribution.
+
+    Every estimator's influence term is linear in the row's reward, u_i = b_i + c_i r_i. Its
+    sample skewness is useless under heavy importance weights: the few rows with a huge c_i
+    and r_i = 1 make both the estimate and the skewness, so when they are missing (a low
+    estimate) the skewness is small too, the correction vanishes exactly when it is needed,
+    and the upper bound misses one-sidedly. Here r_i is replaced by a Bernoulli(q_i) draw,
+    q_i the reward model's prediction at the logged artwork (the cross-fitted ``q_hat``; without
+    one, the log's mean reward), and the moments are its expectation: every heavy row counts,
+    clicked or not, and the skewness no longer moves with the estimate (a Rao-Blackwellized
+    skewness). For rewards in [0, 1] that are not 0/1 the Bernoulli is the widest distribution
+    with that mean. Sums per partition (``SkewSums``), so chunking does not change the result.
+    """
+    if type(est).skew_basis is Estimator.skew_basis:
+        return None
+    model = data.q_hat is not None
+    q = np.clip(data.q_chosen, 0.0, 1.0) if model else np.ones(data.n)
+    one = _cubic_sums(est.skew_basis(replace(data, reward=np.ones(data.n), validate=False)), q)
+    zero = _cubic_sums(est.skew_basis(replace(data, reward=np.zeros(data.n), validate=False)),
+                       1.0 - q if model else q)
+    return SkewSums(one, zero, float(data.reward.sum()), float(data.n), model)
 
 
 def _skewness(cubic: np.ndarray, coef: np.ndarray) -> float:
@@ -735,7 +789,7 @@ def estimate_many(
     prepared = [e.prepare(data, rng) for e in estimators]
     totals: list[np.ndarray | None] = [None] * len(estimators)
     boots: list[np.ndarray | None] = [None] * len(estimators)
-    cubics: list[np.ndarray | None] = [None] * len(estimators)
+    cubics: list[SkewSums | None] = [None] * len(estimators)
     done = 0
     for start in range(0, data.n, chunk_size):
         stop = min(start + chunk_size, data.n)
@@ -746,9 +800,8 @@ def estimate_many(
             view = chunk_views.setdefault(id(d), d.slice(start, stop))
             part = est.partial(view)
             totals[j] = part if totals[j] is None else totals[j] + part
-            basis = est.skew_basis(view) if interval == "normal" else None
-            if basis is not None:
-                cub = _cubic_sums(basis)
+            cub = smoothed_cubic_sums(est, view) if interval == "normal" else None
+            if cub is not None:
                 cubics[j] = cub if cubics[j] is None else cubics[j] + cub
             if weights is not None:
                 bpart = est.partial(view, weights)
@@ -778,7 +831,7 @@ def estimate_many(
         else:
             if interval == "el":
                 own.append(f"no empirical-likelihood interval for {est.name}: normal interval")
-            skew = _skewness(cubic, est.skew_coef(total)) if cubic is not None and np.isfinite(se) else 0.0
+            skew = _skewness(cubic.cubic(), est.skew_coef(total)) if cubic is not None and np.isfinite(se) else 0.0
             # The skewness of heavy importance-weighted terms is itself a noisy estimate, and
             # Hall's transform then also pulls the near bound in; the correction may only widen.
             hall = skew_corrected(value, se, skew, data.n, z)

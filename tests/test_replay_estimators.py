@@ -110,16 +110,24 @@ def test_mean_estimators_interval_matches_statsmodels(cls):
     r = rng.random(n)
     q = rng.random((n, k))
     d = EstimatorInput(r, mu, a, pi[np.arange(n), a], pi, q)
-    dr = d.dm_term + d.w * (r - d.q_chosen)
-    terms = {IPS: d.w * r, DM: d.dm_term, DR: dr, ClippedIPS: d.w * r, SwitchDR: dr,
-             DRos: d.dm_term + 1000 * d.w / (d.w ** 2 + 1000) * (r - d.q_chosen)}[cls]
+    def term(rew):
+        dr = d.dm_term + d.w * (rew - d.q_chosen)
+        return {IPS: d.w * rew, DM: d.dm_term, DR: dr, ClippedIPS: d.w * rew, SwitchDR: dr,
+                DRos: d.dm_term + 1000 * d.w / (d.w ** 2 + 1000) * (rew - d.q_chosen)}[cls]
+
+    terms = term(r)
     stats = DescrStatsW(terms)
     est = cls().estimate(d)
     assert est.se == pytest.approx(stats.std_mean, rel=1e-9)
     # The interval is the statsmodels normal interval, widened where Hall's skewness-corrected
-    # interval (built here from scipy's skewness and a root-finder) reaches further.
+    # interval (built here with a root-finder) reaches further. The skewness is that of the terms
+    # with each reward drawn 0/1 with the model's probability q_hat at the logged artwork, about
+    # the estimate: mixtures of the terms at reward 1 and at reward 0.
+    q = d.q_chosen
+    dev1, dev0 = term(np.ones(n)) - terms.mean(), term(np.zeros(n)) - terms.mean()
+    m2, m3 = (np.mean(q * dev1 ** k + (1 - q) * dev0 ** k) for k in (2, 3))
     lo, hi = stats.zconfint_mean(alpha=0.05)
-    h_lo, h_hi = _hall(terms.mean(), stats.std_mean, scipy.stats.skew(terms), n)
+    h_lo, h_hi = _hall(terms.mean(), stats.std_mean, m3 / m2 ** 1.5, n)
     assert est.ci == pytest.approx((min(lo, h_lo), max(hi, h_hi)), rel=1e-9)
     assert est.ci[1] - est.ci[0] > hi - lo  # these terms are skewed: the correction is not a no-op
 
@@ -196,7 +204,8 @@ def test_partitions_combine_to_the_whole(params):
     whole = estimate_many(ests, d, chunk_size=n)
     parts = estimate_many(ests, d, chunk_size=chunk)
     for x, y in zip(whole, parts, strict=True):
-        np.testing.assert_allclose([x.value, x.se, x.ess], [y.value, y.se, y.ess], rtol=1e-9, equal_nan=True)
+        np.testing.assert_allclose([x.value, x.se, x.ess, *x.ci], [y.value, y.se, y.ess, *y.ci], rtol=1e-9,
+                                   atol=1e-12, equal_nan=True)
 
 
 @pytest.mark.parametrize(
@@ -333,3 +342,21 @@ def test_no_interval_has_zero_width():
     for est in estimate_many([cls() for cls in ESTIMATORS.values()], d):
         assert est.ci[1] - est.ci[0] > 0.01, est
         assert est.ci[0] <= est.value <= est.ci[1]
+
+
+def test_without_a_reward_model_the_skewness_uses_the_logs_mean_reward_in_any_partition():
+    # IPS asked for alone gets no q_hat: the rewards are smoothed to Bernoulli(the log's mean
+    # reward), so a heavy row counts whether it was clicked or not; partitions give the same.
+    rng = np.random.default_rng(8)
+    n = 600
+    mu = np.where(rng.random(n) < 0.05, 0.01, 0.5)
+    r = (rng.random(n) < 0.2).astype(float)
+    d = EstimatorInput(r, mu, np.zeros(n, dtype=np.int64), np.full(n, 0.5))
+    u, w, q = d.w * r, d.w, r.mean()
+    m2, m3 = (np.mean(q * (w - u.mean()) ** k + (1 - q) * (-u.mean()) ** k) for k in (2, 3))
+    se = u.std(ddof=1) / np.sqrt(n)
+    h_lo, h_hi = _hall(u.mean(), se, m3 / m2 ** 1.5, n)
+    z = 1.959963984540054
+    expected = (min(u.mean() - z * se, h_lo), max(u.mean() + z * se, h_hi))
+    assert IPS().estimate(d).ci == pytest.approx(expected, rel=1e-9)
+    assert IPS().estimate(d, chunk_size=7).ci == pytest.approx(expected, rel=1e-9)
