@@ -6,9 +6,10 @@ single-title throughput (wrk with a calibrated pause between requests). Prints a
   single-title /artwork throughput >= 60% of the one-round-trip baseline;
   p99 at half that load < 20 ms;  a 40-title batch costs <= 4x a single title.
 A sticky title (catalog ``sticky_s``) is measured too and its cost stated against a plain one.
-``--before DIR`` (a source tree of the previous version, e.g. ``git archive main | tar -x -C DIR``)
-also serves that version from the same Redis and states this version's single-title throughput
-relative to it (issue 14: no regression above 5% for non-sticky titles).
+``--against REF`` (a git commit, e.g. the one before issue 14's features: ``2d4c996^1``) checks
+REF out into a temporary git worktree (removed at exit) and serves it from the same Redis, in the
+same rounds as this version, and states this version's throughput relative to it (issue 14: no
+regression above 5% for non-sticky titles); ``--before DIR`` does the same with a source tree.
 Bounded: every phase has a fixed duration; servers are stopped at exit. Loopback only.
 """
 
@@ -142,15 +143,34 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    parser.add_argument("--before", type=Path, help="source tree of the previous version: also served, for the no-regression ratio")
+    versus = parser.add_mutually_exclusive_group()
+    versus.add_argument("--before", type=Path, help="source tree of the previous version: also served, for the no-regression ratio")
+    versus.add_argument("--against", metavar="REF", help="git commit of the previous version, checked out in a temporary worktree and served likewise")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench_service needs wrk: apt-get install wrk", file=sys.stderr)
         return 2
+    if args.before is not None and not (args.before / "service" / "app.py").is_file():
+        print(f"--before: {args.before} is not a source tree of this project (no service/app.py)", file=sys.stderr)
+        return 2
+    against_commit = None
+    if args.against is not None:
+        against_commit = git("rev-parse", "--verify", "--quiet", f"{args.against}^{{commit}}")
+        if against_commit is None:
+            print(f"--against: {args.against} is not a commit of {ROOT}", file=sys.stderr)
+            return 2
 
     procs = Processes()
     tmp = Path(tempfile.mkdtemp(prefix="bench-service-"))
+    worktree = None
     try:
+        if against_commit is not None:
+            worktree = tmp / "against"
+            if git("worktree", "add", "--detach", str(worktree), against_commit) is None:
+                print(f"--against: could not check out {args.against} into {worktree}", file=sys.stderr)
+                return 2
+            args.before = worktree
+            print(f"  --against {args.against}: {against_commit[:12]} checked out in {worktree}", file=sys.stderr)
         redis_url = os.environ.get("REDIS_URL")
         if not redis_url:
             rport = free_port()
@@ -166,6 +186,7 @@ def main() -> int:
         procs.start([*gunicorn, "--bind", f"127.0.0.1:{port_app}", "service.app:create_app()"], env={**env, "PYTHONPATH": str(ROOT)})
         procs.start([*gunicorn, "--bind", f"127.0.0.1:{port_base}", "bench.baseline_app:create_baseline_app()"], env={**env, "PYTHONPATH": str(ROOT)})
         port_before = free_port() if args.before else None
+        versus = f"--against {args.against}" if args.against else "--before"
         if args.before:
             before_catalog = tmp / "catalog-before.json"
             bench_catalog(before_catalog, sticky=False)
@@ -187,8 +208,8 @@ def main() -> int:
         ]
         if port_before is not None:
             wait_http(port_before, single.replace("PROFILE", "warm"))
-            plan.append(("/artwork, 1 title (--before)", port_before, single))
-            plan.append(("/artwork, 40 titles (--before)", port_before, batch))
+            plan.append((f"/artwork, 1 title ({versus})", port_before, single))
+            plan.append((f"/artwork, 40 titles ({versus})", port_before, batch))
         for _name, port, path in plan:  # warm caches, connections and the catalog
             wrk(port, wrk_script(tmp, "warm", path), 2, args.connections)
         # Rounds interleave the endpoints, so a burst of other load on this shared machine hits
@@ -197,7 +218,7 @@ def main() -> int:
         for r in range(args.rounds):
             for name, port, path in plan:
                 runs[name].append(wrk(port, wrk_script(tmp, "run", path), args.seconds, args.connections))
-            print(f"  round {r + 1}/{args.rounds}: " + ", ".join(f"{n.split(' (')[0]} {runs[n][-1]['rps']:.0f}/s" for n in runs), file=sys.stderr)
+            print(f"  round {r + 1}/{args.rounds}: " + ", ".join(f"{n.removesuffix(' (baseline)')} {runs[n][-1]['rps']:.0f}/s" for n in runs), file=sys.stderr)
 
         def median(values):
             return statistics.median(values)
@@ -208,16 +229,16 @@ def main() -> int:
         sticky_cost = median([a["rps"] / b["rps"] for a, b in zip(runs["/artwork, 1 title"], runs["/artwork, 1 sticky title"], strict=True)])
         before_ratio = before_batch = None
         if port_before is not None:
-            before_ratio = median([a["rps"] / b["rps"] for a, b in zip(runs["/artwork, 1 title"], runs["/artwork, 1 title (--before)"], strict=True)])
-            before_batch = median([a["rps"] / b["rps"] for a, b in zip(runs["/artwork, 40 titles"], runs["/artwork, 40 titles (--before)"], strict=True)])
+            before_ratio = median([a["rps"] / b["rps"] for a, b in zip(runs["/artwork, 1 title"], runs[f"/artwork, 1 title ({versus})"], strict=True)])
+            before_batch = median([a["rps"] / b["rps"] for a, b in zip(runs["/artwork, 40 titles"], runs[f"/artwork, 40 titles ({versus})"], strict=True)])
         one = rows["/artwork, 1 title"]["rps"]
         half = paced_p99(tmp, port_app, single, rate=one / 2, seconds=2 * args.seconds)
 
         print(f"\nService benchmark ({args.workers} gunicorn sync workers, wrk -c{args.connections}, {args.rounds} rounds x {args.seconds}s per endpoint, medians, {os.cpu_count()} cores)")
-        print(f"{'endpoint':<34}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}")
+        print(f"{'endpoint':<44}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}")
         for name, r in rows.items():
-            print(f"{name:<34}{r['rps']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['non_2xx']:>9}")
-        print(f"{'/artwork, 1 title, half load':<34}{half['rate']:>10.0f}{half['p50_ms']:>10.2f}{half['p99_ms']:>10.2f}{half['errors']:>9}")
+            print(f"{name:<44}{r['rps']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['non_2xx']:>9}")
+        print(f"{'/artwork, 1 title, half load':<44}{half['rate']:>10.0f}{half['p50_ms']:>10.2f}{half['p99_ms']:>10.2f}{half['errors']:>9}")
         ratios = {
             "single_vs_baseline": single_ratio,
             "batch40_cost_vs_single": batch_cost,
@@ -234,8 +255,8 @@ def main() -> int:
         ]
         if before_ratio is not None:
             # margin: 10% of the 5% regression allowed
-            checks.append(("/artwork 1 title throughput / the --before version's", before_ratio, ">=", 0.95, 0.955))
-            checks.append(("/artwork 40 titles throughput / the --before version's", before_batch, ">=", 0.95, 0.955))
+            checks.append((f"/artwork 1 title throughput / {versus}'s", before_ratio, ">=", 0.95, 0.955))
+            checks.append((f"/artwork 40 titles throughput / {versus}'s", before_batch, ">=", 0.95, 0.955))
         for label, value, op, target, with_margin in checks:
             met = value >= with_margin if op == ">=" else value <= with_margin if op == "<=" else value < with_margin
             print(f"  {label:<58} = {value:6.2f}  (target {op} {target:g}, with margin {op} {with_margin:g}: {'met' if met else 'NOT met'})")
@@ -245,7 +266,15 @@ def main() -> int:
         return 0
     finally:
         procs.stop_all()
+        if worktree is not None:
+            git("worktree", "remove", "--force", str(worktree))
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def git(*args: str) -> str | None:
+    """``git -C ROOT args``' output, or None when it fails."""
+    done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=60)
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 if __name__ == "__main__":

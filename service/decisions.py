@@ -112,8 +112,8 @@ class CatalogCache:
 class _Snapshot:
     counts: ArmCounts
     fetched_at: float
-    samplers: dict[str, ActionSampler] = field(default_factory=dict)  # segment -> TS action pmf
-    by_posterior: dict[tuple[bytes, bytes], ActionSampler] = field(default_factory=dict)
+    # segment -> TS action pmf; None: the one of every segment without data of its own
+    samplers: dict[str | None, ActionSampler] = field(default_factory=dict)
     per_segment: _SegmentDraws | None = None
     artworks: tuple[str, ...] = ()  # the title's artworks the samplers were computed for
 
@@ -150,13 +150,33 @@ class _SegmentDraws:
     def draw(self, u: float) -> tuple[Draws, str]:
         """Each segment's (artwork, propensity) for the uniform number ``u``, and their text."""
         samplers = self.samplers
-        key = samplers[0].pick(u) if len(samplers) == 1 else tuple(s.pick(u) for s in samplers)
+        key = samplers[0].pick(u) if len(samplers) == 1 else tuple([s.pick(u) for s in samplers])
         made = self.made.get(key)
         if made is None:
             arms = (key,) if len(samplers) == 1 else key
             draws = tuple((self.artworks[arms[i]], samplers[i].probabilities[arms[i]]) for i in self.of_segment)
             made = self.made[key] = (draws, encode_draws(draws))
         return made
+
+
+class _PmfCache:
+    """TS action distributions by posterior, shared by the worker's snapshots (bounded, oldest
+    out first): a title or segment whose counters did not move since the last refresh gets its
+    distribution back without the quadrature (``ts_propensities``, the costliest step of a
+    refresh). The posterior's exact bits are the key, so the result is the one computing gives."""
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self._pmfs: dict[tuple[bytes, bytes], ActionSampler] = {}
+
+    def get(self, alpha: np.ndarray, beta: np.ndarray, compute: Callable[[], ActionSampler]) -> ActionSampler:
+        key = (alpha.tobytes(), beta.tobytes())
+        sampler = self._pmfs.get(key)
+        if sampler is None:
+            if len(self._pmfs) >= self.size:
+                del self._pmfs[next(iter(self._pmfs))]
+            sampler = self._pmfs[key] = compute()
+        return sampler
 
 
 class CountsCache:
@@ -199,6 +219,7 @@ class DecisionEngine:
         self.rng = rng
         self.catalog = CatalogCache(store, settings)
         self.counts = CountsCache(settings.stats_cache_s)
+        self.pmfs = _PmfCache()
         self.thompson = ThompsonSampling(
             segment_strength=settings.ts_segment_strength, uniform_mix=settings.ts_uniform_mix
         )
@@ -319,7 +340,6 @@ class DecisionEngine:
         snap = self.counts.snapshot(title.id)
         if snap.artworks != title.artwork_ids:
             snap.samplers.clear()
-            snap.by_posterior.clear()
             snap.per_segment = None
             snap.artworks = title.artwork_ids
         return snap
@@ -329,15 +349,18 @@ class DecisionEngine:
         snap = self._snapshot(title)
         sampler = snap.samplers.get(segment)
         if sampler is None:
-            counts = snap.counts.decayed(time.time(), title.half_life_s) if title.half_life_s else snap.counts
-            n_t, s_t = counts.title_arrays(title.artwork_ids)
-            n_g, s_g = counts.segment_arrays(segment, title.artwork_ids)
-            posterior = self.thompson.segment_posterior(n_t, s_t, n_g, s_g)
-            # Segments without data of their own often share one posterior: integrate it once.
-            key = (posterior.alpha.tobytes(), posterior.beta.tobytes())
-            sampler = snap.by_posterior.get(key)
+            # Segments without data of their own have the same counters (zeros), so the same
+            # posterior: it is computed once per snapshot, under the key None.
+            own = segment if segment in snap.counts.segments else None
+            sampler = snap.samplers.get(own)
             if sampler is None:
-                sampler = snap.by_posterior[key] = ActionSampler.of(self.thompson.action_probabilities(posterior))
+                counts = snap.counts.decayed(time.time(), title.half_life_s) if title.half_life_s else snap.counts
+                n_t, s_t = counts.title_arrays(title.artwork_ids)
+                n_g, s_g = counts.segment_arrays(segment, title.artwork_ids)
+                posterior = self.thompson.segment_posterior(n_t, s_t, n_g, s_g)
+                sampler = snap.samplers[own] = self.pmfs.get(
+                    posterior.alpha, posterior.beta, lambda: ActionSampler.of(self.thompson.action_probabilities(posterior))
+                )
             snap.samplers[segment] = sampler
         return sampler
 

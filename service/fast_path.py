@@ -25,6 +25,20 @@ from service.request_hooks import HEADER, bind_request_id, record_request, reque
 PATH = "/artwork"
 
 
+def _parse_query(query: str) -> list[tuple[str, str]]:
+    """``parse_qsl(query, keep_blank_values=True)`` as werkzeug calls it. A query without '%'
+    and '+' (ids are plain: the usual case) has nothing to unquote, so it is only split, as
+    parse_qsl splits it: a fifth of the parsing's cost on a 40-title batch."""
+    if "%" in query or "+" in query:
+        return parse_qsl(query, keep_blank_values=True, errors="werkzeug.url_quote")
+    pairs = []
+    for part in query.split("&"):
+        if part:
+            name, _, value = part.partition("=")
+            pairs.append((name, value))
+    return pairs
+
+
 class ArtworkFastPath:
     """WSGI middleware: ``app.wsgi_app = ArtworkFastPath(app, cors_origins)``."""
 
@@ -55,7 +69,7 @@ class ArtworkFastPath:
             try:
                 # Exactly werkzeug's Request.args.
                 query = environ.get("QUERY_STRING", "").encode("latin1").decode()
-                args = ImmutableMultiDict(parse_qsl(query, keep_blank_values=True, errors="werkzeug.url_quote"))
+                args = ImmutableMultiDict(_parse_query(query))
                 body = f"{self.app.json.dumps(answer_artwork(self.app, args))}\n".encode()
             except Exception as exc:
                 return self._answer_error(environ, start_response, exc, request_id, started)

@@ -7,15 +7,38 @@ from collections.abc import Sequence
 
 import redis
 from redis.backoff import NoBackoff
+from redis.connection import HIREDIS_AVAILABLE, HiredisRespSerializer
 from redis.retry import Retry
 
 from service.config import Settings
+
+if HIREDIS_AVAILABLE:
+    import hiredis
 
 log = logging.getLogger(__name__)
 
 # Errors that mean "the store did not answer": callers degrade (fallback artwork, 503), never 500.
 # (Sentinel's MasterNotFoundError, during a failover, is a ConnectionError.)
 STORE_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
+
+
+class FastPacker(HiredisRespSerializer):
+    """redis-py's hiredis packer, minus its per-argument pass that turns bytearray and
+    memoryview into bytes: hiredis packs the str, bytes and numbers this service sends as they
+    are (a 40-title decide call has ~330 arguments: that pass was 2/3 of its packing time). An
+    argument hiredis refuses (a bytearray...) sends the command through redis-py's pack, as before."""
+
+    def pack(self, *args):
+        command = args
+        # the command name as redis-py reads it ("SCRIPT LOAD" is two words)
+        if isinstance(command[0], str):
+            command = tuple(command[0].encode().split()) + command[1:]
+        elif b" " in command[0]:
+            command = tuple(command[0].split()) + command[1:]
+        try:
+            return [hiredis.pack_command(command)]
+        except TypeError:
+            return super().pack(*args)
 
 
 def connect(settings: Settings) -> redis.Redis:
@@ -58,6 +81,8 @@ def open_client(
     the failover. ``url`` then contributes only credentials, database and TLS.
     """
     common = dict(socket_timeout=timeout_s, socket_connect_timeout=timeout_s, **kwargs)
+    # (the cluster client refuses connection arguments it does not know)
+    packer = {"command_packer": FastPacker()} if HIREDIS_AVAILABLE and not cluster else {}
     if cluster:
         from redis.cluster import RedisCluster
 
@@ -71,5 +96,5 @@ def open_client(
             primary["ssl"] = True
         timeouts = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
         sentinel = Sentinel(list(sentinels), sentinel_kwargs=timeouts)
-        return sentinel.master_for(sentinel_master, retry=Retry(NoBackoff(), 0), **primary, **common)
-    return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common)
+        return sentinel.master_for(sentinel_master, retry=Retry(NoBackoff(), 0), **primary, **common, **packer)
+    return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common, **packer)

@@ -9,9 +9,9 @@ all of this from the hooks below; ``service.fast_path`` calls the same functions
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from contextvars import ContextVar
 
 from flask import Flask, Response, g, request
@@ -30,7 +30,9 @@ current_request_id = _request_id.get
 def request_id_from(header_value: str | None) -> str:
     if header_value and _WELL_FORMED.fullmatch(header_value):
         return header_value
-    return uuid.uuid4().hex
+    # 128 random bits as 32 hex digits (what uuid4().hex looked like, minus its version bits):
+    # building a UUID object cost ~5% of a one-title /artwork.
+    return os.urandom(16).hex()
 
 
 def bind_request_id(request_id: str):

@@ -72,6 +72,7 @@ local idx = ({new = 1, low = 2, regular = 3, power = 4})[seg]
 if not idx then seg, idx = 'new', 1 end
 local pick = '^' .. string.rep('[^|]*|[^|]*|', idx - 1) .. '([^|]*)|([^|]*)'
 local out = {seg}
+local seg_n = 'n|' .. seg .. '|'  -- the segment's impressions field, less the artwork
 local n = (#KEYS - 1) / 4
 WEIGHT_FUNCTIONfor i = 0, n - 1 do
   local k, a = 1 + i * 4, 6 + i * 4
@@ -81,7 +82,7 @@ WEIGHT_FUNCTIONfor i = 0, n - 1 do
   if #flag > 1 then flag, half_life = string.match(flag, '^(%d)|(.*)$') end
   if flag < '2' then
     call('HINCRBY', KEYS[k + 1], 'n|' .. art, 1)
-    call('HINCRBY', KEYS[k + 1], 'n|' .. seg .. '|' .. art, 1)
+    call('HINCRBY', KEYS[k + 1], seg_n .. art, 1)
     if half_life ~= '' then
       local w = string.format('%.17g', weight(KEYS[k + 1], tonumber(ts), tonumber(half_life), ts))
       call('HINCRBYFLOAT', KEYS[k + 1], 'dn|' .. art, w)
@@ -563,7 +564,8 @@ class RedisStore:
 
         results = [r for r in self._run_scripts(calls) if isinstance(r, list)]  # not the SETs' replies
         decided = _text(results[0][0])
-        refreshed_titles = [t for t in dict.fromkeys(r.title for r in records) if t in set(refresh)]
+        wanted = set(refresh)  # (refresh_set was emptied above)
+        refreshed_titles = [t for t in dict.fromkeys(r.title for r in records) if t in wanted] if wanted else []
         raw_counts = [c for result in results for c in result[1:]]
         counts = {}
         for title, flat in zip(refreshed_titles, raw_counts, strict=True):

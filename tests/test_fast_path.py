@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from werkzeug.test import Client
 
-from service.fast_path import ArtworkFastPath
+from service.fast_path import ArtworkFastPath, _parse_query
 
 TITLE = "stranger-lights"
 
@@ -80,3 +84,10 @@ def test_an_app_wide_hook_the_front_does_not_replicate_is_refused(make_app):
     app.before_request(lambda: None)
     with pytest.raises(RuntimeError, match="before_request"):
         ArtworkFastPath(app, ("*",))
+
+
+@given(st.lists(st.sampled_from(["profile", "title", "p1", "a", "", "=", "&", "%41", "+", "%zz", ";", "é"]), max_size=12))
+@settings(max_examples=500, deadline=None)
+def test_the_query_is_split_into_the_pairs_werkzeug_would_read(pieces):
+    query = "".join(pieces)
+    assert _parse_query(query) == parse_qsl(query, keep_blank_values=True, errors="werkzeug.url_quote")

@@ -230,3 +230,39 @@ def test_trim_logs_keeps_entries_younger_than_the_limit(app, redis_client):
     store.trim_logs(time.time() - 600)
     ids = [int(i.split(b"-")[0]) for i, _ in redis_client.xrange(key)]
     assert ids.count(now_ms - 60_000) == 300 and ids.count(now_ms - 3_600_000) < 100
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("EVALSHA", "f" * 40, 2, "k1", "k2", 1.5, -3, b"raw", "é|0.25"),
+        ("SCRIPT LOAD", "return 1"),  # a two-word command name, split like redis-py splits it
+        (b"CLIENT SETNAME", "x"),
+        ("SET", "k", bytearray(b"v")),  # refused by hiredis: redis-py's own pack converts it
+        ("SET", "k", memoryview(b"v")),
+        ("PING",),
+    ],
+)
+def test_the_services_packer_sends_the_bytes_redis_py_would(command):
+    from redis.connection import HiredisRespSerializer
+
+    from service.redis_conn import FastPacker
+
+    assert FastPacker().pack(*command) == HiredisRespSerializer().pack(*command)
+
+
+def test_the_services_client_packs_with_the_fast_packer_and_refuses_what_redis_py_refuses(redis_url):
+    import redis
+
+    from service.redis_conn import FastPacker, open_client
+
+    client = open_client(redis_url)
+    assert client.ping()
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    try:
+        assert isinstance(connection._command_packer, FastPacker)
+    finally:
+        pool.release(connection)
+    with pytest.raises(redis.DataError):
+        client.execute_command("SET", "k", None)
