@@ -9,12 +9,14 @@ W_a = sum_i 1/mu(a|x_i), the null's expected D_a (for constant propensities T is
 chi-square on the counts). The logs give mu(a|x_i) only for the artwork row i served; for the
 others it is imputed from the nearest row in time (same segment) that served them, except the
 stalest, which gets the rest of the probability (see ``imputed_null``: a bandit stops serving an
-artwork it has learnt to avoid, so that artwork's last logged propensity is out of date, too high,
-and would make W_a too small and the test cry wolf). The S_a are correlated (Cov = -N) and T is about chi2(K-1) + lambda chi2(1),
-lambda = 1 - N sum_a 1/W_a (Satterthwaite). Where that approximation matters (small expected
-counts, heavy inverse weights) and the p-value is small, it is replaced by a Monte-Carlo p-value:
-T recomputed on artworks drawn from the imputed null, (1 + #{T* >= T}) / (1 + draws), which is
-calibrated at any count. Per-profile deterministic policies (the service's ``ab`` split hashes
+artwork it has learnt to avoid, so that artwork's last logged propensity is out of date and too
+high, which made W_a too small and the test cry wolf). The S_a are correlated (Cov = -N) and T
+is about chi2(K-1) + lambda chi2(1), lambda = 1 - N sum_a 1/W_a (Satterthwaite). Where that
+approximation matters (small expected counts, heavy inverse weights) and the p-value is small,
+it is replaced by a Monte-Carlo p-value: T recomputed on artworks drawn from the imputed null,
+(1 + #{T* >= T}) / (1 + draws), which is calibrated at any count (given the imputed null: on
+Thompson logs its group p-values fall below 0.0025 and 0.01 as often as with the simulator's
+exact propensities). Per-profile deterministic policies (the service's ``ab`` split hashes
 the profile) are tested on one row per profile (its first): a profile's impressions all show
 the same artwork and are not independent.
 
@@ -160,7 +162,8 @@ def imputed_null(logs: LogArrays, t: int, rows: np.ndarray) -> np.ndarray:
     fresh = others.copy()
     fresh[idx, stale] = 0.0
     rest = room - fresh.sum(axis=1)
-    residual = (rest > 0) & (fresh.sum(axis=1) > 0)
+    # Only an artwork served somewhere in the group can take the rest (never-served ones stay 0).
+    residual = (rest > 0) & (others[idx, stale] > 0)
     total = others.sum(axis=1)
     scale = np.divide(room, total, out=np.zeros(n), where=total > 0)
     others *= np.minimum(scale, np.where(total > 0, np.inf, 0.0))[:, None]
