@@ -79,6 +79,10 @@ class EstimatorInput:
         (n, K) ``pi``, or for (n,) mass on the logged artworks (``RewardModel.dm_weights``); lets DR and its variants count the model's
         error on the part of DM they do not correct.
     influence: set by ``DR.prepare``: per-row coefficient of the residual in the influence function.
+    pi_coded: optional (codes (n,), rows (C, K)), pi[i] = rows[codes[i]], in place of ``pi``
+        (fixed policies: a row per title and candidate set; used by the warnings).
+    dm_values, q_logged: optional (n,) sum_a pi(a|x_i) q_hat(x_i, a) and q_hat(x_i, a_i), in place
+        of ``pi`` and ``q_hat`` (computed from small tables when both are coded).
     """
 
     reward: np.ndarray
@@ -93,6 +97,9 @@ class EstimatorInput:
     model_influence: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
     influence: np.ndarray | None = field(default=None, repr=False)
     validate: bool = field(default=True, repr=False)
+    pi_coded: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    dm_values: np.ndarray | None = field(default=None, repr=False)
+    q_logged: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.validate:
@@ -109,11 +116,15 @@ class EstimatorInput:
 
     @cached_property
     def q_chosen(self) -> np.ndarray:
+        if self.q_logged is not None:
+            return self.q_logged
         return np.take_along_axis(self._need_q(), self.action[:, None], axis=1)[:, 0]
 
     @cached_property
     def dm_term(self) -> np.ndarray:
         """Model's value of the target distribution per row: sum_a pi(a|x_i) q_hat(x_i, a)."""
+        if self.dm_values is not None:
+            return self.dm_values
         if self.pi is None:
             raise EstimatorInputError("pi is required by DM and DR (the target distribution over all artworks)")
         return np.einsum("ij,ij->i", self.pi, self._need_q())
@@ -132,6 +143,9 @@ class EstimatorInput:
             None if self.accepted is None else self.accepted[s], None if self.group is None else self.group[s],
             None if self.dm_weight is None else self.dm_weight[s], None,
             None if self.influence is None else self.influence[s], validate=False,
+            pi_coded=None if self.pi_coded is None else (self.pi_coded[0][s], self.pi_coded[1]),
+            dm_values=None if self.dm_values is None else self.dm_values[s],
+            q_logged=None if self.q_logged is None else self.q_logged[s],
         )
 
     def chunks(self, size: int = DEFAULT_CHUNK) -> Iterator[EstimatorInput]:
@@ -191,6 +205,14 @@ def _validate(d: EstimatorInput) -> None:
         raise EstimatorInputError(f"group must have shape ({n},)")
     if d.dm_weight is not None and not (arr("dm_weight").shape == (n,) and np.isfinite(d.dm_weight).all()):
         raise EstimatorInputError(f"dm_weight must have shape ({n},) and be finite")
+    if d.pi_coded is not None:
+        codes, rows = d.pi_coded
+        if np.shape(codes) != (n,) or np.ndim(rows) != 2 or not (np.min(rows) >= 0 and rows.sum(axis=1).max() <= 1 + 1e-6):
+            raise EstimatorInputError(f"pi_coded must be ({n},) codes and rows of probabilities summing to at most 1")
+    if d.dm_values is not None and not (arr("dm_values").shape == (n,) and np.isfinite(d.dm_values).all()):
+        raise EstimatorInputError(f"dm_values must have shape ({n},) and be finite")
+    if d.q_logged is not None and not (arr("q_logged").shape == (n,) and d.q_logged.min() >= 0 and d.q_logged.max() <= 1):
+        raise EstimatorInputError(f"q_logged must have shape ({n},) and be in [0, 1]")
 
 
 def _sums(columns: Sequence[np.ndarray], weights: np.ndarray | None) -> np.ndarray:
@@ -614,17 +636,27 @@ def diagnose(data: EstimatorInput) -> tuple[str, ...]:
     ess = _ess(float(w.sum()), float((w * w).sum()))
     if ess < LOW_ESS_SHARE * data.n:
         out.append(f"effective sample size {ess:.0f} is under {LOW_ESS_SHARE:.0%} of {data.n} rows")
-    if data.pi is not None:
+    if data.pi is not None or data.pi_coded is not None:
         groups = np.zeros(data.n, dtype=np.int64) if data.group is None else np.asarray(data.group, np.int64)
-        k = data.pi.shape[1]
-        logged = np.bincount(groups * k + data.action, minlength=(groups.max() + 1) * k).reshape(-1, k) > 0
-        unlogged_mass = float(np.sum(data.pi, where=~logged[groups])) / data.n  # no (n, K) float temporary
+        n_g = int(groups.max()) + 1
+        if data.pi_coded is not None:
+            codes, rows = data.pi_coded
+            k = rows.shape[1]
+            # Rows per (code, group): the policy's mass per group and slot from the few distinct rows.
+            per = np.bincount(np.asarray(codes, np.int64) * n_g + groups, minlength=rows.shape[0] * n_g)
+            group_mass = per.reshape(rows.shape[0], n_g).T.astype(float) @ rows  # (G, K)
+        else:
+            k = data.pi.shape[1]
+            group_mass = np.stack([np.bincount(groups, weights=data.pi[:, a], minlength=n_g) for a in range(k)], axis=1)
+        logged = np.bincount(groups * k + data.action, minlength=n_g * k).reshape(-1, k) > 0
+        unlogged_mass = float(group_mass[~logged].sum()) / data.n
+        total_mass = float(group_mass.sum())
         if unlogged_mass > 1e-9:
             out.append(
                 f"the policy puts {unlogged_mass:.1%} of its mass on artworks never logged for the title: "
                 "IPS/SNIPS/replay cannot see them (biased); DM/DR extrapolate with the reward model"
             )
-        missing = 1.0 - float(data.pi.sum()) / data.n
+        missing = 1.0 - total_mass / data.n
         if missing > 1e-6:
             out.append(f"{missing:.1%} of the policy's mass is on artworks absent from the log (counted as reward 0)")
     return tuple(out)
