@@ -148,3 +148,12 @@ def test_reset_clears_everything_stats_shows_recent_shares_included(make_app, cl
     assert all(a["recent_share"] is None and a["impressions"] == 0 for a in after["artworks"])
     history = next(t["history"] for t in web.get("/dashboard/data").get_json()["titles"] if t["title"] == TITLE)
     assert all(h["counts"] == {} for h in history)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["stats", "--help"]])
+def test_ops_help_imports_no_pandas_or_scipy(argv):
+    code = ("import sys\nfrom service.ops_cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    print(sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'scipy', 'matplotlib'}), e.code,"
+            " file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.stderr.strip().splitlines()[-1] == "[] 0", done.stderr
