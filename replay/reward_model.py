@@ -69,22 +69,16 @@ class RewardModel:
         q *= logs.mask[rows]  # in place: q is a fresh gather, and a second (n, K) copy is the peak
         return q
 
-    def dm_weights(self, logs: LogArrays, pi: np.ndarray | tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        """n * dDM/dr_j for every row j of ``logs`` (the rows the model was fitted on).
-
-        DM = (1/n) sum_i sum_a pi[i, a] q(x_i, a). A row's weight is the target's mass on its
-        cell divided by the cell's (shrunk) count, plus its share through the parent means and
-        the slope: the model-based analogue of an importance weight. ``pi`` is (n, K); or (n,):
-        mass on each row's logged artwork only (what DR's correction needs, without an (n, K) one-hot);
-        or coded, (codes, rows) with pi[i] = rows[codes[i]] (``PolicyOutput.coded``).
-        """
+    def mass_sums(self, logs: LogArrays, pi: np.ndarray | tuple[np.ndarray, np.ndarray]
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+        """n M[t, a, g] (the target's summed mass on each cell) and, with features, sum_i pi_ia z_i:
+        additive over partitions of the rows. ``pi`` as in ``dm_weights``."""
         n = logs.n
         t_n, k, s_n = self.cell.shape
         features = self.coef is not None and logs.features is not None
         z = self.z(logs) if features else None
         pz = None
-        # M[t, a, g]: the target's mass on each cell, summed by bincount over integer cell codes
-        # (no (n, K) temporaries beyond what the caller passed).
+        # Summed by bincount over integer cell codes (no (n, K) temporaries beyond what the caller passed).
         if isinstance(pi, tuple):
             codes, rows = pi
             # Rows counted per (code, title x candidate set, segment): the target's mass on a cell is
@@ -98,24 +92,42 @@ class RewardModel:
             per_combo = np.einsum("cmg,cma->mag", cs, on)
             mass = np.zeros((t_n, k, s_n))
             np.add.at(mass, logs.combo_title, per_combo)
-            mass /= n
             if features:
-                zs = np.stack([np.bincount(key, weights=z[:, j], minlength=rows.shape[0] * n_m) for j in range(z.shape[1])],
-                              axis=-1).reshape(rows.shape[0], n_m, -1)
+                zs = np.stack([np.bincount(key, weights=z[:, j], minlength=rows.shape[0] * n_m)
+                               for j in range(z.shape[1])], axis=-1).reshape(rows.shape[0], n_m, -1)
                 pz = np.einsum("cmd,cma->ad", zs, on)
         elif pi.ndim == 1:
             h = pi * logs.mask[np.arange(n), logs.action]
             cell_idx = (logs.title.astype(np.int64) * k + logs.action) * s_n + logs.segment
-            mass = np.bincount(cell_idx, weights=h, minlength=t_n * k * s_n).reshape(t_n, k, s_n) / n
+            mass = np.bincount(cell_idx, weights=h, minlength=t_n * k * s_n).reshape(t_n, k, s_n)
             if features:
                 pz = np.stack([np.bincount(logs.action, weights=h * z[:, j], minlength=k) for j in range(z.shape[1])],
                               axis=-1)
         else:
             tg = logs.title.astype(np.int64) * s_n + logs.segment
             mass = np.stack([np.bincount(tg, weights=np.where(logs.mask[:, a], pi[:, a], 0.0), minlength=t_n * s_n)
-                             for a in range(k)], axis=-1).reshape(t_n, s_n, k).transpose(0, 2, 1) / n
+                             for a in range(k)], axis=-1).reshape(t_n, s_n, k).transpose(0, 2, 1)
             if features:
                 pz = np.where(logs.mask, pi, 0.0).T @ z
+        return mass, pz
+
+    def dm_weights(self, logs: LogArrays, pi: np.ndarray | tuple[np.ndarray, np.ndarray] | None,
+                   sums: tuple[np.ndarray, np.ndarray | None] | None = None, n: int | None = None) -> np.ndarray:
+        """n * dDM/dr_j for every row j of ``logs`` (the rows the model was fitted on).
+
+        DM = (1/n) sum_i sum_a pi[i, a] q(x_i, a). A row's weight is the target's mass on its
+        cell divided by the cell's (shrunk) count, plus its share through the parent means and
+        the slope: the model-based analogue of an importance weight. ``pi`` is (n, K); or (n,):
+        mass on each row's logged artwork only (what DR's correction needs, without an (n, K) one-hot);
+        or coded, (codes, rows) with pi[i] = rows[codes[i]] (``PolicyOutput.coded``).
+        When ``logs`` is one partition of the log: ``sums``, the whole log's ``mass_sums``, and its rows ``n``.
+        """
+        if sums is None:
+            sums, n = self.mass_sums(logs, pi), logs.n
+        mass, pz = sums[0] / n, sums[1]
+        t_n, k, s_n = self.cell.shape
+        features = self.coef is not None and logs.features is not None
+        z = self.z(logs) if features else None
         s = self.strength
         n_c = self.count
         n_ta = n_c.sum(axis=2)
@@ -296,12 +308,31 @@ def _chosen(action: np.ndarray, table: np.ndarray | None, code: np.ndarray | Non
     return np.take(table.reshape(-1), flat)
 
 
+def assign_folds(logs: LogArrays, rng: np.random.Generator, folds: int) -> np.ndarray:
+    """Each row's fold: a hash of its ``row_key`` (its timestamp; else its position) salted by one draw
+    from ``rng``. A function of the row alone, so partitions of a log get the folds the whole log gets."""
+    key = logs.row_key if logs.row_key is not None else np.arange(logs.n, dtype=np.uint64)
+    return fold_of(key, int(rng.integers(2**63)), folds)
+
+
+def fold_of(key: np.ndarray, salt: int, folds: int) -> np.ndarray:
+    """splitmix64 of key ^ salt, modulo ``folds`` (int64)."""
+    z = np.asarray(key, dtype=np.uint64) ^ np.uint64(salt)
+    z += np.uint64(0x9E3779B97F4A7C15)
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return (z % np.uint64(folds)).astype(np.int64)
+
+
 def cross_fit(logs: LogArrays, rng: np.random.Generator, folds: int = DEFAULT_FOLDS, **kwargs) -> CrossFit:
-    """K-fold cross-fitted q_hat (rows assigned to folds at random); ``folds=1`` fits in sample."""
+    """K-fold cross-fitted q_hat (rows assigned to folds by ``assign_folds``); ``folds=1`` fits in sample."""
     if folds < 1 or int(folds) != folds:
         raise RewardModelError(f"folds must be a positive integer, got {folds!r}")
     folds = min(int(folds), logs.n)
-    fold = np.zeros(logs.n, dtype=np.int64) if folds == 1 else rng.permutation(np.arange(logs.n) % folds)
+    fold = np.zeros(logs.n, dtype=np.int64) if folds == 1 else assign_folds(logs, rng, folds)
     features = logs.features is not None and logs.features.shape[1] > 0
     if not features:
         # Every fold's model from the (fold, cell) sums: one pass over the rows, not one per fold.
