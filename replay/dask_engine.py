@@ -39,7 +39,7 @@ def client(scheduler: str | None = None, n_workers: int | None = None) -> Iterat
             c.close()
         return
     workers = n_workers or os.cpu_count() or 1
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                       silence_logs=logging.ERROR) as cluster, Client(cluster) as c:
         yield c
 
@@ -48,11 +48,19 @@ def runner(c) -> Callable:
     """A ``replay.partitioned`` runner submitting one task per partition to client ``c``."""
     from distributed import as_completed
 
+    where: dict[str, str] = {}  # partition -> the worker that ran its first pass (and caches it)
+
     def run(fn: Callable, paths: Sequence[Path], args: tuple, on_done: Callable[[int, int], None] | None = None) -> list:
-        futures = [c.submit(fn, str(p), *args, pure=False) for p in paths]
+        futures = [c.submit(fn, str(p), *args, pure=False,
+                            **({"workers": [where[str(p)]], "allow_other_workers": True} if str(p) in where else {}))
+                   for p in paths]
         for i, _ in enumerate(as_completed(futures)):
             if on_done is not None:
                 on_done(i + 1, len(futures))
+        holders = c.who_has(futures)
+        for p, f in zip(paths, futures, strict=True):
+            if holders.get(f.key):
+                where.setdefault(str(p), holders[f.key][0])
         return c.gather(futures)
 
     return run

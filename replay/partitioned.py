@@ -27,6 +27,7 @@ model's slopes are fitted per fold from the rows; see issue 15's notes).
 from __future__ import annotations
 
 import glob
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -87,10 +88,28 @@ def local_runner(fn: Callable, paths: Sequence[Path], args: tuple,
     return out
 
 
-def _load(path: Path) -> LogArrays:
+# Each process keeps the partitions it loaded last, up to this many rows, for the next pass (a
+# runner sends a partition's later passes to the worker that ran its first): a million-row log is
+# read once, a big one still holds at most this much beyond the partition at hand.
+CACHE_ROWS = 2_000_000
+_cache: OrderedDict[tuple[str, int, int], LogArrays] = OrderedDict()
+
+
+def _load(path: Path | str) -> LogArrays:
     from replay.logs import encode_logs, load_logs
 
-    return encode_logs(load_logs(path, keep_event_id=False))
+    stat = Path(path).stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key in _cache:
+        _cache.move_to_end(key)
+        return _cache[key]
+    logs = encode_logs(load_logs(path, keep_event_id=False))
+    _cache[key] = logs
+    while sum(v.n for v in _cache.values()) > CACHE_ROWS and len(_cache) > 1:
+        _cache.popitem(last=False)
+    if logs.n > CACHE_ROWS:
+        _cache.pop(key)
+    return logs
 
 
 # ---- pass 1: vocabulary ---------------------------------------------------------------------
