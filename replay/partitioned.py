@@ -48,7 +48,7 @@ from replay.estimators import (
 from replay.evaluation import MODEL_BASED, Evaluation, _model_warning, _with_model_warning, take
 from replay.logs import LogArrays
 from replay.policies import FixedPolicy, LoggedPolicy
-from replay.reward_model import DEFAULT_FOLDS, CellSums, RewardModel, fold_of
+from replay.reward_model import DEFAULT_FOLDS, CellSums, RewardModel, fold_of, single_fold
 
 SUPPORTED_ESTIMATORS = ("ips", "snips", "ipsclip", "dm", "dr", "sndr", "switchdr", "dros")
 DR_FAMILY = ("dr", "switchdr", "dros")
@@ -394,12 +394,15 @@ def evaluate_partitioned(
         for r in sums:
             for key, v in r["mass"].items():
                 mass[key] = mass[key] + v if key in mass else v
-        plan = replace(plan, models={**_fit_tables(plan, _add(sums, "cells")), "mass": mass})
+        cells = _add(sums, "cells")
+        if plan.folds > 1 and single_fold(cells.rows.sum(axis=1)):  # as cross_fit decides on the same counts
+            plan, cells = replace(plan, folds=1), cells.collapsed()
+        plan = replace(plan, models={**_fit_tables(plan, cells), "mass": mass})
     parts = runner(_estimator_sums, paths, (plan,), progress("estimators"))
     ests = [ESTIMATORS[e]() for e in plan.estimators]
     if plan.model_based:
         fit_sums = sum(p["fit"] for p in parts)
-        fit_info = _FitSummary(folds, float(fit_sums[0] / vocab.n), float(fit_sums[1] / vocab.n))
+        fit_info = _FitSummary(plan.folds, float(fit_sums[0] / vocab.n), float(fit_sums[1] / vocab.n))
     warning = _model_warning(fit_info)
     results: dict[str, tuple[Estimate, ...]] = {}
     by_group: dict[str, dict[str, tuple[Estimate, ...]]] = {}

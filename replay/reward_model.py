@@ -221,6 +221,11 @@ class CellSums:
         cell = (sums + strength * title_art[:, :, None]) / (count + strength)
         return RewardModel(cell, count, strength, float(count.sum()), scale_w)
 
+    def collapsed(self) -> CellSums:
+        """The same sums as one fold."""
+        return CellSums(self.shape, self.rows.sum(axis=0, keepdims=True), self.inv.sum(axis=0, keepdims=True),
+                        self.inv_r.sum(axis=0, keepdims=True), self.reward.sum(keepdims=True))
+
     def mean_reward(self, folds: np.ndarray | slice) -> float:
         return float(self.reward[folds].sum() / self.rows[folds].sum())
 
@@ -315,6 +320,12 @@ def assign_folds(logs: LogArrays, rng: np.random.Generator, folds: int) -> np.nd
     return fold_of(key, int(rng.integers(2**63)), folds)
 
 
+def single_fold(rows_per_fold: np.ndarray) -> bool:
+    """Every row hashed into one fold (a tiny log): no fold has rows to fit on without it, so the
+    model is fitted in sample (folds=1). Decided from the fold counts, which partitions add up."""
+    return int(np.count_nonzero(rows_per_fold)) <= 1
+
+
 def fold_of(key: np.ndarray, salt: int, folds: int) -> np.ndarray:
     """splitmix64 of key ^ salt, modulo ``folds`` (int64)."""
     z = np.asarray(key, dtype=np.uint64) ^ np.uint64(salt)
@@ -333,6 +344,8 @@ def cross_fit(logs: LogArrays, rng: np.random.Generator, folds: int = DEFAULT_FO
         raise RewardModelError(f"folds must be a positive integer, got {folds!r}")
     folds = min(int(folds), logs.n)
     fold = np.zeros(logs.n, dtype=np.int64) if folds == 1 else assign_folds(logs, rng, folds)
+    if folds > 1 and single_fold(np.bincount(fold, minlength=folds)):
+        folds, fold = 1, np.zeros(logs.n, dtype=np.int64)
     features = logs.features is not None and logs.features.shape[1] > 0
     if not features:
         # Every fold's model from the (fold, cell) sums: one pass over the rows, not one per fold.

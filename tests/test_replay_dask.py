@@ -126,3 +126,24 @@ def test_dask_engine_refuses_what_it_cannot_partition_in_one_line(logs_dir, caps
 def test_no_parquet_files_name_the_argument(tmp_path):
     with pytest.raises(PartitionError, match="no Parquet files"):
         list_partitions(tmp_path)
+
+
+def test_a_log_hashed_into_one_fold_is_fitted_in_sample_by_both_engines(tmp_path):
+    """Three rows: a seed whose salt hashes them all into one fold leaves no fold to fit on without
+    it; both engines then fit in sample (the same decision, from the summed fold counts)."""
+    from replay.reward_model import fold_of
+
+    rng = np.random.default_rng(3)
+    env = segmented_titles(rng, n_titles=1, n_artworks=2)
+    frame = simulate_logs(env, rng, 3, "uniform")
+    write_logs(frame.iloc[:2], tmp_path / "a.parquet")
+    write_logs(frame.iloc[2:], tmp_path / "b.parquet")
+    paths = list_partitions(tmp_path)
+    whole = encode_logs(__import__("pandas").concat([load_logs(p, keep_event_id=False) for p in paths],
+                                                     ignore_index=True))
+    seed = next(s for s in range(500)
+                if len(set(fold_of(whole.row_key, int(np.random.default_rng(s).integers(2**63)), 3))) == 1)
+    policies = [UniformPolicy()]
+    expected = evaluate_policies(whole, policies, ["dm", "dr"], np.random.default_rng(seed), folds=3)
+    got = evaluate_partitioned(paths, policies, ["dm", "dr"], seed, folds=3)
+    _assert_same(expected, got)

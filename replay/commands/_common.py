@@ -34,9 +34,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                              "cluster, one worker per core")
 
 
-def choose_engine(args: argparse.Namespace) -> tuple[str, list | None]:
-    """("pandas" or "dask", the partition files or None for one file); says which on stderr."""
-    import sys
+def choose_engine(args: argparse.Namespace) -> tuple[str, list | None, str]:
+    """("pandas" or "dask", the partition files or None for one file, the line saying which: the
+    command prints it on stderr once it succeeded, so an error stays one line)."""
     from pathlib import Path
 
     from replay.partitioned import PartitionError, list_partitions
@@ -54,8 +54,7 @@ def choose_engine(args: argparse.Namespace) -> tuple[str, list | None]:
     if engine == "dask" and paths is None:
         paths = [Path(spec)]
     files = f"{len(paths)} files, " if paths else ""
-    print(f"engine: {engine} ({files}{size / 2**20:.0f} MB)", file=sys.stderr)
-    return engine, paths
+    return engine, paths, f"engine: {engine} ({files}{size / 2**20:.0f} MB)"
 
 
 def load_many(paths: list, args: argparse.Namespace) -> LogArrays:

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     names = [p.name for p in policies]
     if len(set(names)) != len(names):
         raise CliError(f"a policy is named twice: {names}")
-    engine, paths = choose_engine(args)
+    engine, paths, engine_line = choose_engine(args)
     estimators = list(dict.fromkeys(args.estimator or DEFAULT_ESTIMATORS))
     if engine == "dask" and not args.estimator:
         # replay draws per row in log order: not partition-able (replay.partitioned)
@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for bar in bars.values():
             bar.close()
+    print(engine_line, file=sys.stderr)
     if args.plot:
         try:
             plot_estimates(evaluation, args.plot)
