@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bandit.thompson import BanditInputError
+from bandit.errors import BanditInputError
 
 # Rebase the epoch after this many half-lives: weights stay below 2^40, far inside a double's
 # exact range, so an increment of 1 at the epoch is not lost beside the largest weights.

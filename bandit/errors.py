@@ -13,3 +13,7 @@ class BanditError(ValueError):
     def __init__(self, message: str, argument: str | None = None):
         super().__init__(message)
         self.argument = argument
+
+
+class BanditInputError(BanditError):
+    """An argument to a bandit function is malformed; the message names the argument."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from bandit.thompson import BanditInputError
+from bandit.errors import BanditInputError
 
 
 @dataclass(frozen=True)

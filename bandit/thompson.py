@@ -17,7 +17,7 @@ import numpy as np
 from numpy.polynomial.legendre import leggauss
 from scipy.special import betainc, betaincinv, betaln
 
-from bandit.errors import BanditError
+from bandit.errors import BanditInputError
 
 # Quantiles of every arm's posterior become breakpoints of a composite Gauss-Legendre rule, so
 # that each arm's bulk (however narrow) is resolved by several panels. Tails beyond the
@@ -26,11 +26,6 @@ _BREAK_QUANTILES = np.array([1e-9, 1e-4, 0.01, 0.1, 0.5, 0.9, 0.99, 1 - 1e-4, 1 
 _NODES, _WEIGHTS = leggauss(5)
 _SHIFTED_NODES = _NODES + 1.0
 
-SEGMENTS: tuple[str, ...] = ("new", "low", "regular", "power")
-
-
-class BanditInputError(BanditError):
-    """An argument to a bandit function is malformed; the message names the argument."""
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,10 @@ class EstimatorInput:
         (n, K) ``pi``, or for (n,) mass on the logged artworks (``RewardModel.dm_weights``); lets DR and its variants count the model's
         error on the part of DM they do not correct.
     influence: set by ``DR.prepare``: per-row coefficient of the residual in the influence function.
+    pi_coded: optional (codes (n,), rows (C, K)), pi[i] = rows[codes[i]], in place of ``pi``
+        (fixed policies: a row per title and candidate set; used by the warnings).
+    dm_values, q_logged: optional (n,) sum_a pi(a|x_i) q_hat(x_i, a) and q_hat(x_i, a_i), in place
+        of ``pi`` and ``q_hat`` (computed from small tables when both are coded).
     """
 
     reward: np.ndarray
@@ -96,6 +100,9 @@ class EstimatorInput:
     model_influence: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
     influence: np.ndarray | None = field(default=None, repr=False)
     validate: bool = field(default=True, repr=False)
+    pi_coded: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    dm_values: np.ndarray | None = field(default=None, repr=False)
+    q_logged: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.validate:
@@ -112,11 +119,15 @@ class EstimatorInput:
 
     @cached_property
     def q_chosen(self) -> np.ndarray:
+        if self.q_logged is not None:
+            return self.q_logged
         return np.take_along_axis(self._need_q(), self.action[:, None], axis=1)[:, 0]
 
     @cached_property
     def dm_term(self) -> np.ndarray:
         """Model's value of the target distribution per row: sum_a pi(a|x_i) q_hat(x_i, a)."""
+        if self.dm_values is not None:
+            return self.dm_values
         if self.pi is None:
             raise EstimatorInputError("pi is required by DM and DR (the target distribution over all artworks)")
         return np.einsum("ij,ij->i", self.pi, self._need_q())
@@ -135,6 +146,9 @@ class EstimatorInput:
             None if self.accepted is None else self.accepted[s], None if self.group is None else self.group[s],
             None if self.dm_weight is None else self.dm_weight[s], None,
             None if self.influence is None else self.influence[s], validate=False,
+            pi_coded=None if self.pi_coded is None else (self.pi_coded[0][s], self.pi_coded[1]),
+            dm_values=None if self.dm_values is None else self.dm_values[s],
+            q_logged=None if self.q_logged is None else self.q_logged[s],
         )
 
     def chunks(self, size: int = DEFAULT_CHUNK) -> Iterator[EstimatorInput]:
@@ -194,6 +208,14 @@ def _validate(d: EstimatorInput) -> None:
         raise EstimatorInputError(f"group must have shape ({n},)")
     if d.dm_weight is not None and not (arr("dm_weight").shape == (n,) and np.isfinite(d.dm_weight).all()):
         raise EstimatorInputError(f"dm_weight must have shape ({n},) and be finite")
+    if d.pi_coded is not None:
+        codes, rows = d.pi_coded
+        if np.shape(codes) != (n,) or np.ndim(rows) != 2 or not (np.min(rows) >= 0 and rows.sum(axis=1).max() <= 1 + 1e-6):
+            raise EstimatorInputError(f"pi_coded must be ({n},) codes and rows of probabilities summing to at most 1")
+    if d.dm_values is not None and not (arr("dm_values").shape == (n,) and np.isfinite(d.dm_values).all()):
+        raise EstimatorInputError(f"dm_values must have shape ({n},) and be finite")
+    if d.q_logged is not None and not (arr("q_logged").shape == (n,) and d.q_logged.min() >= 0 and d.q_logged.max() <= 1):
+        raise EstimatorInputError(f"q_logged must have shape ({n},) and be in [0, 1]")
 
 
 def _sums(columns: Sequence[np.ndarray], weights: np.ndarray | None) -> np.ndarray:
@@ -658,27 +680,63 @@ ESTIMATORS: dict[str, type[Estimator]] = {
 DEFAULT_ESTIMATORS = ("replay", "ips", "snips", "dm", "dr")
 
 
-def diagnose(data: EstimatorInput) -> tuple[str, ...]:
-    """Warnings shared by the estimators: tiny propensities, unlogged target actions, low ESS."""
-    out: list[str] = []
-    pmin = float(data.propensity.min())
-    if pmin < TINY_PROPENSITY:
-        out.append(f"tiny logged propensities (min {pmin:.2g}): IPS-type estimates have huge variance")
+@dataclass(frozen=True, eq=False)
+class DiagnosisSums:
+    """What ``diagnose`` needs, additive over partitions (``+``; the smallest propensity by min)."""
+
+    n: int
+    pmin: float
+    sw: float
+    sww: float
+    group_mass: np.ndarray | None = None  # (G, K) the policy's mass per group and slot
+    logged: np.ndarray | None = None  # (G, K) rows logged per group and slot
+
+    def __add__(self, other: DiagnosisSums) -> DiagnosisSums:
+        def add(a, b):
+            return None if a is None or b is None else a + b
+
+        return DiagnosisSums(self.n + other.n, min(self.pmin, other.pmin), self.sw + other.sw, self.sww + other.sww,
+                             add(self.group_mass, other.group_mass), add(self.logged, other.logged))
+
+
+def diagnosis_sums(data: EstimatorInput, n_groups: int | None = None) -> DiagnosisSums:
+    """``n_groups``: the number of groups (titles) of the whole log, when ``data`` is one partition of it."""
     w = data.w
-    ess = _ess(float(w.sum()), float((w * w).sum()))
-    if ess < LOW_ESS_SHARE * data.n:
-        out.append(f"effective sample size {ess:.0f} is under {LOW_ESS_SHARE:.0%} of {data.n} rows")
-    if data.pi is not None:
-        groups = np.zeros(data.n, dtype=np.int64) if data.group is None else np.asarray(data.group, np.int64)
+    out = DiagnosisSums(data.n, float(data.propensity.min()), float(w.sum()), float((w * w).sum()))
+    if data.pi is None and data.pi_coded is None:
+        return out
+    groups = np.zeros(data.n, dtype=np.int64) if data.group is None else np.asarray(data.group, np.int64)
+    n_g = n_groups if n_groups is not None else int(groups.max()) + 1
+    if data.pi_coded is not None:
+        codes, rows = data.pi_coded
+        k = rows.shape[1]
+        # Rows per (code, group): the policy's mass per group and slot from the few distinct rows.
+        per = np.bincount(np.asarray(codes, np.int64) * n_g + groups, minlength=rows.shape[0] * n_g)
+        group_mass = per.reshape(rows.shape[0], n_g).T.astype(float) @ rows  # (G, K)
+    else:
         k = data.pi.shape[1]
-        logged = np.bincount(groups * k + data.action, minlength=(groups.max() + 1) * k).reshape(-1, k) > 0
-        unlogged_mass = float(np.sum(data.pi, where=~logged[groups])) / data.n  # no (n, K) float temporary
+        group_mass = np.stack([np.bincount(groups, weights=data.pi[:, a], minlength=n_g) for a in range(k)], axis=1)
+    logged = np.bincount(groups * k + data.action, minlength=n_g * k).reshape(-1, k)
+    return replace(out, group_mass=group_mass, logged=logged)
+
+
+def diagnose(data: EstimatorInput | DiagnosisSums) -> tuple[str, ...]:
+    """Warnings shared by the estimators: tiny propensities, unlogged target actions, low ESS."""
+    d = data if isinstance(data, DiagnosisSums) else diagnosis_sums(data)
+    out: list[str] = []
+    if d.pmin < TINY_PROPENSITY:
+        out.append(f"tiny logged propensities (min {d.pmin:.2g}): IPS-type estimates have huge variance")
+    ess = _ess(d.sw, d.sww)
+    if ess < LOW_ESS_SHARE * d.n:
+        out.append(f"effective sample size {ess:.0f} is under {LOW_ESS_SHARE:.0%} of {d.n} rows")
+    if d.group_mass is not None:
+        unlogged_mass = float(d.group_mass[d.logged == 0].sum()) / d.n
         if unlogged_mass > 1e-9:
             out.append(
                 f"the policy puts {unlogged_mass:.1%} of its mass on artworks never logged for the title: "
                 "IPS/SNIPS/replay cannot see them (biased); DM/DR extrapolate with the reward model"
             )
-        missing = 1.0 - float(data.pi.sum()) / data.n
+        missing = 1.0 - float(d.group_mass.sum()) / d.n
         if missing > 1e-6:
             out.append(f"{missing:.1%} of the policy's mass is on artworks absent from the log (counted as reward 0)")
     return tuple(out)
@@ -810,9 +868,31 @@ def estimate_many(
         if on_progress is not None:
             on_progress(done)
     shared = diagnose(data) if warnings is None else warnings
+    return finish_estimates(estimators, totals, cubics, boots, n=data.n, pmin=float(data.propensity.min()),
+                            shared=shared, level=level, interval=interval)
+
+
+def chunk_sums(estimators: Sequence[Estimator], prepared: Sequence[EstimatorInput], interval: str = "normal",
+               ) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """Each estimator's sums over one chunk or partition (inputs already prepared), with the cubic
+    sums of its skewness basis under the normal interval: what partitions add up."""
+    totals, cubics = [], []
+    for est, d in zip(estimators, prepared, strict=True):
+        totals.append(est.partial(d))
+        basis = est.skew_basis(d) if interval == "normal" else None
+        cubics.append(None if basis is None else _cubic_sums(basis))
+    return totals, cubics
+
+
+def finish_estimates(
+    estimators: Sequence[Estimator], totals: Sequence[np.ndarray], cubics: Sequence[np.ndarray | None],
+    boots: Sequence[np.ndarray | None], *, n: int, pmin: float, shared: tuple[str, ...], level: float, interval: str,
+) -> list[Estimate]:
+    """Estimates and intervals from the combined sums of every row (``estimate_many``'s last step,
+    and a partitioned engine's). ``pmin``: the smallest logged propensity (the EL interval's bound)."""
     # The largest importance weight a target policy can give on these rows: 1 / the smallest logged
     # propensity (the EL interval is much tighter with a finite bound than with infinity).
-    wmax = max(float(1.0 / data.propensity.min()), 1.0 + 1e-6) if interval == "el" else np.inf
+    wmax = max(1.0 / pmin, 1.0 + 1e-6) if interval == "el" else np.inf
     z = NormalDist().inv_cdf(0.5 + level / 2)
     results = []
     for est, total, boot, cubic in zip(estimators, totals, boots, cubics, strict=True):
@@ -834,15 +914,15 @@ def estimate_many(
             skew = _skewness(cubic.cubic(), est.skew_coef(total)) if cubic is not None and np.isfinite(se) else 0.0
             # The skewness of heavy importance-weighted terms is itself a noisy estimate, and
             # Hall's transform then also pulls the near bound in; the correction may only widen.
-            hall = skew_corrected(value, se, skew, data.n, z)
+            hall = skew_corrected(value, se, skew, n, z)
             ci = (min(value - z * se, hall[0]), max(value + z * se, hall[1]))
         if np.isfinite(value) and not ci[1] > ci[0]:
-            ci = _wilson(value, ess if ess > 0 else data.n, z)
+            ci = _wilson(value, ess if ess > 0 else n, z)
             ci = (min(ci[0], value), max(ci[1], value))
         if est.name == "replay" and ess < 30:
             own.append(f"replay accepted only {ess:.0f} rows")
         results.append(Estimate(est.name, float(value), (float(ci[0]), float(ci[1])), float(se), float(ess),
-                                data.n, level, tuple(own)))
+                                n, level, tuple(own)))
     return results
 
 

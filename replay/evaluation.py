@@ -58,14 +58,34 @@ def group_codes(logs: LogArrays, column: str) -> tuple[np.ndarray, list[str]]:
 
 
 def policy_input(logs: LogArrays, out: PolicyOutput, q_hat: np.ndarray | CrossFit | None) -> EstimatorInput:
-    """Per-row inputs of one policy; with a ``CrossFit``, DM also gets the model's weights."""
+    """Per-row inputs of one policy; with a ``CrossFit``, DM also gets the model's weights.
+
+    A fixed policy (``out.coded``) with a feature-free model never builds (n, K) arrays: DM's
+    per-row value is a table over (policy row, candidate set, model row) gathered by one code.
+    """
     fit = q_hat if isinstance(q_hat, CrossFit) else None
-    return EstimatorInput(
-        reward=logs.reward, propensity=logs.propensity, action=logs.action, pi_chosen=out.pi_chosen,
-        pi=out.pi, q_hat=fit.q_hat if fit is not None else q_hat, accepted=out.accepted, group=logs.title,
-        dm_weight=fit.model.dm_weights(logs, out.pi) if fit is not None else None,
-        model_influence=partial(fit.model.dm_weights, logs) if fit is not None else None,
-    )
+    coded = out.coded
+    common = dict(reward=logs.reward, propensity=logs.propensity, action=logs.action, pi_chosen=out.pi_chosen,
+                  accepted=out.accepted, group=logs.title, pi_coded=coded)
+    if fit is None:
+        need_pi = q_hat is not None or coded is None
+        return EstimatorInput(pi=out.pi if need_pi else None, q_hat=q_hat, **common)
+    influence = partial(fit.model.dm_weights, logs)
+    if coded is None or fit.q_table is None:
+        return EstimatorInput(pi=out.pi, q_hat=fit.q_hat, dm_weight=fit.model.dm_weights(logs, out.pi),
+                              model_influence=influence, **common)
+    codes, rows = coded
+    n_m, n_q = logs.combo_mask.shape[0], fit.q_table.shape[0]
+    # value[c, m, g] = sum_a rows[c, a] mask[m, a] q_table[g, a]
+    value = np.einsum("ca,ma,ga->cmg", rows, logs.combo_mask.astype(float), fit.q_table)
+    key = codes.astype(np.int64) * n_m
+    key += logs.combo
+    key *= n_q
+    key += fit.q_code
+    dm_values = np.take(value.reshape(-1), key)
+    del key
+    return EstimatorInput(dm_values=dm_values, q_logged=fit.q_chosen, dm_weight=fit.model.dm_weights(logs, coded),
+                          model_influence=influence, **common)
 
 
 def take(data: EstimatorInput, rows: np.ndarray) -> EstimatorInput:
@@ -74,9 +94,11 @@ def take(data: EstimatorInput, rows: np.ndarray) -> EstimatorInput:
     def pick(a):
         return None if a is None else a[rows]
 
+    coded = None if data.pi_coded is None else (data.pi_coded[0][rows], data.pi_coded[1])
     return EstimatorInput(data.reward[rows], data.propensity[rows], data.action[rows], data.pi_chosen[rows],
                           pick(data.pi), pick(data.q_hat), pick(data.accepted), pick(data.group),
-                          pick(data.dm_weight), None, pick(data.influence), validate=False)
+                          pick(data.dm_weight), None, pick(data.influence), validate=False,
+                          pi_coded=coded, dm_values=pick(data.dm_values), q_logged=pick(data.q_logged))
 
 
 def evaluate_policies(

@@ -457,6 +457,9 @@ class LogArrays:
     combo_title: np.ndarray | None = None  # (C,) int
     contexts: np.ndarray | None = None  # (n,) object: each row's logged context dict (or None), for VW
     combo_slots: tuple[tuple[int, ...], ...] = ()  # per combination: its candidates' slots, in logged order
+    # A per-row key that does not depend on where the row sits (its timestamp's bits): cross-fitting
+    # folds hash it, so a partitioned engine assigns every row the fold the in-memory one does.
+    row_key: np.ndarray | None = None  # (n,) uint64
 
     @property
     def n(self) -> int:
@@ -476,6 +479,7 @@ class LogArrays:
             self.has_segment, self.has_candidates,
             None if self.combo is None else self.combo[rows], self.combo_mask, self.combo_title,
             None if self.contexts is None else self.contexts[rows], self.combo_slots,
+            None if self.row_key is None else self.row_key[rows],
         )
 
 
@@ -551,7 +555,7 @@ def encode_logs(frame: pd.DataFrame) -> LogArrays:
         features=features, feature_names=names, has_segment=has_segment, has_candidates=cand_codes is not None,
         combo=np.asarray(combo_codes, dtype=np.int64), combo_mask=combo_mask, combo_title=combo_title,
         contexts=df["context"].to_numpy(dtype=object) if "context" in df.columns else None,
-        combo_slots=tuple(combo_slots),
+        combo_slots=tuple(combo_slots), row_key=df["timestamp"].to_numpy(dtype=np.float64).view(np.uint64),
     )
 
 
@@ -622,6 +626,25 @@ def _isoformat(value):
     if isinstance(value, pd.Timestamp):
         return value.isoformat()
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def write_partitioned(frame: pd.DataFrame, folder: str | Path) -> list[Path]:
+    """Write a log table as hive-partitioned Parquet, one folder per UTC day of ``timestamp``
+    (``folder/date=YYYY-MM-DD/part-0.parquet``): what ``evaluate --engine dask`` reads. Returns the files."""
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        raise LogSchemaError(str(folder), None, None, "the output folder exists and is not empty")
+    days = pd.to_datetime(frame["timestamp"].to_numpy(dtype=float), unit="s", utc=True).strftime("%Y-%m-%d")
+    files = []
+    for day in sorted(set(days)):
+        path = folder / f"date={day}" / "part-0.parquet"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LogSchemaError(str(folder), None, None, f"cannot write: {exc.strerror or exc}") from None
+        write_logs(frame[np.asarray(days == day)], path, "parquet")
+        files.append(path)
+    return files
 
 
 def write_logs(frame: pd.DataFrame, path: str | Path, fmt: str | None = None) -> None:

@@ -1,7 +1,7 @@
 """Fixed policies (uniform, logged, ab, table) and Thompson sampling, to evaluate offline.
 
 The contract is in ``replay.policy_base``; names map to factories in ``replay.policy_registry``.
-Fixed policies only implement ``probabilities(logs)``. Learning policies (``thompson`` here,
+Fixed policies only implement ``coded(logs)`` (a row of probabilities per title and candidate set). Learning policies (``thompson`` here,
 ``vw`` in ``replay.vw_replay``) replay the log in order and update on the rows they accept
 (Li et al. 2011), and report the distribution they had at each row, which IPS/SNIPS/DR then use.
 """
@@ -30,12 +30,15 @@ class FixedPolicy:
 
     name = "fixed"
 
-    def probabilities(self, logs: LogArrays) -> np.ndarray:  # pragma: no cover - interface
+    def coded(self, logs: LogArrays) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - interface
+        """(codes (n,), rows (C, K)): row i's probabilities are rows[codes[i]]."""
         raise NotImplementedError
 
     def evaluate(self, logs: LogArrays, rng: np.random.Generator) -> PolicyOutput:
-        pi = self.probabilities(logs)
-        return PolicyOutput(pi, np.take_along_axis(pi, logs.action[:, None], axis=1)[:, 0])
+        codes, rows = self.coded(logs)
+        flat = codes.astype(np.int64) * rows.shape[1]
+        flat += logs.action
+        return PolicyOutput(None, np.take(rows.reshape(-1), flat), coded=(codes, rows))
 
 
 def _normalize_rows(pi: np.ndarray) -> np.ndarray:
@@ -49,8 +52,8 @@ class UniformPolicy(FixedPolicy):
 
     name: str = "uniform"
 
-    def probabilities(self, logs: LogArrays) -> np.ndarray:
-        return np.take(_normalize_rows(logs.combo_mask.astype(float)), logs.combo, axis=0)
+    def coded(self, logs: LogArrays) -> tuple[np.ndarray, np.ndarray]:
+        return logs.combo, _normalize_rows(logs.combo_mask.astype(float))
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,8 @@ class LoggedPolicy:
     name: str = "logged"
 
     def evaluate(self, logs: LogArrays, rng: np.random.Generator) -> PolicyOutput:
-        pi = np.zeros((logs.n, logs.k))
-        pi[np.arange(logs.n), logs.action] = 1.0
-        return PolicyOutput(pi, logs.propensity.copy(), accepted=np.ones(logs.n, dtype=bool))
+        return PolicyOutput(None, logs.propensity.copy(), accepted=np.ones(logs.n, dtype=bool),
+                            coded=(logs.action, np.eye(logs.k)))
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ class TablePolicy(FixedPolicy):
     table: dict[str, dict[str, float]] = field(default_factory=dict)
     name: str = "table"
 
-    def probabilities(self, logs: LogArrays) -> np.ndarray:
+    def coded(self, logs: LogArrays) -> tuple[np.ndarray, np.ndarray]:
         missing = [t for t in logs.titles if t not in self.table]
         if missing:
             raise PolicyError(f"policy {self.name}: no probabilities for title {missing[0]!r} ({len(missing)} titles missing)")
@@ -88,7 +90,7 @@ class TablePolicy(FixedPolicy):
         if logs.has_candidates:
             # The row's candidates are what could be shown: renormalize over them.
             per_combo = _normalize_rows(per_combo * logs.combo_mask)
-        return np.take(per_combo, logs.combo, axis=0)  # one (n, K) array, gathered from a row per title x candidate set
+        return logs.combo, per_combo  # a row per title x candidate set
 
 
 def read_policy_table(path: str | Path) -> dict[str, dict[str, float]]:
@@ -145,7 +147,7 @@ class ABPolicy(FixedPolicy):
         artworks, weights, salt = self.splits[title]
         return ABSplit(artworks, weights, salt)
 
-    def probabilities(self, logs: LogArrays) -> np.ndarray:
+    def coded(self, logs: LogArrays) -> tuple[np.ndarray, np.ndarray]:
         n_prof = len(logs.profiles)
         pair = logs.title.astype(np.int64) * n_prof + logs.profile
         uniq, inverse = np.unique(pair, return_inverse=True)
@@ -158,9 +160,7 @@ class ABPolicy(FixedPolicy):
                 raise PolicyError(f"policy {self.name}: title {logs.titles[t]!r}'s split assigns {arm!r}, "
                                   "which is not among the logs' artworks for the title")
             slot[j] = logs.arms[t].index(arm)
-        pi = np.zeros((logs.n, logs.k))
-        pi[np.arange(logs.n), slot[inverse]] = 1.0
-        return pi
+        return slot[inverse], np.eye(logs.k)  # one-hot: row i is the slot its profile is assigned
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ never each other.
 A policy's contract: given the logs (rows in time order), the probability it gives each
 candidate artwork in each row. ``Policy.evaluate(logs, rng)`` returns a ``PolicyOutput``:
 
-- ``pi`` (n, K): probability of each artwork slot of the row's title (see ``LogArrays``);
+- ``pi`` (n, K): probability of each artwork slot of the row's title (see ``LogArrays``); fixed
+  policies give it as ``coded = (codes, rows)``, ``pi[i] = rows[codes[i]]`` (one row per title and
+  candidate set), so estimators work on the few distinct rows and ``pi`` is built only if asked for;
 - ``pi_chosen`` (n,): probability of the artwork that was actually logged;
 - ``accepted`` (n,) or None: for learning policies, the rows replay accepted and learned from.
 """
@@ -15,6 +17,7 @@ candidate artwork in each row. ``Policy.evaluate(logs, rng)`` returns a ``Policy
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -30,12 +33,21 @@ class PolicyError(ReplayError):
     """A policy cannot be built or applied; the message says which and why."""
 
 
-@dataclass(frozen=True, eq=False)
 class PolicyOutput:
-    pi: np.ndarray
-    pi_chosen: np.ndarray
-    accepted: np.ndarray | None = None
-    warnings: tuple[str, ...] = ()
+    """A policy's probabilities on every row: ``pi`` dense, or ``coded`` (codes, rows) with pi = rows[codes]."""
+
+    def __init__(self, pi: np.ndarray | None, pi_chosen: np.ndarray, accepted: np.ndarray | None = None,
+                 warnings: tuple[str, ...] = (), coded: tuple[np.ndarray, np.ndarray] | None = None):
+        if pi is None and coded is None:
+            raise ValueError("PolicyOutput needs pi or coded")
+        if pi is not None:
+            self.__dict__["pi"] = pi
+        self.pi_chosen, self.accepted, self.warnings, self.coded = pi_chosen, accepted, warnings, coded
+
+    @cached_property
+    def pi(self) -> np.ndarray:
+        codes, rows = self.coded
+        return np.take(rows, codes, axis=0)
 
 
 class Policy(Protocol):

@@ -27,6 +27,7 @@ held-out fit that the poor-model warning uses.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -68,27 +69,66 @@ class RewardModel:
         q *= logs.mask[rows]  # in place: q is a fresh gather, and a second (n, K) copy is the peak
         return q
 
-    def dm_weights(self, logs: LogArrays, pi: np.ndarray) -> np.ndarray:
+    def mass_sums(self, logs: LogArrays, pi: np.ndarray | tuple[np.ndarray, np.ndarray]
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+        """n M[t, a, g] (the target's summed mass on each cell) and, with features, sum_i pi_ia z_i:
+        additive over partitions of the rows. ``pi`` as in ``dm_weights``."""
+        n = logs.n
+        t_n, k, s_n = self.cell.shape
+        features = self.coef is not None and logs.features is not None
+        z = self.z(logs) if features else None
+        pz = None
+        # Summed by bincount over integer cell codes (no (n, K) temporaries beyond what the caller passed).
+        if isinstance(pi, tuple):
+            codes, rows = pi
+            # Rows counted per (code, title x candidate set, segment): the target's mass on a cell is
+            # then a product of small tables (mask: the candidate set's slots).
+            n_m = logs.combo_mask.shape[0]
+            key = codes.astype(np.int64) * n_m
+            key += logs.combo
+            cs = np.bincount(key * s_n + logs.segment, minlength=rows.shape[0] * n_m * s_n)
+            cs = cs.reshape(rows.shape[0], n_m, s_n).astype(float)
+            on = rows[:, None, :] * logs.combo_mask[None, :, :]  # (C, M, K)
+            per_combo = np.einsum("cmg,cma->mag", cs, on)
+            mass = np.zeros((t_n, k, s_n))
+            np.add.at(mass, logs.combo_title, per_combo)
+            if features:
+                zs = np.stack([np.bincount(key, weights=z[:, j], minlength=rows.shape[0] * n_m)
+                               for j in range(z.shape[1])], axis=-1).reshape(rows.shape[0], n_m, -1)
+                pz = np.einsum("cmd,cma->ad", zs, on)
+        elif pi.ndim == 1:
+            h = pi * logs.mask[np.arange(n), logs.action]
+            cell_idx = (logs.title.astype(np.int64) * k + logs.action) * s_n + logs.segment
+            mass = np.bincount(cell_idx, weights=h, minlength=t_n * k * s_n).reshape(t_n, k, s_n)
+            if features:
+                pz = np.stack([np.bincount(logs.action, weights=h * z[:, j], minlength=k) for j in range(z.shape[1])],
+                              axis=-1)
+        else:
+            tg = logs.title.astype(np.int64) * s_n + logs.segment
+            mass = np.stack([np.bincount(tg, weights=np.where(logs.mask[:, a], pi[:, a], 0.0), minlength=t_n * s_n)
+                             for a in range(k)], axis=-1).reshape(t_n, s_n, k).transpose(0, 2, 1)
+            if features:
+                pz = np.where(logs.mask, pi, 0.0).T @ z
+        return mass, pz
+
+    def dm_weights(self, logs: LogArrays, pi: np.ndarray | tuple[np.ndarray, np.ndarray] | None,
+                   sums: tuple[np.ndarray, np.ndarray | None] | None = None, n: int | None = None) -> np.ndarray:
         """n * dDM/dr_j for every row j of ``logs`` (the rows the model was fitted on).
 
         DM = (1/n) sum_i sum_a pi[i, a] q(x_i, a). A row's weight is the target's mass on its
         cell divided by the cell's (shrunk) count, plus its share through the parent means and
-        the slope: the model-based analogue of an importance weight. ``pi`` is (n, K), or (n,):
-        mass on each row's logged artwork only (what DR's correction needs, without an (n, K) one-hot).
+        the slope: the model-based analogue of an importance weight. ``pi`` is (n, K); or (n,):
+        mass on each row's logged artwork only (what DR's correction needs, without an (n, K) one-hot);
+        or coded, (codes, rows) with pi[i] = rows[codes[i]] (``PolicyOutput.coded``).
+        When ``logs`` is one partition of the log: ``sums``, the whole log's ``mass_sums``, and its rows ``n``.
         """
-        n, s = logs.n, self.strength
+        if sums is None:
+            sums, n = self.mass_sums(logs, pi), logs.n
+        mass, pz = sums[0] / n, sums[1]
         t_n, k, s_n = self.cell.shape
-        logged = pi.ndim == 1
-        # M[t, a, g]: the target's mass on each cell, summed by bincount over integer cell codes
-        # (no (n, K) temporaries beyond what the caller passed).
-        if logged:
-            h = pi * logs.mask[np.arange(n), logs.action]
-            cell_idx = (logs.title.astype(np.int64) * k + logs.action) * s_n + logs.segment
-            mass = np.bincount(cell_idx, weights=h, minlength=t_n * k * s_n).reshape(t_n, k, s_n) / n
-        else:
-            tg = logs.title.astype(np.int64) * s_n + logs.segment
-            mass = np.stack([np.bincount(tg, weights=np.where(logs.mask[:, a], pi[:, a], 0.0), minlength=t_n * s_n)
-                             for a in range(k)], axis=-1).reshape(t_n, s_n, k).transpose(0, 2, 1) / n
+        features = self.coef is not None and logs.features is not None
+        z = self.z(logs) if features else None
+        s = self.strength
         n_c = self.count
         n_ta = n_c.sum(axis=2)
         a_c = mass / (n_c + s)
@@ -106,14 +146,8 @@ class RewardModel:
         grad += parent
         del parent
         grad += c_all
-        if self.coef is not None and logs.features is not None:
-            z = self.z(logs)
+        if features:
             # dDM/dbeta_a = (1/n) sum_i pi_ia z_i - sum_c M_c zbar_c; dbeta_a/dr_j = H_a^-1 z~_j.
-            if logged:
-                pz = np.stack([np.bincount(logs.action, weights=h * z[:, j], minlength=k) for j in range(z.shape[1])],
-                              axis=-1)
-            else:
-                pz = np.where(logs.mask, pi, 0.0).T @ z
             g = pz / n - np.einsum("tag,tagd->ad", mass, self.cell_z)
             zt = z - self.cell_z[logs.title, logs.action, logs.segment]
             hg = np.einsum("adk,ak->ad", self.hessian_inv, g)
@@ -137,6 +171,63 @@ def _shrunk_means(idx: np.ndarray, values: np.ndarray, v: np.ndarray, shape: tup
     title_art = (r_ta + strength * overall) / (n_ta + strength)[..., None]
     cell = (sums + strength * title_art[:, :, None, :]) / (count + strength)[..., None]
     return cell if values.ndim == 2 else cell[..., 0]
+
+
+@dataclass(frozen=True, eq=False)
+class CellSums:
+    """Sufficient statistics of the feature-free model per (fold, cell): additive over rows, so
+    partitions (or chunks) of a log combine by adding them, and fold f's model is fitted from the
+    other folds' sums. Cells are (title, artwork slot, segment) flattened; ``shape`` unflattens them."""
+
+    shape: tuple[int, int, int]
+    rows: np.ndarray  # (F, C) rows
+    inv: np.ndarray  # (F, C) sum of 1 / propensity
+    inv_r: np.ndarray  # (F, C) sum of reward / propensity
+    reward: np.ndarray  # (F,) sum of rewards
+
+    @staticmethod
+    def of(logs: LogArrays, fold: np.ndarray, folds: int) -> CellSums:
+        shape = (len(logs.titles), logs.k, len(logs.segments))
+        size = int(np.prod(shape))
+        key = logs.title.astype(np.int64)
+        key *= shape[1]
+        key += logs.action
+        key *= shape[2]
+        key += logs.segment
+        key += fold * size
+        inv = 1.0 / logs.propensity
+        rows = np.bincount(key, minlength=folds * size).reshape(folds, size).astype(float)
+        s_inv = np.bincount(key, weights=inv, minlength=folds * size).reshape(folds, size)
+        inv *= logs.reward
+        s_inv_r = np.bincount(key, weights=inv, minlength=folds * size).reshape(folds, size)
+        return CellSums(shape, rows, s_inv, s_inv_r, np.bincount(fold, weights=logs.reward, minlength=folds))
+
+    def __add__(self, other: CellSums) -> CellSums:
+        return CellSums(self.shape, self.rows + other.rows, self.inv + other.inv, self.inv_r + other.inv_r,
+                        self.reward + other.reward)
+
+    def model(self, folds: np.ndarray | slice = slice(None), strength: float = 20.0) -> RewardModel:
+        """The model fitted on the rows of ``folds`` (what ``fit_reward_model`` gives on those rows)."""
+        n_rows = float(self.rows[folds].sum())
+        if n_rows == 0:
+            raise RewardModelError("rows must select at least one row")
+        s_inv, s_inv_r = self.inv[folds].sum(axis=0), self.inv_r[folds].sum(axis=0)
+        scale_w = n_rows / float(s_inv.sum())
+        count = (s_inv * scale_w).reshape(self.shape)
+        sums = (s_inv_r * scale_w).reshape(self.shape)
+        overall = float(s_inv_r.sum()) / float(s_inv.sum())
+        n_ta, r_ta = count.sum(axis=2), sums.sum(axis=2)
+        title_art = (r_ta + strength * overall) / (n_ta + strength)
+        cell = (sums + strength * title_art[:, :, None]) / (count + strength)
+        return RewardModel(cell, count, strength, float(count.sum()), scale_w)
+
+    def collapsed(self) -> CellSums:
+        """The same sums as one fold."""
+        return CellSums(self.shape, self.rows.sum(axis=0, keepdims=True), self.inv.sum(axis=0, keepdims=True),
+                        self.inv_r.sum(axis=0, keepdims=True), self.reward.sum(keepdims=True))
+
+    def mean_reward(self, folds: np.ndarray | slice) -> float:
+        return float(self.reward[folds].sum() / self.rows[folds].sum())
 
 
 def fit_reward_model(logs: LogArrays, strength: float = 20.0, ridge: float = 10.0,
@@ -182,47 +273,118 @@ def fit_reward_model(logs: LogArrays, strength: float = 20.0, ridge: float = 10.
 
 @dataclass(frozen=True, eq=False)
 class CrossFit:
-    """Held-out predictions of every row (``q_hat``), the model on all rows, and the held-out fit."""
+    """Held-out predictions of every row, the model on all rows, and the held-out fit.
 
-    q_hat: np.ndarray  # (n, K): row i predicted by the model fitted without i's fold
+    Without context features a row's prediction depends only on its (fold, title, segment): row i
+    is ``q_table[q_code[i]]`` (masked to its candidates), so DM and DR work on that small table
+    and ``q_hat`` (n, K) is built only when asked for. With features, ``dense`` holds it.
+    """
+
     model: RewardModel  # fitted on every row (for DM's weights)
     folds: int
     mse: float  # held-out mean squared error of q_hat on the logged artwork
     baseline_mse: float  # the same for the held-out mean reward (a constant model)
+    mask: np.ndarray  # (n, K) candidates per row
+    action: np.ndarray  # (n,) logged slot per row
+    q_table: np.ndarray | None = None  # (F * T * S, K)
+    q_code: np.ndarray | None = None  # (n,) row of q_table per row
+    dense: np.ndarray | None = None  # (n, K) with features
+
+    @cached_property
+    def q_hat(self) -> np.ndarray:
+        """(n, K): row i predicted by the model fitted without i's fold."""
+        if self.dense is not None:
+            return self.dense
+        q = np.take(self.q_table, self.q_code, axis=0)
+        q *= self.mask
+        return q
+
+    @cached_property
+    def q_chosen(self) -> np.ndarray:
+        """(n,) held-out prediction at each row's logged artwork."""
+        return _chosen(self.action, self.q_table, self.q_code, self.dense)
+
+
+def _chosen(action: np.ndarray, table: np.ndarray | None, code: np.ndarray | None, dense: np.ndarray | None) -> np.ndarray:
+    if dense is not None:
+        return dense[np.arange(dense.shape[0]), action]
+    flat = code * table.shape[1]
+    flat += action
+    return np.take(table.reshape(-1), flat)
+
+
+def assign_folds(logs: LogArrays, rng: np.random.Generator, folds: int) -> np.ndarray:
+    """Each row's fold: a hash of its ``row_key`` (its timestamp; else its position) salted by one draw
+    from ``rng``. A function of the row alone, so partitions of a log get the folds the whole log gets."""
+    key = logs.row_key if logs.row_key is not None else np.arange(logs.n, dtype=np.uint64)
+    return fold_of(key, int(rng.integers(2**63)), folds)
+
+
+def single_fold(rows_per_fold: np.ndarray) -> bool:
+    """Every row hashed into one fold (a tiny log): no fold has rows to fit on without it, so the
+    model is fitted in sample (folds=1). Decided from the fold counts, which partitions add up."""
+    return int(np.count_nonzero(rows_per_fold)) <= 1
+
+
+def fold_of(key: np.ndarray, salt: int, folds: int) -> np.ndarray:
+    """splitmix64 of key ^ salt, modulo ``folds`` (int64)."""
+    z = np.asarray(key, dtype=np.uint64) ^ np.uint64(salt)
+    z += np.uint64(0x9E3779B97F4A7C15)
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return (z % np.uint64(folds)).astype(np.int64)
 
 
 def cross_fit(logs: LogArrays, rng: np.random.Generator, folds: int = DEFAULT_FOLDS, **kwargs) -> CrossFit:
-    """K-fold cross-fitted q_hat (rows assigned to folds at random); ``folds=1`` fits in sample."""
+    """K-fold cross-fitted q_hat (rows assigned to folds by ``assign_folds``); ``folds=1`` fits in sample."""
     if folds < 1 or int(folds) != folds:
         raise RewardModelError(f"folds must be a positive integer, got {folds!r}")
     folds = min(int(folds), logs.n)
-    model = fit_reward_model(logs, **kwargs)
-    if folds == 1:
-        q = model.predict(logs)
-        base = np.full(logs.n, logs.reward.mean())
+    fold = np.zeros(logs.n, dtype=np.int64) if folds == 1 else assign_folds(logs, rng, folds)
+    if folds > 1 and single_fold(np.bincount(fold, minlength=folds)):
+        folds, fold = 1, np.zeros(logs.n, dtype=np.int64)
+    features = logs.features is not None and logs.features.shape[1] > 0
+    if not features:
+        # Every fold's model from the (fold, cell) sums: one pass over the rows, not one per fold.
+        strength = kwargs.get("strength", 20.0)
+        if not strength > 0:
+            raise RewardModelError(f"strength must be > 0, got {strength!r}")
+        sums = CellSums.of(logs, fold, folds)
+        model = sums.model(strength=strength)
+        others = [np.flatnonzero(np.arange(folds) != f) if folds > 1 else slice(None) for f in range(folds)]
+        models = [sums.model(o, strength) for o in others] if folds > 1 else [model]
+        means = np.array([sums.mean_reward(o) for o in others])
+    elif folds == 1:
+        model = fit_reward_model(logs, **kwargs)
+        models, means = [model], np.array([logs.reward.mean()])
     else:
-        fold = rng.permutation(np.arange(logs.n) % folds)
+        model = fit_reward_model(logs, **kwargs)
         models, means = [], np.empty(folds)
         for f in range(folds):
             keep = np.flatnonzero(fold != f)
             models.append(fit_reward_model(logs, rows=keep, **kwargs))
             means[f] = logs.reward[keep].mean()
         del keep
-        # Every row from its own fold's model in one gather (as ``predict`` computes it), not a
-        # scatter of per-fold predictions into a zeroed (n, K) array.
-        table = np.stack([m.cell.transpose(0, 2, 1) for m in models])  # (F, T, S, K)
-        code = fold * table.shape[1] + logs.title
-        code *= table.shape[2]
-        code += logs.segment
-        q = np.take(table.reshape(-1, logs.k), code, axis=0)
-        del code
-        if model.coef is not None and logs.features is not None:
-            for f, m in enumerate(models):
-                out = np.flatnonzero(fold == f)
-                q[out] += m.z(logs, out) @ m.coef.T
+    # Every row from its own fold's model: one (fold, title, segment) code into the folds' cell tables.
+    table = np.stack([m.cell.transpose(0, 2, 1) for m in models])  # (F, T, S, K)
+    code = fold * table.shape[1] + logs.title
+    code *= table.shape[2]
+    code += logs.segment
+    table = table.reshape(-1, logs.k)
+    if features:
+        q = np.take(table, code, axis=0)
+        for f, m in enumerate(models):
+            out = np.flatnonzero(fold == f) if folds > 1 else slice(None)
+            q[out] += m.z(logs, out) @ m.coef.T
         np.clip(q, 0.0, 1.0, out=q)
         q *= logs.mask
-        base = means[fold]
-    chosen = q[np.arange(logs.n), logs.action]
+        q_table, code = None, None
+    else:
+        q, q_table = None, np.clip(table, 0.0, 1.0)
+    chosen = _chosen(logs.action, q_table, code, q)
     mse = float(np.mean((logs.reward - chosen) ** 2))
-    return CrossFit(q, model, folds, mse, float(np.mean((logs.reward - base) ** 2)))
+    base = float(np.mean((logs.reward - means[fold]) ** 2))
+    return CrossFit(model, folds, mse, base, logs.mask, logs.action, q_table, code, q)

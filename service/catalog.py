@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
-from bandit.thompson import SEGMENTS
+from bandit.segments import SEGMENTS
 from service.errors import InvalidInput
 from service.ids import check_id
 from service.inputs import number

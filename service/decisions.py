@@ -23,7 +23,8 @@ from typing import NamedTuple
 import numpy as np
 
 from bandit.ab_assignment import ABSplit, assign
-from bandit.thompson import SEGMENTS, ActionSampler, ThompsonSampling
+from bandit.segments import SEGMENTS
+from bandit.thompson import ActionSampler, ThompsonSampling
 from service.catalog import Profile, Title, load_catalog_file
 from service.config import Settings
 from service.errors import UnknownTitle

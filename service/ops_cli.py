@@ -17,13 +17,11 @@ import time
 from collections.abc import Sequence
 from typing import NoReturn, TextIO
 
-from bandit.thompson import ThompsonSampling
 from service.catalog import POLICIES, Title, load_catalog_file, parse_title
 from service.config import ConfigError, Settings, load_settings
 from service.errors import ServiceError
 from service.keys import Keys
 from service.redis_conn import STORE_ERRORS, connect
-from service.stats import title_stats
 from service.store import RedisStore
 
 # A command line can wait longer for Redis than a request on the decision path.
@@ -134,6 +132,10 @@ class OpsCommands:
         ids = [t.id for t in titles]
         counts = self.store.read_counts(ids)
         recent = self.store.recent_traffic(ids, self.settings.recent_traffic_minutes, time.time())
+        # scipy (Thompson's quadrature, the guardrail's test) only for this command, not for --help
+        from bandit.thompson import ThompsonSampling
+        from service.stats import title_stats
+
         ts = ThompsonSampling(segment_strength=self.settings.ts_segment_strength, uniform_mix=self.settings.ts_uniform_mix)
         stats = [title_stats(ts, t, counts[t.id], recent[t.id]) for t in titles]
         print(json.dumps({"titles": stats}, indent=1) if as_json else format_table(stats), file=self.out)

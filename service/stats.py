@@ -7,7 +7,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from bandit.guardrail import clickbait_check
-from bandit.thompson import SEGMENTS, ThompsonSampling, expected_max, ts_propensities
+from bandit.segments import SEGMENTS
+from bandit.thompson import ThompsonSampling, expected_max, ts_propensities
 from service.catalog import Title
 from service.store import ArmCounts
 

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import redis
 
 from bandit.decay import REBASE_HALF_LIVES, decayed
-from bandit.thompson import SEGMENTS
+from bandit.segments import SEGMENTS
 from service.catalog import Profile, Title, profile_from_json, title_from_json, with_salt
 from service.keys import Keys
 

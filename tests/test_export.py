@@ -124,3 +124,22 @@ def test_frame_is_sorted_by_time():
     entries = [{"type": "decision", "record": json.dumps({"event_id": f"e{i}", "timestamp": float(t), "profile": "p", "title": "t", "artwork": "a", "propensity": 1.0, "policy": "fixed", "candidates": ["a"], "context": {}, "segment": "new"})} for i, t in enumerate([5, 1, 3])]
     frame = join_records(entries, now=100.0, window_s=1).frame()
     assert list(frame["timestamp"]) == [1, 3, 5] and isinstance(frame, pd.DataFrame)
+
+
+def test_export_partitioned_by_date_is_what_the_dask_engine_reads(app, redis_url, key_prefix, tmp_path, capsys):
+    from replay.partitioned import list_partitions
+
+    client = app.test_client()
+    served = _decide(client, 12, 0)
+    out = tmp_path / "days"
+    code = main(["export", "--redis", redis_url, "--prefix", key_prefix, "--out", str(out), "--window", "0.001",
+                 "--partition-by", "date", *CLUSTER_ARGS])
+    assert code == 0
+    assert "date folders" in capsys.readouterr().err
+    files = list_partitions(out)
+    assert files and all(f.parent.name.startswith("date=20") for f in files)
+    assert sorted(e for f in files for e in load_logs(f)["event_id"]) == sorted(d["event_id"] for d in served)
+    # An existing, non-empty folder is not overwritten.
+    assert main(["export", "--redis", redis_url, "--prefix", key_prefix, "--out", str(out), "--window", "0.001",
+                 "--partition-by", "date", *CLUSTER_ARGS]) == 1
+    assert "not empty" in capsys.readouterr().err

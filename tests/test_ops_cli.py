@@ -175,3 +175,12 @@ def test_export_catalog_lets_replay_reproduce_the_secret_ab_split(web, tmp_path)
 
     assert arms_by(exported) == served_arms
     assert arms_by(guessed) != served_arms
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["stats", "--help"]])
+def test_ops_help_imports_no_pandas_or_scipy(argv):
+    code = ("import sys\nfrom service.ops_cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    print(sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'scipy', 'matplotlib'}), e.code,"
+            " file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.stderr.strip().splitlines()[-1] == "[] 0", done.stderr

@@ -155,7 +155,7 @@ HEAVY = ("pandas", "scipy", "matplotlib")
 
 @pytest.mark.parametrize("argv", [
     ["--help"], ["evaluate", "--help"], ["check", "--help"], ["simulate", "--help"], ["export", "--help"],
-    ["compare", "--help"], ["train-vw", "--help"], ["evaluate"], ["evaluate", "x.parquet", "--nope"], ["bogus"],
+    ["compare", "--help"], ["train-vw", "--help"], ["abtest", "--help"], ["evaluate"], ["evaluate", "x.parquet", "--nope"], ["bogus"],
 ])
 def test_help_and_usage_errors_import_no_pandas_scipy_or_matplotlib(argv):
     code = ("import sys\nfrom replay.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
@@ -169,10 +169,11 @@ def test_help_and_usage_errors_import_no_pandas_scipy_or_matplotlib(argv):
 
 
 def test_names_spelled_in_light_modules_match_their_sources():
-    from replay.commands import _common, compare, compare_product, evaluate
+    from replay.commands import _common, abtest, compare, compare_product, evaluate
     from replay.estimators import DEFAULT_ESTIMATORS, ESTIMATORS, INTERVALS
     from replay.logs import FORMATS
     from replay.reward_model import DEFAULT_FOLDS
+    from replay.sequential import DEFAULT_TAU
     from replay.simulation.comparison import SHIP_RULES
     from replay.simulation.environments import PRODUCT_SCENARIOS, SCENARIOS
 
@@ -180,5 +181,6 @@ def test_names_spelled_in_light_modules_match_their_sources():
     assert (DEFAULT_ESTIMATORS, INTERVALS, DEFAULT_FOLDS) == (
         evaluate.DEFAULT_ESTIMATORS, evaluate.INTERVALS, evaluate.DEFAULT_FOLDS)
     assert _common.FORMATS == FORMATS
+    assert abtest.DEFAULT_TAU == DEFAULT_TAU
     assert (tuple(SCENARIOS), SHIP_RULES) == (compare.SCENARIOS, compare.SHIP_RULES)
     assert tuple(PRODUCT_SCENARIOS) == compare_product.PRODUCT_SCENARIOS

@@ -49,3 +49,69 @@ def test_bad_arguments_name_themselves():
         fit_reward_model(draw.logs, strength=0)
     with pytest.raises(RewardModelError, match="folds"):
         cross_fit(draw.logs, np.random.default_rng(0), folds=0)
+
+
+def _segmented_logs(n: int, seed: int, subsets: bool = False):
+    """Uniform logs; with ``subsets``, every third row lists one candidate fewer (not the logged one)."""
+    from replay.logs import encode_logs, validate_logs
+    from replay.simulation import segmented_titles, simulate_logs
+
+    env = segmented_titles(np.random.default_rng(100), n_titles=3, n_artworks=4)
+    frame = simulate_logs(env, np.random.default_rng(seed), n, "uniform")
+    if subsets:
+        frame["candidates"] = [
+            [c for c in cands if c == art or c != cands[0]][:3] if i % 3 == 0 else list(cands)
+            for i, (cands, art) in enumerate(zip(frame["candidates"], frame["artwork"], strict=True))
+        ]
+    return env, encode_logs(validate_logs(frame))
+
+
+def test_cell_sums_fit_every_fold_like_the_rows_do():
+    """The (fold, cell) sums give each fold's model exactly as fitting its rows does."""
+    from replay.reward_model import CellSums
+
+    _, logs = _segmented_logs(3_000, 5)
+    fold = np.random.default_rng(6).permutation(np.arange(logs.n) % 3)
+    sums = CellSums.of(logs, fold, 3)
+    for f in range(3):
+        keep = np.flatnonzero(fold != f)
+        direct = fit_reward_model(logs, rows=keep)
+        from_sums = sums.model(np.flatnonzero(np.arange(3) != f))
+        np.testing.assert_allclose(from_sums.cell, direct.cell, rtol=1e-12)
+        np.testing.assert_allclose(from_sums.count, direct.count, rtol=1e-12)
+        assert from_sums.weight_scale == pytest.approx(direct.weight_scale, rel=1e-12)
+    halves = CellSums.of(replace(logs, **{k: getattr(logs, k)[:1000] for k in ("title", "action", "segment",
+                                                                              "propensity", "reward")}), fold[:1000], 3)
+    rest = CellSums.of(replace(logs, **{k: getattr(logs, k)[1000:] for k in ("title", "action", "segment",
+                                                                            "propensity", "reward")}), fold[1000:], 3)
+    np.testing.assert_allclose((halves + rest).model().cell, sums.model().cell, rtol=1e-12)
+
+
+@pytest.mark.parametrize("policy", ["table", "uniform", "logged", "ab"])
+def test_coded_policies_estimate_exactly_as_dense_ones(policy):
+    """Fixed policies go through small tables (no (n, K) arrays): same estimates as the dense path."""
+    from replay.estimators import ESTIMATORS, estimate_many
+    from replay.evaluation import policy_input
+    from replay.policies import ABPolicy, LoggedPolicy, TablePolicy, UniformPolicy
+    from replay.policy_base import PolicyOutput
+
+    env, logs = _segmented_logs(4_000, 7, subsets=True)
+    assert len(logs.combo_mask) > len(logs.titles)  # several candidate sets per title
+    target = np.random.default_rng(8).dirichlet(np.ones(4), size=3)
+    pol = {"table": TablePolicy(env.table(target)), "uniform": UniformPolicy(), "logged": LoggedPolicy(),
+           "ab": ABPolicy()}[policy]
+    out = pol.evaluate(logs, np.random.default_rng(0))
+    assert out.coded is not None
+    dense = PolicyOutput(out.pi, out.pi_chosen, out.accepted)
+    fit = cross_fit(logs, np.random.default_rng(9), folds=3)
+    names = ["ips", "snips", "dm", "dr", "sndr", "switchdr", "dros"]
+    got = {}
+    for label, o in (("coded", out), ("dense", dense)):
+        data = policy_input(logs, o, fit)
+        ests = [ESTIMATORS[n]() for n in names]
+        got[label] = estimate_many(ests, data)
+    assert got["coded"][0].n == logs.n
+    for a, b in zip(got["coded"], got["dense"], strict=True):
+        assert a.value == pytest.approx(b.value, rel=1e-12), a.estimator
+        assert a.ci == pytest.approx(b.ci, rel=1e-12), a.estimator
+        assert a.warnings == b.warnings

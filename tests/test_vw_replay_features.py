@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bandit.thompson import SEGMENTS
+from bandit.segments import SEGMENTS
 from bandit.vw_features import decision_context, logged_example, to_example
 from replay.commands.train_vw import _decisions
 from replay.logs import encode_logs, load_logs, write_logs

@@ -14,9 +14,60 @@ if TYPE_CHECKING:
 FORMATS = ("jsonl", "csv", "parquet", "dsjson")
 
 
+# Partitioned input at least this big runs on the Dask engine when --engine is auto.
+AUTO_DASK_BYTES = 256 * 2**20
+ENGINES = ("auto", "pandas", "dask")
+
+
 def add_logs_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("logs", metavar="LOGS", help="logged impressions (.jsonl, .csv or .parquet)")
     parser.add_argument("--format", choices=FORMATS, help="log format (default: from the file name)")
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", choices=ENGINES, default="auto",
+                        help="pandas: load the log in memory; dask: per-partition sums on a Dask cluster, for a folder "
+                             "or glob of Parquet files (hive folders such as date=2026-11-20/); auto (default): dask "
+                             f"for partitioned input of {AUTO_DASK_BYTES >> 20} MB or more, else pandas")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="with --engine dask: a running Dask scheduler (tcp://host:8786); default: a local "
+                             "cluster, one worker per core")
+
+
+def choose_engine(args: argparse.Namespace) -> tuple[str, list | None, str]:
+    """("pandas" or "dask", the partition files or None for one file, the line saying which: the
+    command prints it on stderr once it succeeded, so an error stays one line)."""
+    from pathlib import Path
+
+    from replay.partitioned import PartitionError, list_partitions
+
+    spec = args.logs
+    single = Path(spec).is_file()
+    try:
+        paths = None if single else list_partitions(spec)
+    except PartitionError as exc:
+        raise CliError(str(exc)) from None
+    size = sum(p.stat().st_size for p in paths) if paths else Path(spec).stat().st_size
+    engine = args.engine
+    if engine == "auto":
+        engine = "dask" if paths and size >= AUTO_DASK_BYTES else "pandas"
+    if engine == "dask" and paths is None:
+        paths = [Path(spec)]
+    files = f"{len(paths)} files, " if paths else ""
+    return engine, paths, f"engine: {engine} ({files}{size / 2**20:.0f} MB)"
+
+
+def load_many(paths: list, args: argparse.Namespace) -> LogArrays:
+    """Several log files as one (the pandas engine on partitioned input)."""
+    import pandas as pd
+
+    from replay.logs import LogSchemaError, encode_logs, load_logs
+
+    try:
+        return encode_logs(pd.concat([load_logs(p, args.format, keep_event_id=False) for p in paths],
+                                     ignore_index=True))
+    except LogSchemaError as exc:
+        raise CliError(str(exc)) from None
 
 
 def load(args: argparse.Namespace, *, validate_event_ids: bool = False) -> LogArrays:

@@ -7,7 +7,16 @@ import json
 import sys
 
 from replay.cli import CliError
-from replay.commands._common import add_logs_argument, load, non_negative_int, positive_int, probability
+from replay.commands._common import (
+    add_engine_arguments,
+    add_logs_argument,
+    choose_engine,
+    load,
+    load_many,
+    non_negative_int,
+    positive_int,
+    probability,
+)
 from replay.policy_base import PolicyError, PolicyOptions
 from replay.policy_registry import POLICIES, make_policy
 
@@ -21,6 +30,7 @@ DEFAULT_FOLDS = 5
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_logs_argument(parser)
+    add_engine_arguments(parser)
     parser.add_argument("--policy", action="append", required=True, metavar="NAME",
                         help=f"policy to evaluate, repeatable: {', '.join(POLICIES)} or table:PATH")
     parser.add_argument("--estimator", action="append", choices=ESTIMATOR_NAMES,
@@ -64,11 +74,19 @@ def run(args: argparse.Namespace) -> int:
     names = [p.name for p in policies]
     if len(set(names)) != len(names):
         raise CliError(f"a policy is named twice: {names}")
-    logs = load(args)
+    engine, paths, engine_line = choose_engine(args)
     estimators = list(dict.fromkeys(args.estimator or DEFAULT_ESTIMATORS))
+    if engine == "dask" and not args.estimator:
+        # replay draws per row in log order: not partition-able (replay.partitioned)
+        estimators.remove("replay")
+        print("note: the dask engine leaves out the replay estimator", file=sys.stderr)
     interval = args.interval or ("bootstrap" if args.bootstrap else "normal")
+    default_by = args.by is None and not args.no_segments and not args.json
+    logs = None
+    if engine == "pandas":
+        logs = load(args) if paths is None else load_many(paths, args)
     by = args.by
-    if by is None and logs.has_segment and not args.no_segments and not args.json:
+    if default_by and (logs is None or logs.has_segment):
         by = "segment"
     enabled = progress_enabled(args.progress)
     bars: dict[str, Progress] = {}
@@ -82,15 +100,19 @@ def run(args: argparse.Namespace) -> int:
         bar(done)
 
     try:
-        evaluation = evaluate_policies(
-            logs, policies, estimators, np.random.default_rng(args.seed), level=args.level,
-            bootstrap=args.bootstrap, interval=interval, folds=args.folds, by=by, on_progress=on_progress,
-        )
+        if engine == "dask":
+            evaluation = _evaluate_on_dask(args, paths, policies, estimators, interval, by, default_by, on_progress)
+        else:
+            evaluation = evaluate_policies(
+                logs, policies, estimators, np.random.default_rng(args.seed), level=args.level,
+                bootstrap=args.bootstrap, interval=interval, folds=args.folds, by=by, on_progress=on_progress,
+            )
     except (PolicyError, EstimatorInputError, ReplayError) as exc:
         raise CliError(str(exc)) from None
     finally:
         for bar in bars.values():
             bar.close()
+    print(engine_line, file=sys.stderr)
     if args.plot:
         try:
             plot_estimates(evaluation, args.plot)
@@ -105,3 +127,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(estimates_table(evaluation))
     return 0
+
+
+def _evaluate_on_dask(args, paths, policies, estimators, interval, by, default_by, on_progress):
+    from replay import dask_engine
+    from replay.partitioned import check_request, evaluate_partitioned
+
+    check_request(policies, estimators, args.bootstrap, interval, by)  # before starting a cluster
+    with dask_engine.client(args.scheduler) as c:
+        return evaluate_partitioned(paths, policies, estimators, args.seed, level=args.level, interval=interval,
+                                    folds=args.folds, by=by, bootstrap=args.bootstrap,
+                                    runner=dask_engine.runner(c), on_progress=on_progress, by_if_present=default_by)

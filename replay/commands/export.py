@@ -18,7 +18,11 @@ from service.config import Settings
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis", required=True, help="Redis URL of the service (e.g. redis://127.0.0.1:6379/0)")
-    parser.add_argument("--out", required=True, help="output file: .jsonl, .csv or .parquet (.jsonl.gz, .csv.gz compressed)")
+    parser.add_argument("--out", required=True, help="output file: .jsonl, .csv or .parquet (.jsonl.gz, .csv.gz compressed); "
+                                                     "with --partition-by, a folder")
+    parser.add_argument("--partition-by", choices=("date",),
+                        help="write partitioned Parquet into the --out folder, one date=YYYY-MM-DD/ folder per UTC day "
+                             "(what evaluate --engine dask reads)")
     parser.add_argument("--prefix", default=os.environ.get("KEY_PREFIX", "aw"), help="the service's KEY_PREFIX (default: $KEY_PREFIX or aw)")
     parser.add_argument("--window", type=float, default=float(os.environ.get("ATTRIBUTION_WINDOW_S", Settings.attribution_window_s)),
                         help="attribution window in seconds (default: $ATTRIBUTION_WINDOW_S or 600)")
@@ -42,13 +46,14 @@ def run(args: argparse.Namespace) -> int:
     import redis
 
     from replay.export import join_records, summary
-    from replay.logs import LogSchemaError, detect_format, write_logs
+    from replay.logs import LogSchemaError, detect_format, write_logs, write_partitioned
     from service.ids import ID_PATTERN
     from service.keys import Keys
     from service.store import RedisStore
 
     try:
-        detect_format(args.out)
+        if not args.partition_by:
+            detect_format(args.out)
     except LogSchemaError as exc:
         raise CliError(str(exc), "--out") from None
     if args.window <= 0:
@@ -90,7 +95,11 @@ def run(args: argparse.Namespace) -> int:
             raise
         raise CliError(f"bad --redis URL: {exc}", "--redis") from None
     try:
-        write_logs(result.frame(), args.out)
+        if args.partition_by:
+            files = write_partitioned(result.frame(), args.out)
+            print(f"export: {len(files)} date folders under {args.out}", file=sys.stderr)
+        else:
+            write_logs(result.frame(), args.out)
     except LogSchemaError as exc:
         raise CliError(str(exc), "--out") from None
     print(summary(result, args.out, args.include_open), file=sys.stderr)

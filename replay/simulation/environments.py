@@ -35,7 +35,7 @@ from typing import Protocol
 
 import numpy as np
 
-from bandit.thompson import SEGMENTS
+from bandit.segments import SEGMENTS
 from replay.simulation import SimulationError, personalized
 
 

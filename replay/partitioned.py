@@ -1,0 +1,445 @@
+"""Evaluate logs kept as many Parquet files from per-partition sufficient statistics.
+
+A log stored as partitioned Parquet (hive folders such as ``date=2026-11-20/``, or any set of
+files) is never loaded whole. Three passes over the partitions, each returning small tables:
+
+1. ``_scan``: the vocabulary (titles, each title's artworks in the order the in-memory engine
+   gives them, segments, candidate sets), rows, smallest propensity;
+2. ``_model_sums``: the reward model's (fold, cell) sums (``CellSums``) and, per policy, the
+   summed mass of the target (DM's weights) and of each DR-type correction per cell
+   (``RewardModel.mass_sums``), held-out fit sums;
+3. ``_estimator_sums``: every estimator's sums and cubic sums (``chunk_sums``), the warnings'
+   sums (``diagnosis_sums``), the same per group for ``by``.
+
+Sums add; ``finish_estimates`` turns them into the estimates and intervals the in-memory engine
+gives on the same rows (``assign_folds`` hashes each row's timestamp, so a row's fold does not
+depend on its partition). ``run`` maps a pass over the partitions: in this process, or on a Dask
+cluster (``replay.dask_engine``), one partition per task, so a worker holds one partition at a time.
+
+Supported: fixed policies (uniform, logged, ab, table:PATH); estimators ips, snips, ipsclip, dm,
+dr, sndr, switchdr, dros; normal and EL intervals; ``by`` title or segment. Not supported (an
+error says so): learning policies and ``replay`` (they consume random draws row by row in log
+order), ``--bootstrap`` (Poisson draws per row in log order: a per-partition stream would give
+other draws than the in-memory engine's), DM/DR on logs with numeric context features (the
+model's slopes are fitted per fold from the rows; see issue 15's notes).
+"""
+
+from __future__ import annotations
+
+import glob
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from replay.errors import ReplayError
+from replay.estimators import (
+    ESTIMATORS,
+    DiagnosisSums,
+    Estimate,
+    EstimatorInput,
+    chunk_sums,
+    diagnose,
+    diagnosis_sums,
+    finish_estimates,
+)
+from replay.evaluation import MODEL_BASED, Evaluation, _model_warning, _with_model_warning, take
+from replay.logs import LogArrays
+from replay.policies import FixedPolicy, LoggedPolicy
+from replay.reward_model import DEFAULT_FOLDS, CellSums, RewardModel, fold_of, single_fold
+
+SUPPORTED_ESTIMATORS = ("ips", "snips", "ipsclip", "dm", "dr", "sndr", "switchdr", "dros")
+DR_FAMILY = ("dr", "switchdr", "dros")
+
+
+class PartitionError(ReplayError):
+    """Partitioned input or a request the partitioned engine cannot serve; the message says which."""
+
+
+def list_partitions(spec: str | Path) -> list[Path]:
+    """The Parquet files of a folder (recursively: hive folders), a glob, or one file; sorted."""
+    path = Path(spec)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".parquet", ".pq") and p.is_file())
+    elif any(c in str(spec) for c in "*?["):
+        files = sorted(Path(p) for p in glob.glob(str(spec), recursive=True) if Path(p).is_file())
+    elif path.is_file():
+        files = [path]
+    else:
+        raise PartitionError(f"{spec}: no such file or folder", "LOGS")
+    if not files:
+        raise PartitionError(f"{spec}: no Parquet files (*.parquet) found", "LOGS")
+    return files
+
+
+# A pass: fn(path, *args) per partition -> results in partition order. ``on_done(done, total)``.
+Runner = Callable[[Callable, Sequence[Path], tuple, Callable[[int, int], None] | None], list]
+
+
+def local_runner(fn: Callable, paths: Sequence[Path], args: tuple,
+                 on_done: Callable[[int, int], None] | None = None) -> list:
+    out = []
+    for i, p in enumerate(paths):
+        out.append(fn(p, *args))
+        if on_done is not None:
+            on_done(i + 1, len(paths))
+    return out
+
+
+# Each process keeps the partitions it loaded last, up to this many rows, for the next pass (a
+# runner sends a partition's later passes to the worker that ran its first): a million-row log is
+# read once, a big one still holds at most this much beyond the partition at hand.
+CACHE_ROWS = 2_000_000
+_cache: OrderedDict[tuple[str, int, int], LogArrays] = OrderedDict()
+
+
+def _load(path: Path | str) -> LogArrays:
+    from replay.logs import encode_logs, load_logs
+
+    stat = Path(path).stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key in _cache:
+        _cache.move_to_end(key)
+        return _cache[key]
+    logs = encode_logs(load_logs(path, keep_event_id=False))
+    _cache[key] = logs
+    while sum(v.n for v in _cache.values()) > CACHE_ROWS and len(_cache) > 1:
+        _cache.popitem(last=False)
+    if logs.n > CACHE_ROWS:
+        _cache.pop(key)
+    return logs
+
+
+# ---- pass 1: vocabulary ---------------------------------------------------------------------
+
+def _scan(path: Path) -> dict:
+    logs = _load(path)
+    ts = logs.row_key.view(np.float64)
+    combos = []
+    codes, first = np.unique(logs.combo, return_index=True)
+    for c, row in zip(codes.tolist(), first.tolist(), strict=True):
+        t = int(logs.combo_title[c])
+        names = tuple(logs.arms[t][s] for s in logs.combo_slots[c])
+        combos.append((float(ts[row]), row, logs.titles[t], names))
+    logged = {}
+    for t, title in enumerate(logs.titles):
+        slots = np.unique(logs.action[logs.title == t])
+        logged[title] = {logs.arms[t][s] for s in slots.tolist()}
+    return {"n": logs.n, "combos": combos, "logged": logged, "segments": set(logs.segments),
+            "has_segment": logs.has_segment, "has_candidates": logs.has_candidates,
+            "features": logs.features is not None, "pmin": float(logs.propensity.min())}
+
+
+@dataclass(frozen=True, eq=False)
+class Vocabulary:
+    """The whole log's codes: what every partition is re-coded to (``localize``)."""
+
+    titles: tuple[str, ...]
+    arms: tuple[tuple[str, ...], ...]
+    segments: tuple[str, ...]
+    combos: dict[tuple[str, tuple[str, ...]], int]  # (title, candidates) -> code
+    combo_mask: np.ndarray
+    combo_title: np.ndarray
+    combo_slots: tuple[tuple[int, ...], ...]
+    has_segment: bool
+    has_candidates: bool
+    features: bool
+    n: int
+    pmin: float
+
+    @property
+    def k(self) -> int:
+        return int(self.combo_mask.shape[1])
+
+
+def vocabulary(scans: Sequence[dict]) -> Vocabulary:
+    """Titles sorted; a title's artworks: its candidate lists in order of first appearance in time
+    (ties: partition order), then any other logged artwork, sorted: as ``encode_logs`` orders them."""
+    if len({s["has_candidates"] for s in scans}) > 1:
+        raise PartitionError("some partitions have a candidates column and others not", "LOGS")
+    if len({s["has_segment"] for s in scans}) > 1:
+        raise PartitionError("some partitions have a segment column and others not", "LOGS")
+    has_candidates = scans[0]["has_candidates"]
+    seen = sorted((ts, part, row, title, names) for part, s in enumerate(scans) for ts, row, title, names in s["combos"])
+    logged: dict[str, set[str]] = {}
+    for s in scans:
+        for title, arts in s["logged"].items():
+            logged.setdefault(title, set()).update(arts)
+    titles = tuple(sorted(logged))
+    arm_lists: dict[str, dict[str, None]] = {t: {} for t in titles}
+    combo_keys: dict[tuple[str, tuple[str, ...]], int] = {}
+    for _, _, _, title, names in seen:
+        if has_candidates:
+            arm_lists[title].update(dict.fromkeys(names))
+        combo_keys.setdefault((title, names), len(combo_keys))
+    for t in titles:
+        arm_lists[t].update(dict.fromkeys(sorted(logged[t] - set(arm_lists[t]))))
+    arms = tuple(tuple(arm_lists[t]) for t in titles)
+    k = max(len(a) for a in arms)
+    if not has_candidates:  # a title's rows may use every artwork logged for it anywhere
+        combo_keys = {(t, arms[i]): i for i, t in enumerate(titles)}
+    slots = tuple(tuple(arms[titles.index(t)].index(a) for a in names) for (t, names) in combo_keys)
+    mask = np.zeros((len(combo_keys), k), dtype=bool)
+    for c, sl in enumerate(slots):
+        mask[c, list(sl)] = True
+    combo_title = np.array([titles.index(t) for (t, _) in combo_keys], dtype=np.int64)
+    segments = tuple(sorted(set().union(*(s["segments"] for s in scans))))
+    return Vocabulary(titles, arms, segments, combo_keys, mask, combo_title, slots, scans[0]["has_segment"],
+                      has_candidates, any(s["features"] for s in scans), sum(s["n"] for s in scans),
+                      min(s["pmin"] for s in scans))
+
+
+def localize(logs: LogArrays, vocab: Vocabulary) -> LogArrays:
+    """One partition's arrays re-coded to the whole log's vocabulary."""
+    t_map = np.array([vocab.titles.index(t) for t in logs.titles], dtype=np.int32)
+    k_local = logs.k
+    slot_map = np.zeros((len(logs.titles), k_local), dtype=np.int32)
+    for t, arts in enumerate(logs.arms):
+        g_arms = vocab.arms[t_map[t]]
+        slot_map[t, : len(arts)] = [g_arms.index(a) for a in arts]
+    s_map = np.array([vocab.segments.index(s) for s in logs.segments], dtype=np.int32)
+    if vocab.has_candidates:
+        c_map = np.array([vocab.combos[(logs.titles[int(logs.combo_title[c])],
+                                        tuple(logs.arms[int(logs.combo_title[c])][s] for s in sl))]
+                          for c, sl in enumerate(logs.combo_slots)], dtype=np.int64)
+        combo = c_map[logs.combo]
+    else:
+        combo = t_map[logs.title].astype(np.int64)
+    title = t_map[logs.title]
+    return LogArrays(
+        titles=vocab.titles, arms=vocab.arms, segments=vocab.segments, title=title,
+        action=slot_map[logs.title, logs.action], segment=s_map[logs.segment], propensity=logs.propensity,
+        reward=logs.reward, mask=vocab.combo_mask[combo], profile=logs.profile, profiles=logs.profiles,
+        logging_policy=logs.logging_policy, logging_policies=logs.logging_policies, order=logs.order,
+        features=None, feature_names=(), has_segment=vocab.has_segment, has_candidates=vocab.has_candidates,
+        combo=combo, combo_mask=vocab.combo_mask, combo_title=vocab.combo_title, contexts=None,
+        combo_slots=vocab.combo_slots, row_key=logs.row_key,
+    )
+
+
+# ---- pass 2: the reward model's sums and the policies' mass per cell -----------------------
+
+@dataclass(frozen=True)
+class Plan:
+    """What passes 2 and 3 need besides the partition: small, sent with every task."""
+
+    vocab: Vocabulary
+    policies: tuple[FixedPolicy | LoggedPolicy, ...]
+    estimators: tuple[str, ...]
+    folds: int
+    salt: int
+    strength: float = 20.0
+    by: str | None = None
+    interval: str = "normal"
+    models: dict = field(default_factory=dict)  # set after pass 2 (see ``with_models``)
+
+    @property
+    def model_based(self) -> bool:
+        return bool(MODEL_BASED & set(self.estimators))
+
+
+def _shape(vocab: Vocabulary) -> tuple[int, int, int]:
+    return len(vocab.titles), vocab.k, len(vocab.segments)
+
+
+def _shape_model(vocab: Vocabulary) -> RewardModel:
+    """A model with the log's cell shape: ``mass_sums`` needs only that."""
+    shape = _shape(vocab)
+    return RewardModel(np.zeros(shape), np.zeros(shape), 1.0, 1.0, 1.0)
+
+
+def _policy_input(logs: LogArrays, policy) -> tuple[EstimatorInput, tuple[np.ndarray, np.ndarray]]:
+    out = policy.evaluate(logs, np.random.default_rng(0))  # fixed policies draw nothing
+    data = EstimatorInput(reward=logs.reward, propensity=logs.propensity, action=logs.action,
+                          pi_chosen=out.pi_chosen, accepted=out.accepted, group=logs.title, pi_coded=out.coded,
+                          validate=False)
+    return data, out.coded
+
+
+def _model_sums(path: Path, plan: Plan) -> dict:
+    logs = localize(_load(path), plan.vocab)
+    fold = fold_of(logs.row_key, plan.salt, plan.folds) if plan.folds > 1 else np.zeros(logs.n, np.int64)
+    out = {"cells": CellSums.of(logs, fold, plan.folds), "mass": {}}
+    shaper = _shape_model(plan.vocab)
+    for p, policy in enumerate(plan.policies):
+        data, coded = _policy_input(logs, policy)
+        out["mass"][(p, "dm")] = shaper.mass_sums(logs, coded)[0]
+        for name in plan.estimators:
+            if name in DR_FAMILY:
+                h = ESTIMATORS[name]().correction_weight(data)
+                out["mass"][(p, name)] = shaper.mass_sums(logs, h)[0]
+    return out
+
+
+def _add(results: Sequence, key: str):
+    total = results[0][key]
+    for r in results[1:]:
+        total = total + r[key]
+    return total
+
+
+# ---- pass 3: estimator sums -----------------------------------------------------------------
+
+def _fit_tables(plan: Plan, cells: CellSums) -> dict:
+    folds = plan.folds
+    model = cells.model(strength=plan.strength)
+    others = [np.flatnonzero(np.arange(folds) != f) if folds > 1 else slice(None) for f in range(folds)]
+    models = [cells.model(o, plan.strength) for o in others] if folds > 1 else [model]
+    table = np.stack([m.cell.transpose(0, 2, 1) for m in models]).reshape(-1, plan.vocab.k)
+    means = np.array([cells.mean_reward(o) for o in others])
+    return {"model": model, "q_table": np.clip(table, 0.0, 1.0), "means": means}
+
+
+def _estimator_sums(path: Path, plan: Plan) -> dict:
+    logs = localize(_load(path), plan.vocab)
+    n_total = plan.vocab.n
+    ests = [ESTIMATORS[e]() for e in plan.estimators]
+    result: dict = {"policies": [], "fit": np.zeros(2)}
+    if plan.model_based:
+        m = plan.models
+        fold = fold_of(logs.row_key, plan.salt, plan.folds) if plan.folds > 1 else np.zeros(logs.n, np.int64)
+        t_n, k, s_n = _shape(plan.vocab)
+        q_code = (fold * t_n + logs.title) * s_n + logs.segment
+        q_table, model = m["q_table"], m["model"]
+        q_logged = np.take(q_table.reshape(-1), q_code * k + logs.action)
+        result["fit"] = np.array([np.sum((logs.reward - q_logged) ** 2),
+                                  np.sum((logs.reward - m["means"][fold]) ** 2)])
+    codes_by, labels = (None, [])
+    if plan.by is not None:
+        codes_by = logs.title if plan.by == "title" else logs.segment
+        labels = plan.vocab.titles if plan.by == "title" else plan.vocab.segments
+    for p, policy in enumerate(plan.policies):
+        data, coded = _policy_input(logs, policy)
+        if plan.model_based:
+            codes, rows = coded
+            n_m, n_q = plan.vocab.combo_mask.shape[0], q_table.shape[0]
+            value = np.einsum("ca,ma,ga->cmg", rows, plan.vocab.combo_mask.astype(float), q_table)
+            dm_values = np.take(value.reshape(-1), (codes.astype(np.int64) * n_m + logs.combo) * n_q + q_code)
+            dm_weight = model.dm_weights(logs, None, sums=(m["mass"][(p, "dm")], None), n=n_total)
+            data = replace(data, dm_values=dm_values, q_logged=q_logged, dm_weight=dm_weight)
+        prepared = []
+        for name, est in zip(plan.estimators, ests, strict=True):
+            d = data
+            if name in DR_FAMILY and plan.model_based:
+                mass = plan.models["mass"][(p, name)]
+                d = replace(data, model_influence=lambda h, mass=mass: model.dm_weights(
+                    logs, None, sums=(mass, None), n=n_total))
+            prepared.append(est.prepare(d, None))
+        totals, cubics = chunk_sums(ests, prepared, plan.interval)
+        groups = {}
+        if codes_by is not None:
+            for g, label in enumerate(labels):
+                rows_g = np.flatnonzero(codes_by == g)
+                if rows_g.size:
+                    sub = take(data, rows_g)
+                    groups[label] = (chunk_sums(ests, [e.prepare(sub, None) for e in ests], plan.interval),
+                                     diagnosis_sums(sub, n_groups=len(plan.vocab.titles)))
+        result["policies"].append({"totals": totals, "cubics": cubics, "groups": groups,
+                                   "diag": diagnosis_sums(data, n_groups=len(plan.vocab.titles))})
+    return result
+
+
+# ---- the whole evaluation ------------------------------------------------------------------
+
+def check_request(policies: Sequence, estimators: Sequence[str], bootstrap: int, interval: str,
+                  by: str | None) -> None:
+    for p in policies:
+        if not isinstance(p, FixedPolicy | LoggedPolicy):
+            raise PartitionError(f"policy {p.name}: the partitioned engine evaluates fixed policies only "
+                                 "(uniform, logged, ab, table:PATH); learning policies replay the log in time order: "
+                                 "use --engine pandas", "--policy")
+    bad = [e for e in estimators if e not in SUPPORTED_ESTIMATORS]
+    if bad:
+        raise PartitionError(f"estimator {bad[0]} is not available on the partitioned engine "
+                             f"(supported: {', '.join(SUPPORTED_ESTIMATORS)}); use --engine pandas", "--estimator")
+    if bootstrap or interval == "bootstrap":
+        raise PartitionError("--bootstrap is not available on the partitioned engine (its Poisson draws follow the "
+                             "log's row order); use the normal or el interval, or --engine pandas", "--bootstrap")
+    if by not in (None, "title", "segment"):
+        raise PartitionError(f"--by {by}: the partitioned engine groups by title or segment only", "--by")
+
+
+def evaluate_partitioned(
+    paths: Sequence[Path], policies: Sequence, estimators: Sequence[str], seed: int, *, level: float = 0.95,
+    interval: str = "normal", folds: int = DEFAULT_FOLDS, by: str | None = None, bootstrap: int = 0,
+    runner: Runner = local_runner, on_progress: Callable[[str, int, int], None] | None = None,
+    by_if_present: bool = False,
+) -> Evaluation:
+    """The in-memory ``evaluate_policies`` result for the same rows and ``seed``, pass by pass.
+    ``by_if_present``: ``by`` is a default, dropped when the logs lack that column."""
+    check_request(policies, estimators, bootstrap, interval, by)
+
+    def progress(stage: str):
+        return None if on_progress is None else (lambda done, total: on_progress(stage, done, total))
+
+    vocab = vocabulary(runner(_scan, paths, (), progress("scan")))
+    if by == "segment" and not vocab.has_segment and by_if_present:
+        by = None
+    if by == "segment" and not vocab.has_segment:
+        raise PartitionError("--by: the logs have no segment column", "--by")
+    rng = np.random.default_rng(seed)
+    # The draw ``assign_folds`` makes in the in-memory engine: same seed, same salt, same folds.
+    salt = int(rng.integers(2**63)) if MODEL_BASED & set(estimators) and min(folds, vocab.n) > 1 else 0
+    folds = min(int(folds), vocab.n)
+    plan = Plan(vocab, tuple(policies), tuple(dict.fromkeys(estimators)), folds, salt, by=by, interval=interval)
+    fit_info = None
+    if plan.model_based:
+        if vocab.features:
+            raise PartitionError("dm/dr on logs with numeric context features need the rows' features per fold: "
+                                 "not available on the partitioned engine; use --engine pandas", "--estimator")
+        sums = runner(_model_sums, paths, (plan,), progress("reward model"))
+        mass = {}
+        for r in sums:
+            for key, v in r["mass"].items():
+                mass[key] = mass[key] + v if key in mass else v
+        cells = _add(sums, "cells")
+        if plan.folds > 1 and single_fold(cells.rows.sum(axis=1)):  # as cross_fit decides on the same counts
+            plan, cells = replace(plan, folds=1), cells.collapsed()
+        plan = replace(plan, models={**_fit_tables(plan, cells), "mass": mass})
+    parts = runner(_estimator_sums, paths, (plan,), progress("estimators"))
+    ests = [ESTIMATORS[e]() for e in plan.estimators]
+    if plan.model_based:
+        fit_sums = sum(p["fit"] for p in parts)
+        fit_info = _FitSummary(plan.folds, float(fit_sums[0] / vocab.n), float(fit_sums[1] / vocab.n))
+    warning = _model_warning(fit_info)
+    results: dict[str, tuple[Estimate, ...]] = {}
+    by_group: dict[str, dict[str, tuple[Estimate, ...]]] = {}
+    by_n: dict[str, int] = {}
+    for p, policy in enumerate(policies):
+        per = [part["policies"][p] for part in parts]
+        totals = [sum(x["totals"][j] for x in per) for j in range(len(ests))]
+        cubics = [None if per[0]["cubics"][j] is None else sum(x["cubics"][j] for x in per) for j in range(len(ests))]
+        diag: DiagnosisSums = _sum(x["diag"] for x in per)
+        results[policy.name] = _with_model_warning(tuple(finish_estimates(
+            ests, totals, cubics, [None] * len(ests), n=vocab.n, pmin=vocab.pmin, shared=diagnose(diag),
+            level=level, interval=interval)), warning)
+        labels = sorted({label for x in per for label in x["groups"]},
+                        key=lambda lab: (vocab.titles if by == "title" else vocab.segments).index(lab))
+        for label in labels:
+            got = [x["groups"][label] for x in per if label in x["groups"]]
+            g_tot = [sum(g[0][0][j] for g in got) for j in range(len(ests))]
+            g_cub = [None if got[0][0][1][j] is None else sum(g[0][1][j] for g in got) for j in range(len(ests))]
+            g_diag = _sum(g[1] for g in got)
+            by_group.setdefault(label, {})[policy.name] = tuple(finish_estimates(
+                ests, g_tot, g_cub, [None] * len(ests), n=g_diag.n, pmin=g_diag.pmin, shared=diagnose(g_diag),
+                level=level, interval=interval))
+            by_n[label] = g_diag.n
+    warnings = {p.name: () for p in policies}
+    return Evaluation(vocab.n, results, by_group, warnings, by, by_n)
+
+
+@dataclass(frozen=True)
+class _FitSummary:
+    folds: int
+    mse: float
+    baseline_mse: float
+
+
+def _sum(items):
+    items = list(items)
+    total = items[0]
+    for x in items[1:]:
+        total = total + x
+    return total

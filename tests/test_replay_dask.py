@@ -1,0 +1,149 @@
+"""The Dask engine (replay.partitioned on a LocalCluster of 2 worker processes) gives the in-memory
+engine's numbers on hive-partitioned Parquet: every supported estimator and interval, per group too."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from replay.cli import main
+from replay.evaluation import evaluate_policies
+from replay.logs import encode_logs, load_logs, write_logs
+from replay.partitioned import SUPPORTED_ESTIMATORS, PartitionError, evaluate_partitioned, list_partitions
+from replay.policies import ABPolicy, LoggedPolicy, TablePolicy, UniformPolicy
+from replay.simulation import segmented_titles, simulate_logs
+
+REL = 1e-9
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                  silence_logs=40) as lc, distributed.Client(lc) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def logs_dir(tmp_path_factory):
+    """12,000 uniform logs over 5 days (hive folders date=...), Thompson-free; and a target table."""
+    root = tmp_path_factory.mktemp("parts")
+    rng = np.random.default_rng(0)
+    env = segmented_titles(rng, n_titles=3, n_artworks=4)
+    write_logs(simulate_logs(env, rng, 12_000, "uniform"), root / "all.parquet")
+    table = pq.read_table(root / "all.parquet")
+    ts = table.column("timestamp").to_numpy()
+    day = ((ts - ts.min()) / (np.ptp(ts) + 1e-9) * 5).astype(int)
+    table = table.append_column("date", pa.array([f"2026-11-{20 + d}" for d in day]))
+    pq.write_to_dataset(table, root / "parts", partition_cols=["date"])
+    (root / "all.parquet").unlink()
+    target = np.random.default_rng(1).dirichlet(np.ones(4), size=3)
+    return root, env, target
+
+
+def _policies(env, target):
+    return [TablePolicy(env.table(target), name="table"), UniformPolicy(), LoggedPolicy(), ABPolicy()]
+
+
+def _assert_same(a, b):
+    assert a.n == b.n
+    assert a.estimates.keys() == b.estimates.keys()
+    for name in a.estimates:
+        for x, y in zip(a.estimates[name], b.estimates[name], strict=True):
+            assert x.estimator == y.estimator
+            assert y.value == pytest.approx(x.value, rel=REL), (name, x.estimator)
+            assert y.ci == pytest.approx(x.ci, rel=REL), (name, x.estimator)
+            assert y.se == pytest.approx(x.se, rel=REL) and y.ess == pytest.approx(x.ess, rel=REL)
+            assert x.warnings == y.warnings
+    assert a.by_n == b.by_n
+    for label, per in a.by_group.items():
+        for name, ests in per.items():
+            for x, y in zip(ests, b.by_group[label][name], strict=True):
+                assert y.value == pytest.approx(x.value, rel=REL) and y.ci == pytest.approx(x.ci, rel=REL)
+
+
+@pytest.mark.parametrize(("interval", "by"), [("normal", "segment"), ("el", "title")])
+def test_dask_engine_equals_in_memory_engine(cluster, logs_dir, interval, by):
+    from replay import dask_engine
+
+    root, env, target = logs_dir
+    paths = list_partitions(root / "parts")
+    assert len(paths) == 5
+    ests = list(SUPPORTED_ESTIMATORS)
+    whole = encode_logs(__import__("pandas").concat([load_logs(p, keep_event_id=False) for p in paths],
+                                                     ignore_index=True))
+    expected = evaluate_policies(whole, _policies(env, target), ests, np.random.default_rng(7), interval=interval,
+                                 by=by)
+    seen = []
+    got = evaluate_partitioned(paths, _policies(env, target), ests, 7, interval=interval, by=by,
+                               runner=dask_engine.runner(cluster), on_progress=lambda *a: seen.append(a))
+    _assert_same(expected, got)
+    assert ("estimators", 5, 5) in seen  # progress per partition
+
+
+def test_cli_dask_engine_on_a_running_scheduler_prints_the_pandas_engines_numbers(cluster, logs_dir, capsys):
+    root, env, target = logs_dir
+    policy = root / "policy.csv"
+    policy.write_text("title,artwork,probability\n" + "".join(
+        f"{t},{a},{float(target[i, j])!r}\n" for i, (t, arts) in enumerate(zip(env.titles, env.artworks, strict=True))
+        for j, a in enumerate(arts)))
+    argv = ["evaluate", str(root / "parts"), "--policy", f"table:{policy}", "--policy", "uniform",
+            "--estimator", "ips", "--estimator", "snips", "--estimator", "dr", "--json"]
+    assert main([*argv, "--engine", "pandas"]) == 0
+    pandas_out = capsys.readouterr()
+    assert main([*argv, "--engine", "dask", "--scheduler", cluster.scheduler.address]) == 0
+    dask_out = capsys.readouterr()
+    assert "engine: pandas (5 files" in pandas_out.err and "engine: dask (5 files" in dask_out.err
+    a, b = json.loads(pandas_out.out), json.loads(dask_out.out)
+    for name, per in a["policies"].items():
+        for est, v in per.items():
+            assert b["policies"][name][est]["value"] == pytest.approx(v["value"], rel=REL)
+            assert b["policies"][name][est]["ci"] == pytest.approx(v["ci"], rel=REL)
+
+
+def test_auto_engine_keeps_small_partitioned_input_in_pandas(logs_dir, capsys):
+    root, _, _ = logs_dir
+    assert main(["evaluate", str(root / "parts" / "*" / "*.parquet"), "--policy", "uniform", "--estimator", "ips",
+                 "--json"]) == 0
+    assert "engine: pandas (5 files" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("extra", "argument"), [
+    (["--policy", "thompson"], "learning policies"), (["--policy", "uniform", "--bootstrap", "20"], "--bootstrap"),
+    (["--policy", "uniform", "--estimator", "replay"], "replay"),
+])
+def test_dask_engine_refuses_what_it_cannot_partition_in_one_line(logs_dir, capsys, extra, argument):
+    root, _, _ = logs_dir
+    assert main(["evaluate", str(root / "parts"), "--engine", "dask", *extra]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and argument in err[-1]
+
+
+def test_no_parquet_files_name_the_argument(tmp_path):
+    with pytest.raises(PartitionError, match="no Parquet files"):
+        list_partitions(tmp_path)
+
+
+def test_a_log_hashed_into_one_fold_is_fitted_in_sample_by_both_engines(tmp_path):
+    """Three rows: a seed whose salt hashes them all into one fold leaves no fold to fit on without
+    it; both engines then fit in sample (the same decision, from the summed fold counts)."""
+    from replay.reward_model import fold_of
+
+    rng = np.random.default_rng(3)
+    env = segmented_titles(rng, n_titles=1, n_artworks=2)
+    frame = simulate_logs(env, rng, 3, "uniform")
+    write_logs(frame.iloc[:2], tmp_path / "a.parquet")
+    write_logs(frame.iloc[2:], tmp_path / "b.parquet")
+    paths = list_partitions(tmp_path)
+    whole = encode_logs(__import__("pandas").concat([load_logs(p, keep_event_id=False) for p in paths],
+                                                     ignore_index=True))
+    seed = next(s for s in range(500)
+                if len(set(fold_of(whole.row_key, int(np.random.default_rng(s).integers(2**63)), 3))) == 1)
+    policies = [UniformPolicy()]
+    expected = evaluate_policies(whole, policies, ["dm", "dr"], np.random.default_rng(seed), folds=3)
+    got = evaluate_partitioned(paths, policies, ["dm", "dr"], seed, folds=3)
+    _assert_same(expected, got)
