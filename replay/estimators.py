@@ -326,7 +326,7 @@ def smoothed_cubic_sums(est: Estimator, data: EstimatorInput) -> SkewSums | None
     """
     if type(est).skew_basis is Estimator.skew_basis:
         return None
-    model = data.q_hat is not None
+    model = data.q_hat is not None or data.q_logged is not None  # a model, in full or as its value at a_i
     q = np.clip(data.q_chosen, 0.0, 1.0) if model else np.ones(data.n)
     one = _cubic_sums(est.skew_basis(replace(data, reward=np.ones(data.n), validate=False)), q)
     zero = _cubic_sums(est.skew_basis(replace(data, reward=np.zeros(data.n), validate=False)),
@@ -873,19 +873,18 @@ def estimate_many(
 
 
 def chunk_sums(estimators: Sequence[Estimator], prepared: Sequence[EstimatorInput], interval: str = "normal",
-               ) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
-    """Each estimator's sums over one chunk or partition (inputs already prepared), with the cubic
-    sums of its skewness basis under the normal interval: what partitions add up."""
+               ) -> tuple[list[np.ndarray], list[SkewSums | None]]:
+    """Each estimator's sums over one chunk or partition (inputs already prepared), with its
+    smoothed skewness sums under the normal interval: what partitions add up."""
     totals, cubics = [], []
     for est, d in zip(estimators, prepared, strict=True):
         totals.append(est.partial(d))
-        basis = est.skew_basis(d) if interval == "normal" else None
-        cubics.append(None if basis is None else _cubic_sums(basis))
+        cubics.append(smoothed_cubic_sums(est, d) if interval == "normal" else None)
     return totals, cubics
 
 
 def finish_estimates(
-    estimators: Sequence[Estimator], totals: Sequence[np.ndarray], cubics: Sequence[np.ndarray | None],
+    estimators: Sequence[Estimator], totals: Sequence[np.ndarray], cubics: Sequence[SkewSums | None],
     boots: Sequence[np.ndarray | None], *, n: int, pmin: float, shared: tuple[str, ...], level: float, interval: str,
 ) -> list[Estimate]:
     """Estimates and intervals from the combined sums of every row (``estimate_many``'s last step,

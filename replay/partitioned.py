@@ -409,8 +409,8 @@ def evaluate_partitioned(
     by_n: dict[str, int] = {}
     for p, policy in enumerate(policies):
         per = [part["policies"][p] for part in parts]
-        totals = [sum(x["totals"][j] for x in per) for j in range(len(ests))]
-        cubics = [None if per[0]["cubics"][j] is None else sum(x["cubics"][j] for x in per) for j in range(len(ests))]
+        totals = [_sum(x["totals"][j] for x in per) for j in range(len(ests))]
+        cubics = [None if per[0]["cubics"][j] is None else _sum(x["cubics"][j] for x in per) for j in range(len(ests))]
         diag: DiagnosisSums = _sum(x["diag"] for x in per)
         results[policy.name] = _with_model_warning(tuple(finish_estimates(
             ests, totals, cubics, [None] * len(ests), n=vocab.n, pmin=vocab.pmin, shared=diagnose(diag),
@@ -419,8 +419,8 @@ def evaluate_partitioned(
                         key=lambda lab: (vocab.titles if by == "title" else vocab.segments).index(lab))
         for label in labels:
             got = [x["groups"][label] for x in per if label in x["groups"]]
-            g_tot = [sum(g[0][0][j] for g in got) for j in range(len(ests))]
-            g_cub = [None if got[0][0][1][j] is None else sum(g[0][1][j] for g in got) for j in range(len(ests))]
+            g_tot = [_sum(g[0][0][j] for g in got) for j in range(len(ests))]
+            g_cub = [None if got[0][0][1][j] is None else _sum(g[0][1][j] for g in got) for j in range(len(ests))]
             g_diag = _sum(g[1] for g in got)
             by_group.setdefault(label, {})[policy.name] = tuple(finish_estimates(
                 ests, g_tot, g_cub, [None] * len(ests), n=g_diag.n, pmin=g_diag.pmin, shared=diagnose(g_diag),
@@ -438,6 +438,7 @@ class _FitSummary:
 
 
 def _sum(items):
+    """Partitions' sums added up (arrays, ``SkewSums``, ``DiagnosisSums``: whatever defines +)."""
     items = list(items)
     total = items[0]
     for x in items[1:]:
