@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bandit.thompson import SEGMENTS, ActionSampler
+from bandit.segments import SEGMENTS
+from bandit.thompson import ActionSampler
 from service.store import ArmCounts
 
 TITLE = "stranger-lights"
