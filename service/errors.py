@@ -20,6 +20,16 @@ class ServiceError(Exception):
             error[self.field_key] = self.field
         return {"error": error}
 
+    @classmethod
+    def body_schema(cls) -> dict:
+        """The JSON schema of ``body()``, for /openapi.json."""
+        fields = {"code": {"type": "string"}, "message": {"type": "string"}, cls.field_key: {"type": "string"}}
+        return {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": fields}},
+        }
+
 
 class InvalidInput(ServiceError):
     status = 400

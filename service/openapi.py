@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from service.catalog import REWARD_AGGREGATIONS
+from service.errors import ServiceError
 from service.personalizer import openapi as personalizer
 
 ID = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}
@@ -13,17 +14,7 @@ CONTEXT_NAME = {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$"}
 SIGNAL = {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$", "description": "a reward signal name"}  # catalog.SIGNAL
 HOUR = {"oneOf": [{"type": "integer", "minimum": 0, "maximum": 23}, {"type": "string", "pattern": "^([01]?[0-9]|2[0-3])$"}]}
 
-ERROR = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}},
-        }
-    },
-}
+ERROR = ServiceError.body_schema()
 DECISION = {
     "type": "object",
     "required": ["profile", "title", "artwork", "event_id", "propensity", "policy", "fallback"],

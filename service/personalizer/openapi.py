@@ -9,19 +9,10 @@ from __future__ import annotations
 
 from service.personalizer.api import KEY_HEADER, PREFIXES
 from service.personalizer.configuration import AGGREGATIONS, LEARNING_MODES
+from service.personalizer.errors import PersonalizerError
 from service.personalizer.parsing import MAX_ACTIONS, MAX_ID, MAX_SLOTS
 
-PZ_ERROR = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "target": {"type": "string"}},
-        }
-    },
-}
+PZ_ERROR = PersonalizerError.body_schema()
 PZ_ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID}
 FEATURES = {"type": "array", "nullable": True, "items": {"type": "object"}, "description": "feature objects (featurized as Personalizer's)"}
 ACTION = {"type": "object", "required": ["id"], "properties": {"id": PZ_ID, "features": FEATURES}}
