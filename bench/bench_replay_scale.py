@@ -37,29 +37,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: the bench package is found from the repo root
+    sys.path.insert(0, str(ROOT))
+from bench.bench_replay import MAKE_DATA  # noqa: E402  (the same simulated log, written as logs.parquet)
+
 MARGIN = 0.9
 MB_PER_MILLION_PANDAS = 400
 
-MAKE_PARTITION = '''
-import sys
-
-import numpy as np
-
-sys.path.insert(0, sys.argv[3])
-from replay.logs import write_logs
-from replay.simulation import segmented_titles, simulate_logs
-
-rows, out = int(sys.argv[1]), sys.argv[2]
-rng = np.random.default_rng(0)
-env = segmented_titles(rng, n_titles=5, n_artworks=10)
-write_logs(simulate_logs(env, rng, rows, "uniform"), f"{out}/template.parquet")
-target = rng.dirichlet(np.ones(10), size=5)
-with open(f"{out}/policy.csv", "w") as fh:
-    fh.write("title,artwork,probability\\n")
-    for i, (t, arts) in enumerate(zip(env.titles, env.artworks, strict=True)):
-        for j, a in enumerate(arts):
-            fh.write(f"{t},{a},{float(target[i, j])!r}\\n")
-'''
 
 
 def write_partitions(template: Path, out: Path, total: int, per: int) -> int:
@@ -125,11 +109,11 @@ def main() -> int:
     rows_out = []
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        subprocess.run([python, "-c", MAKE_PARTITION, str(min(args.partition_rows, max(sizes))), str(d), str(ROOT)],
+        subprocess.run([python, "-c", MAKE_DATA, str(min(args.partition_rows, max(sizes))), str(d), str(ROOT)],
                        check=True)
         for n in sizes:
             logs = d / f"logs{n}"
-            parts = write_partitions(d / "template.parquet", logs, n, args.partition_rows)
+            parts = write_partitions(d / "logs.parquet", logs, n, args.partition_rows)
             base = [*replay, "evaluate", str(logs), "--policy", f"table:{d / 'policy.csv'}", "--estimator", "ips",
                     "--estimator", "snips", "--estimator", "dr", "--json"]
             for engine in ("pandas", "dask"):
