@@ -67,7 +67,7 @@ def fill(redis_url: str, prefix: str, titles: list[str]) -> None:
         script(keys=[keys.log(t)], args=[DECISIONS // len(titles), json.dumps(arts[t]), RECORD.replace("TITLE", t)])
         pipe = client.pipeline(transaction=False)
         for a in arts[t]:
-            pipe.hset(keys.arms(t), mapping={f"n|{a}": DECISIONS // len(titles) // 4, f"s|{a}": 100, f"r|{a}": 100})
+            pipe.hset(keys.arms(t), mapping={f"n|regular|{a}": DECISIONS // len(titles) // 4, f"s|{a}": 100, f"r|{a}": 100})
         for b in range(now_bucket - TRAFFIC_RETENTION_S // TRAFFIC_BUCKET_S + 1, now_bucket + 1):
             pipe.hset(keys.traffic(t, b), mapping={a: 3 for a in arts[t]})
             pipe.expire(keys.traffic(t, b), TRAFFIC_RETENTION_S)

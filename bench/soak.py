@@ -56,6 +56,7 @@ if str(ROOT) not in sys.path:  # run as a script: the key builder comes from the
     sys.path.insert(0, str(ROOT))
 
 from service.keys import Keys  # noqa: E402
+from service.store import ArmCounts, parse_pending  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 KEY_PREFIX = "soak"
@@ -486,7 +487,7 @@ def reconcile(client: redis.Redis, keys: Keys, titles: list[str], rewards: list[
     log_sum_per_arm: defaultdict = defaultdict(float)
     decisions_logged: Counter = Counter()
     decision_events: set[str] = set()
-    counters: dict[str, dict[str, str]] = {}
+    counters: dict[str, ArmCounts] = {}
     for t in titles:
         last = "-"
         while True:
@@ -504,18 +505,22 @@ def reconcile(client: redis.Redis, keys: Keys, titles: list[str], rewards: list[
             if len(page) < 10_000:
                 break
             last = "(" + page[-1][0].decode()
-        counters[t] = {k.decode(): v.decode() for k, v in client.hgetall(keys.arms(t)).items()}
+        counters[t] = ArmCounts.from_hash(client.hgetall(keys.arms(t)))
 
     pipe = client.pipeline(transaction=False)
     for e in expected:
         title, token = e.rsplit("~", 1)
-        pipe.hget(keys.pending(title, token), "rw|click")  # the reward signal's aggregate (the soak's titles learn from click)
-    marked = {e for e, flag in zip(expected, pipe.execute(), strict=True) if flag is not None}
+        pipe.get(keys.pending(title, token))
+    # the reward signal's aggregate is on the pending decision (the soak's titles learn from click)
+    marked = {e for e, raw in zip(expected, pipe.execute(), strict=True) if raw is not None and "click" in parse_pending(raw).rewards}
 
-    arms = sorted({f"{t}|{k[2:]}" for t in titles for k in counters[t] if k.count("|") == 1})
-    r_counter = {a: int(counters[a.split("|")[0]].get(f"r|{a.split('|', 1)[1]}", 0)) for a in arms}
-    s_counter = {a: float(counters[a.split("|")[0]].get(f"s|{a.split('|', 1)[1]}", 0)) for a in arms}
-    n_counter = {a: int(counters[a.split("|")[0]].get(f"n|{a.split('|', 1)[1]}", 0)) for a in arms}
+    def per_arm(field: str) -> dict:
+        return {f"{t}|{a}": v for t in titles for a, v in getattr(counters[t], field).items()}
+
+    r_counter, s_counter, n_counter = per_arm("rewards"), per_arm("reward_sums"), per_arm("impressions")
+    arms = sorted(set(r_counter) | set(s_counter) | set(n_counter))
+    r_counter = {a: r_counter.get(a, 0) for a in arms}
+    s_counter = {a: s_counter.get(a, 0.0) for a in arms}
     expected_per_arm = Counter(f"{r['title']}|{r['artwork']}" for r in expected.values())
     expected_sum = defaultdict(float)
     for r in expected.values():

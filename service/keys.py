@@ -53,11 +53,11 @@ class Keys:
         return _title_base(self.prefix, title)
 
     def arms(self, title: str) -> str:
-        """Hash of counters: n|<artwork>, s|<artwork>, r|<artwork> and per segment n|<seg>|<artwork>..."""
+        """Hash of counters: s|<artwork>, r|<artwork>, and per segment n|<seg>|<artwork>, s|<seg>|<artwork>..."""
         return f"{self._title(title)}:arms"
 
     def pending(self, title: str, token: str) -> str:
-        """Hash of a decision awaiting its reward; expires with the attribution window."""
+        """String of a decision awaiting its reward (``store.PENDING_LUA``); expires with the attribution window."""
         if _TOKEN.fullmatch(token) is None:
             raise ValueError("event token must be 32 hex digits")
         return f"{self._title(title)}:ev:{token}"

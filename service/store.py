@@ -30,8 +30,11 @@ from bandit.segments import SEGMENTS
 from service.catalog import Profile, Title, profile_from_json, title_from_json, with_salt
 from service.keys import Keys
 
-# Counter fields in a title's arms hash: "n|<artwork>" impressions, "s|<artwork>" reward sum,
-# "r|<artwork>" rewards received; the same with "|<segment>" after the letter per segment.
+# Counter fields in a title's arms hash: "s|<artwork>" reward sum, "r|<artwork>" rewards
+# received; the same with "|<segment>" after the letter per segment, and "n|<segment>|<artwork>"
+# impressions. A title's impressions are the sum of its segments' (``ArmCounts.from_hash``): a
+# decision is one increment, which is a sixth of the decide script's Redis calls on a batch.
+# (Hashes written before kept an "n|<artwork>" total too; it is ignored.)
 SEGMENT_ORDER = SEGMENTS  # the order of the per-segment draws (spelled out again in DECIDE_LUA)
 
 # Shared by DECIDE_LUA and ACTIVATE_LUA (an impression of a title whose counters decay).
@@ -73,6 +76,7 @@ if not idx then seg, idx = 'new', 1 end
 local pick = '^' .. string.rep('[^|]*|[^|]*|', idx - 1) .. '([^|]*)|([^|]*)'
 local out = {seg}
 local seg_n = 'n|' .. seg .. '|'  -- the segment's impressions field, less the artwork
+local pending_mid, pending_tail = '|' .. seg .. '|' .. profile .. '|', '|' .. ts .. '|'  -- (PENDING_LUA's layout)
 local n = (#KEYS - 1) / 4
 WEIGHT_FUNCTIONfor i = 0, n - 1 do
   local k, a = 1 + i * 4, 6 + i * 4
@@ -81,34 +85,57 @@ WEIGHT_FUNCTIONfor i = 0, n - 1 do
   local flag, half_life = ARGV[a + 3], ''  -- a half-life rides after '|' (decaying titles only)
   if #flag > 1 then flag, half_life = string.match(flag, '^(%d)|(.*)$') end
   if flag < '2' then
-    call('HINCRBY', KEYS[k + 1], 'n|' .. art, 1)
     call('HINCRBY', KEYS[k + 1], seg_n .. art, 1)
     if half_life ~= '' then
       local w = string.format('%.17g', weight(KEYS[k + 1], tonumber(ts), tonumber(half_life), ts))
-      call('HINCRBYFLOAT', KEYS[k + 1], 'dn|' .. art, w)
-      call('HINCRBYFLOAT', KEYS[k + 1], 'dn|' .. seg .. '|' .. art, w)
+      call('HINCRBYFLOAT', KEYS[k + 1], 'd' .. seg_n .. art, w)
     end
-    call('HSET', KEYS[k + 2], 'artwork', art, 'segment', seg, 'profile', profile, 'policy', ARGV[a + 1],
-         'propensity', prop, 'ts', ts)
+    call('SET', KEYS[k + 2], art .. pending_mid .. ARGV[a + 1] .. '|' .. prop .. pending_tail, 'EX', window)
     call('XADD', KEYS[k + 3], 'MAXLEN', '~', maxlen, '*', 'type', 'decision',
          'record', string.format(ARGV[a + 2], art, prop, seg, seg))
     -- the traffic bucket's expiry is set when a field is created, not on every decision
     if call('HINCRBY', KEYS[k + 4], art, 1) == 1 then call('EXPIRE', KEYS[k + 4], keep) end
   else  -- deferred: kept pending with its record; ACTIVATE_LUA counts and logs it
-    call('HSET', KEYS[k + 2], 'artwork', art, 'segment', seg, 'profile', profile, 'policy', ARGV[a + 1],
-         'propensity', prop, 'ts', ts, 'deferred', '1', 'record', string.format(ARGV[a + 2], art, prop, seg, seg))
+    call('SET', KEYS[k + 2], art .. pending_mid .. ARGV[a + 1] .. '|' .. prop .. pending_tail .. 'D\n'
+         .. string.format(ARGV[a + 2], art, prop, seg, seg), 'EX', window)
   end
-  call('EXPIRE', KEYS[k + 2], window)
   if flag == '1' or flag == '3' then out[#out + 1] = call('HGETALL', KEYS[k + 1]) end
 end
 return out
 """.replace("WEIGHT_FUNCTION", WEIGHT_FUNCTION_LUA)
 
+# A pending decision (awaiting its reward for the attribution window) is one string, written
+# with its expiry in one command: "artwork|segment|profile|policy|propensity|ts|" then its state:
+# ";<signal>=<aggregate>" per signal rewarded so far, or, while deferred, "D", a newline and its
+# log record. (Ids cannot contain "|", signals match [a-z][a-z0-9_]*.) ``pending`` reads one as
+# a table; a decision a version before this one left as a hash is read from its fields, and the
+# first write replaces it by the string (SET ... KEEPTTL), so an upgrade loses no reward.
+# ``parse_pending`` reads the layout in Python (a test keeps the two equal).
+PENDING_LUA = r"""
+local function pending(key)
+  local v = redis.pcall('GET', key)
+  if type(v) == 'table' and v.err then  -- WRONGTYPE: the hash of an earlier version
+    local h, f = redis.call('HGETALL', key), {}
+    for i = 1, #h, 2 do f[h[i]] = h[i + 1] end
+    local state = ''
+    if f.deferred == '1' then state = 'D\n' .. f.record
+    else for name, x in pairs(f) do if string.sub(name, 1, 3) == 'rw|' then state = state .. ';' .. string.sub(name, 4) .. '=' .. x end end
+    end
+    v = f.artwork .. '|' .. f.segment .. '|' .. f.profile .. '|' .. f.policy .. '|' .. f.propensity .. '|' .. f.ts .. '|' .. state
+  end
+  if not v then return nil end
+  local head, art, seg, profile, policy, prop, ts, state = string.match(v, '^(([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|)(.*)$')
+  local ev = {head = head, artwork = art, segment = seg, profile = profile, policy = policy, ts = ts, state = state}
+  if string.sub(state, 1, 2) == 'D\n' then ev.deferred, ev.record = true, string.sub(state, 3) end
+  return ev
+end
+"""
+
 # A reward names its signal (ARGV[5]); ARGV[6] is '1' when it is the title's reward signal, the
 # one the bandit learns from; ARGV[7] the title's half-life ('' = counters never forget); ARGV[8]
 # the title's aggregation. KEYS: pending, arms, log.
-# Each signal counts once per decision: field "rw|<signal>" of the pending decision holds that
-# signal's aggregated value so far. ``earliest`` keeps the first (a repeat is a ``duplicate``);
+# Each signal counts once per decision: the pending decision's state holds that signal's
+# aggregated value so far (PENDING_LUA). ``earliest`` keeps the first (a repeat is a ``duplicate``);
 # ``sum`` adds (clipped to 1: Thompson's counters are Beta counts, one success at most per
 # impression); ``max`` keeps the largest (a click's 0.3 upgraded to 1 by a later play). A
 # report that changes the aggregate adds the difference to the sums: every signal's per artwork
@@ -119,20 +146,21 @@ return out
 # holds its final reward), as a "signal" record for the others, which learners and exports skip.
 # A deferred decision not yet activated takes no reward (``inactive``).
 REWARD_LUA = """
-local ev = redis.call('HMGET', KEYS[1], 'artwork', 'segment', 'ts', 'profile', 'policy', 'deferred', 'rw|' .. ARGV[5])
-if not ev[1] then return {'unknown'} end
-if ev[6] == '1' then return {'inactive', ev[1], ev[5]} end
-local art, seg, sig, value, agg = ev[1], ev[2], ARGV[5], tonumber(ARGV[1]), ARGV[8]
-local old, new = tonumber(ev[7]), nil
+PENDING_FUNCTION
+local ev = pending(KEYS[1])
+if not ev then return {'unknown'} end
+if ev.deferred then return {'inactive', ev.artwork, ev.policy} end
+local art, seg, sig, value, agg = ev.artwork, ev.segment, ARGV[5], tonumber(ARGV[1]), ARGV[8]
+local old, new = tonumber(string.match(ev.state, ';' .. sig .. '=([^;]*)')), nil
 if not old then new = value
 elseif agg == 'sum' then new = math.min(old + value, 1)
 elseif agg == 'max' then new = math.max(old, value)
 end
-if new == nil or new == old then return {'duplicate', art, ev[5]} end
+if new == nil or new == old then return {'duplicate', art, ev.policy} end
 local r = string.format('%.17g', new)
 local delta = new - (old or 0)
 local d = string.format('%.17g', delta)
-redis.call('HSET', KEYS[1], 'rw|' .. sig, r)
+redis.call('SET', KEYS[1], ev.head .. string.gsub(ev.state, ';' .. sig .. '=[^;]*', '') .. ';' .. sig .. '=' .. r, 'KEEPTTL')
 redis.call('HINCRBYFLOAT', KEYS[2], 'g|' .. sig .. '|' .. art, d)
 local kind = 'signal'
 if ARGV[6] == '1' then
@@ -144,43 +172,41 @@ if ARGV[6] == '1' then
     redis.call('HINCRBY', KEYS[2], 'r|' .. seg .. '|' .. art, 1)
   end
   if ARGV[7] ~= '' then  -- decaying counters: weighted by the decision's time (see DECIDE_LUA)
-    local e = tonumber(redis.call('HGET', KEYS[2], 'e') or ev[3])
-    local w = string.format('%.17g', delta * 2 ^ ((tonumber(ev[3]) - e) / tonumber(ARGV[7])))
+    local e = tonumber(redis.call('HGET', KEYS[2], 'e') or ev.ts)
+    local w = string.format('%.17g', delta * 2 ^ ((tonumber(ev.ts) - e) / tonumber(ARGV[7])))
     redis.call('HINCRBYFLOAT', KEYS[2], 'ds|' .. art, w)
     redis.call('HINCRBYFLOAT', KEYS[2], 'ds|' .. seg .. '|' .. art, w)
   end
 end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'type', kind, 'event_id', ARGV[2], 'reward', r,
            'value', ARGV[1], 'aggregation', agg, 'signal', sig, 'timestamp', ARGV[3], 'artwork', art,
-           'segment', seg, 'profile', ev[4], 'policy', ev[5], 'decided_at', ev[3])
-return {'recorded', art, ev[5]}
-"""
+           'segment', seg, 'profile', ev.profile, 'policy', ev.policy, 'decided_at', ev.ts)
+return {'recorded', art, ev.policy}
+""".replace("PENDING_FUNCTION", PENDING_LUA)
 
 # Activation of a deferred decision (``/artwork`` with ``defer_activation``): the decide script
-# stored it pending with ``deferred`` 1 and its log record, and counted nothing. KEYS: pending,
+# stored it pending, deferred, with its log record, and counted nothing. KEYS: pending,
 # arms, log, traffic bucket (of the activation's minute). ARGV: log cap, traffic retention, the
 # title's half-life ('' = counters never forget). Counts the impression (a decaying one at the
 # decision's time, as the reward script weighs its reward) and logs the decision, once; a repeat
 # (or a decision that was never deferred) is a ``duplicate``.
 ACTIVATE_LUA = """
 WEIGHT_FUNCTION
-local ev = redis.call('HMGET', KEYS[1], 'artwork', 'segment', 'deferred', 'record', 'ts')
-if not ev[1] then return {'unknown'} end
-if ev[3] ~= '1' then return {'duplicate', ev[1]} end
-local art, seg = ev[1], ev[2]
-redis.call('HSET', KEYS[1], 'deferred', '0')
-redis.call('HDEL', KEYS[1], 'record')
-redis.call('HINCRBY', KEYS[2], 'n|' .. art, 1)
+PENDING_FUNCTION
+local ev = pending(KEYS[1])
+if not ev then return {'unknown'} end
+if not ev.deferred then return {'duplicate', ev.artwork} end
+local art, seg = ev.artwork, ev.segment
+redis.call('SET', KEYS[1], ev.head, 'KEEPTTL')  -- active: no record, no reward yet
 redis.call('HINCRBY', KEYS[2], 'n|' .. seg .. '|' .. art, 1)
 if ARGV[3] ~= '' then
-  local w = string.format('%.17g', weight(KEYS[2], tonumber(ev[5]), tonumber(ARGV[3]), ev[5]))
-  redis.call('HINCRBYFLOAT', KEYS[2], 'dn|' .. art, w)
+  local w = string.format('%.17g', weight(KEYS[2], tonumber(ev.ts), tonumber(ARGV[3]), ev.ts))
   redis.call('HINCRBYFLOAT', KEYS[2], 'dn|' .. seg .. '|' .. art, w)
 end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*', 'type', 'decision', 'record', ev[4])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*', 'type', 'decision', 'record', ev.record)
 if redis.call('HINCRBY', KEYS[4], art, 1) == 1 then redis.call('EXPIRE', KEYS[4], ARGV[2]) end
 return {'activated', art}
-""".replace("WEIGHT_FUNCTION", WEIGHT_FUNCTION_LUA)
+""".replace("WEIGHT_FUNCTION", WEIGHT_FUNCTION_LUA).replace("PENDING_FUNCTION", PENDING_LUA)
 
 # Traffic history for the dashboard: per title and minute, decisions per artwork (a small hash
 # per bucket, expiring), written by the decide script itself so it costs no extra round trip.
@@ -224,8 +250,8 @@ class ArmCounts:
     rewards: dict[str, int]
     segments: dict[str, dict[str, tuple[int, float, int]]]  # segment -> artwork -> (n, s, r)
     signals: dict[str, dict[str, float]] = field(default_factory=dict)  # signal -> artwork -> sum
-    # Decaying counters (titles with a half-life): growth-weighted sums "dn|"/"ds|" (same keys
-    # as impressions/reward_sums and, with "seg|art", segments) and their epoch "e".
+    # Decaying counters (titles with a half-life): growth-weighted sums "dn|seg|art" (per segment
+    # only, as impressions), "ds|art" and "ds|seg|art", and their epoch "e".
     growth: dict[str, float] = field(default_factory=dict)
     epoch: float | None = None
 
@@ -255,10 +281,13 @@ class ArmCounts:
                 continue
             value = float(v) if kind == "s" else int(v)
             if len(parts) == 2:
-                {"n": n, "s": s, "r": r}[kind][parts[1]] = value
+                if kind != "n":  # an old hash's impressions total: the segments' sum below
+                    {"s": s, "r": r}[kind][parts[1]] = value
             elif len(parts) == 3:
                 slot = seg.setdefault(parts[1], {}).setdefault(parts[2], [0, 0.0, 0])
                 slot["nsr".index(kind)] = value
+                if kind == "n":
+                    n[parts[2]] = n.get(parts[2], 0) + value
         return cls(n, s, r, {g: {a: tuple(v) for a, v in arts.items()} for g, arts in seg.items()}, signals, growth, epoch)
 
     def decayed(self, now: float, half_life_s: float) -> ArmCounts:
@@ -270,12 +299,14 @@ class ArmCounts:
         seg: dict[str, dict[str, list]] = {}
         for key, v in self.growth.items():
             kind, *rest = key.split("|")
-            target = n if kind == "dn" else s
             if len(rest) == 1:
-                target[rest[0]] = v * scale
+                if kind == "ds":  # (an old hash's "dn|art" total: the segments' sum below)
+                    s[rest[0]] = v * scale
             else:
                 slot = seg.setdefault(rest[0], {}).setdefault(rest[1], [0.0, 0.0, 0])
                 slot[0 if kind == "dn" else 1] = v * scale
+                if kind == "dn":
+                    n[rest[1]] = n.get(rest[1], 0.0) + v * scale
         for g, arts in self.segments.items():
             for a, (_n, _s, r) in arts.items():
                 seg.setdefault(g, {}).setdefault(a, [0.0, 0.0, 0])[2] = r
@@ -371,6 +402,30 @@ class DecisionRecord(NamedTuple):
 
 
 _FLAGS = ("0", "1", "2", "3")  # the decide script's per-decision flag: refresh + 2 * deferred
+
+
+@dataclass(frozen=True)
+class PendingDecision:
+    """A decision awaiting its reward, as PENDING_LUA reads it."""
+
+    artwork: str
+    segment: str
+    profile: str
+    policy: str
+    propensity: float
+    timestamp: float
+    rewards: dict[str, float]  # signal -> aggregate so far
+    record: str | None = None  # the log record, while the decision is deferred
+
+
+def parse_pending(raw: bytes | str) -> PendingDecision:
+    """The string layout PENDING_LUA describes (not an earlier version's hash)."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    art, seg, profile, policy, prop, ts, state = text.split("|", 6)
+    if state.startswith("D\n"):
+        return PendingDecision(art, seg, profile, policy, float(prop), float(ts), {}, state[2:])
+    rewards = {name: float(value) for name, _, value in (part.partition("=") for part in state.split(";")[1:])}
+    return PendingDecision(art, seg, profile, policy, float(prop), float(ts), rewards)
 
 
 @dataclass(frozen=True)
@@ -639,6 +694,11 @@ class RedisStore:
             self.client.nodes_manager.initialize()
             raise
         return result, int(replicas)
+
+    def pending(self, title: str, token: str) -> PendingDecision | None:
+        """The decision awaiting its reward, or None once its attribution window closed."""
+        raw = self.client.get(self.keys.pending(title, token))
+        return parse_pending(raw) if raw is not None else None
 
     def activate(self, title: str, token: str, now: float, half_life_s: float = 0.0) -> str:
         """Count and log a deferred decision (once): ``activated``, ``duplicate`` or ``unknown``."""

@@ -142,8 +142,10 @@ def test_activation_counts_a_decaying_impression_and_a_deferred_decision_is_not_
     arms = lambda: {k.decode(): float(v) for k, v in store.client.hgetall(store.keys.arms("decay-sticky")).items()}  # noqa: E731
     assert not any(k.startswith(("n|", "dn|")) for k in arms())
     assert client.post("/activate", json={"event_id": d["event_id"]}).get_json() == {"status": "activated"}
-    counted = arms()
-    assert counted[f"n|{d['artwork']}"] == 1 and counted[f"dn|{d['artwork']}"] == 1.0  # first impression: weight 1
+    counted = {k: v for k, v in arms().items() if k != "e"}  # (e: the decay epoch, the decision's time)
+    assert counted == {f"n|new|{d['artwork']}": 1, f"dn|new|{d['artwork']}": 1.0}  # one increment: the segment's
+    seg = store.read_counts(["decay-sticky"])["decay-sticky"]
+    assert seg.impressions == {d["artwork"]: 1} and seg.growth == {f"dn|new|{d['artwork']}": 1.0}  # first impression: weight 1
     # the deferred decision was not remembered: the next decision is a first one, not a repeat of it
     store_log = [json.loads(f["record"]) for _, f in store.read_log("decay-sticky") if f["type"] == "decision"]
     assert all("repeat_of" not in r["context"] for r in store_log)

@@ -18,12 +18,12 @@ def counters(artworks, seen: dict[str, int]) -> ArmCounts:
     (and past the prior's 200 pseudo-impressions a segment's posterior is not the title's)."""
     raw: dict[str, str] = {}
     for i, a in enumerate(artworks):
-        n_title = s_title = 0.0
+        s_title = 0.0
         for seg, n in seen.items():
             rewards = (i + 1) * n / 1000.0
             raw[f"n|{seg}|{a}"], raw[f"s|{seg}|{a}"] = str(n), repr(rewards)
-            n_title, s_title = n_title + n, s_title + rewards
-        raw[f"n|{a}"], raw[f"s|{a}"] = str(int(n_title)), repr(s_title)
+            s_title += rewards
+        raw[f"s|{a}"] = repr(s_title)
     return ArmCounts.from_hash(raw)
 
 

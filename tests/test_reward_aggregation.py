@@ -152,4 +152,4 @@ def test_decaying_counters_move_by_the_difference(app, client):
         client.post("/reward", json={"event_id": d["event_id"], "reward": value})
     arms = _arms(app, "decaying")
     # the title's first decision sets the decay epoch: its weight is 1, so the decayed sums equal the raw ones
-    assert arms["dn|a"] == 1.0 and arms["ds|a"] == pytest.approx(1.0) and arms["s|a"] == pytest.approx(1.0)
+    assert arms["dn|new|a"] == 1.0 and arms["ds|a"] == pytest.approx(1.0) and arms["s|a"] == pytest.approx(1.0)

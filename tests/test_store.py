@@ -97,9 +97,9 @@ def test_one_trip_decisions_follow_the_profiles_segment(app, client):
     for _ in range(5):
         d = client.get(f"/artwork?profile=fan&title={TITLE}&device=tv").get_json()
         title, token = d["event_id"].rsplit("~", 1)
-        pending = {k.decode(): v.decode() for k, v in store.client.hgetall(store.keys.pending(title, token)).items()}
-        assert pending["segment"] == "power" and pending["artwork"] == d["artwork"]
-        assert float(pending["propensity"]) == d["propensity"]
+        pending = store.pending(title, token)
+        assert pending.segment == "power" and pending.artwork == d["artwork"]
+        assert pending.propensity == d["propensity"]
     record = json.loads(store.client.xrevrange(store.keys.log(TITLE), count=1)[0][1][b"record"])
     assert record["segment"] == "power" and record["context"] == {"device": "tv", "segment": "power"}
     assert (record["artwork"], record["propensity"], record["event_id"]) == (d["artwork"], d["propensity"], d["event_id"])
@@ -175,9 +175,9 @@ def test_decide_script_keeps_the_draw_of_the_profiles_segment(app, segment):
     rec = DecisionRecord(event_id, event_id.rsplit("~", 1)[1], 1.0, "seg-user", TITLE, "thompson", ("x",), {}, draws)
     decided, _ = store.record_decisions([rec], None)
     assert decided == segment
-    pending = store.client.hgetall(store.keys.pending(TITLE, rec.token))
-    assert pending[b"artwork"].decode() == f"a-{segment}" and pending[b"segment"].decode() == segment
-    assert float(pending[b"propensity"]) == dict(draws)[f"a-{segment}"] == rec.draw_for(segment)[1]
+    pending = store.pending(TITLE, rec.token)
+    assert pending.artwork == f"a-{segment}" and pending.segment == segment
+    assert pending.propensity == dict(draws)[f"a-{segment}"] == rec.draw_for(segment)[1]
 
 
 def test_a_catalog_change_between_counter_refreshes_never_breaks_a_decision(make_app):
@@ -266,3 +266,82 @@ def test_the_services_client_packs_with_the_fast_packer_and_refuses_what_redis_p
         pool.release(connection)
     with pytest.raises(redis.DataError):
         client.execute_command("SET", "k", None)
+
+
+def test_a_titles_impressions_are_its_segments_sum_and_an_old_hashs_total_is_not_counted_twice():
+    from service.store import ArmCounts
+
+    # A hash written before titles' totals were dropped holds "n|a" (= the segments' sum) too.
+    raw = {b"n|a": b"7", b"n|new|a": b"3", b"n|power|a": b"4", b"n|low|b": b"2", b"s|a": b"1.5", b"r|a": b"2",
+           b"dn|a": b"7.0", b"dn|new|a": b"3.0", b"dn|power|a": b"4.0", b"ds|a": b"1.0", b"e": b"0"}
+    counts = ArmCounts.from_hash(raw)
+    assert counts.impressions == {"a": 7, "b": 2}
+    assert counts.segments["power"]["a"] == (4, 0.0, 0) and counts.reward_sums == {"a": 1.5}
+    # decayed by one half-life: each segment's growth sum halves, and so does the title's (their sum)
+    half = counts.decayed(now=10.0, half_life_s=10.0)
+    assert half.impressions == {"a": 3.5} and half.reward_sums == {"a": 0.5}
+    assert half.segments["new"]["a"][0] == 1.5
+
+
+def test_the_decide_script_makes_one_impression_increment_per_decision(app, client):
+    store = app.extensions["store"]
+    d = client.get(f"/artwork?profile=inc-user&title={TITLE}").get_json()  # an unknown profile: segment new
+    raw = {k.decode(): v.decode() for k, v in store.client.hgetall(store.keys.arms(TITLE)).items()}
+    assert {k: v for k, v in raw.items() if k.startswith("n|")} == {f"n|new|{d['artwork']}": "1"}
+    assert store.read_counts([TITLE])[TITLE].impressions == {d["artwork"]: 1}
+
+
+def test_a_pending_decision_is_one_string_with_its_rewards_per_signal(app, client):
+    store = app.extensions["store"]
+    d = client.get(f"/artwork?profile=pend-user&title={TITLE}").get_json()
+    title, token = d["event_id"].rsplit("~", 1)
+    assert store.client.type(store.keys.pending(title, token)) == b"string"
+    assert 0 < store.client.ttl(store.keys.pending(title, token)) <= app.config["SETTINGS"].attribution_window_s
+    assert store.pending(title, token).rewards == {}
+    client.post("/reward", json={"event_id": d["event_id"], "reward": 0.75})
+    client.post("/reward", json={"event_id": d["event_id"], "signal": "play", "reward": 1})
+    pending = store.pending(title, token)
+    assert (pending.artwork, pending.segment, pending.profile, pending.policy) == (d["artwork"], "new", "pend-user", "thompson")
+    assert pending.propensity == d["propensity"] and pending.rewards == {"click": 0.75, "play": 1.0}
+
+
+def _old_hash_decision(store, title: str, token: str, fields: dict) -> str:
+    """A pending decision as the version before the string layout wrote it (HSET + EXPIRE)."""
+    key = store.keys.pending(title, token)
+    store.client.hset(key, mapping={"artwork": "str-1-closeup-lead", "segment": "power", "profile": "old-user",
+                                    "policy": "thompson", "propensity": "0.25", "ts": "1700000000.5", **fields})
+    store.client.expire(key, 300)
+    return key
+
+
+def test_a_decision_pending_as_an_earlier_versions_hash_takes_its_reward_once(app):
+    from service.ids import new_event_id
+
+    store = app.extensions["store"]
+    event_id = new_event_id(TITLE)
+    token = event_id.rsplit("~", 1)[1]
+    key = _old_hash_decision(store, TITLE, token, {"rw|play": "1"})
+    before = store.read_counts([TITLE])[TITLE]
+    first = store.record_reward(TITLE, token, event_id, 1.0, 1700000001.0)
+    again = store.record_reward(TITLE, token, event_id, 1.0, 1700000002.0)
+    assert (first.status, first.artwork, again.status) == ("recorded", "str-1-closeup-lead", "duplicate")
+    after = store.read_counts([TITLE])[TITLE]
+    assert after.rewards.get("str-1-closeup-lead", 0) == before.rewards.get("str-1-closeup-lead", 0) + 1
+    assert after.segments["power"]["str-1-closeup-lead"][2] == 1
+    # now the string layout, with the hash's earlier signal kept, and its expiry
+    assert store.pending(TITLE, token).rewards == {"play": 1.0, "click": 1.0} and 0 < store.client.ttl(key) <= 300
+
+
+def test_a_deferred_decision_pending_as_an_earlier_versions_hash_is_activated_once(app):
+    from service.ids import new_event_id
+
+    store = app.extensions["store"]
+    event_id = new_event_id(TITLE)
+    token = event_id.rsplit("~", 1)[1]
+    record = json.dumps({"event_id": event_id, "title": TITLE, "artwork": "str-1-closeup-lead"})
+    _old_hash_decision(store, TITLE, token, {"deferred": "1", "record": record})
+    assert store.record_reward(TITLE, token, event_id, 1.0, 1700000001.0).status == "inactive"
+    assert [store.activate(TITLE, token, 1700000001.0) for _ in range(2)] == ["activated", "duplicate"]
+    logged = [f["record"] for _, f in store.read_log(TITLE) if f["type"] == "decision"]
+    assert logged == [record]
+    assert store.record_reward(TITLE, token, event_id, 1.0, 1700000002.0).status == "recorded"
