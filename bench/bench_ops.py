@@ -66,10 +66,13 @@ def fill(redis_url: str, prefix: str, titles: list[str]) -> None:
     for t in titles:
         script(keys=[keys.log(t)], args=[DECISIONS // len(titles), json.dumps(arts[t]), RECORD.replace("TITLE", t)])
         pipe = client.pipeline(transaction=False)
+        per_artwork = DECISIONS // len(titles) // 4
         for a in arts[t]:
-            pipe.hset(keys.arms(t), mapping={f"n|regular|{a}": DECISIONS // len(titles) // 4, f"s|{a}": 100, f"r|{a}": 100})
-        for b in range(now_bucket - TRAFFIC_RETENTION_S // TRAFFIC_BUCKET_S + 1, now_bucket + 1):
-            pipe.hset(keys.traffic(t, b), mapping={a: 3 for a in arts[t]})
+            pipe.hset(keys.arms(t), mapping={f"n|regular|{a}": per_artwork, f"s|{a}": 100, f"r|{a}": 100})
+        # a snapshot of every minute of the 48 h kept: the impressions grew evenly over them
+        minutes = range(now_bucket - TRAFFIC_RETENTION_S // TRAFFIC_BUCKET_S + 1, now_bucket + 1)
+        for i, b in enumerate(minutes):
+            pipe.hset(keys.traffic(t, b), mapping={"|": 0, **{a: per_artwork * i // len(minutes) for a in arts[t]}})
             pipe.expire(keys.traffic(t, b), TRAFFIC_RETENTION_S)
         pipe.execute()
     print(f"  filled: {sum(client.xlen(keys.log(t)) for t in titles):,} logged decisions over {len(titles)} titles", file=sys.stderr)

@@ -88,7 +88,7 @@ def traffic_history(titles: list[str], minutes: int, now: float) -> tuple[int, d
         final["version"] = engine.catalog.version
     missing = {t: [p for p in points if (t, step, p) not in final] for t in titles}
     sums = engine.store.traffic_sums(
-        {t: [range(p * step, min(p * step + step, last + 1)) for p in ps] for t, ps in missing.items()}
+        {t: [range(p * step, min(p * step + step, last + 1)) for p in ps] for t, ps in missing.items()}, now
     )
     history = {}
     for t in titles:

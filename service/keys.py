@@ -75,7 +75,7 @@ class Keys:
         return f"{self._title(title)}:log"
 
     def traffic(self, title: str, bucket: int) -> str:
-        """Hash: artwork -> decisions in one time bucket (dashboard history; expires)."""
+        """Hash: artwork -> impressions at the start of one minute (``store.SNAPSHOT_LUA``; expires)."""
         return f"{self._title(title)}:traffic:{int(bucket)}"
 
     def model(self, title: str) -> str:

@@ -56,12 +56,39 @@ local function weight(arms, t, h, t_text)
 end
 """.replace("REBASE_HALF_LIVES", repr(REBASE_HALF_LIVES))
 
+# Traffic history (the dashboard's, /stats' recent shares) costs no call per decision: a
+# title's impressions per artwork at the start of each minute, as the minute's first increment
+# found them, in a small hash per minute ("traffic" key, expiring; field "|" marks one taken
+# before any impression). A worker asks for it with the first decision it makes of a title in
+# a minute (the decide script's flag), ACTIVATE_LUA on every activation: either way the
+# snapshot is taken before the minute's first increment, so the impressions of minutes a..b are
+# exactly C(b + 1) - C(a), C(m) being the first snapshot of a minute >= m, or the counters now
+# (TRAFFIC_SUM_LUA). Impressions are counted per segment ("n|<segment>|<artwork>", see above).
+SNAPSHOT_LUA = r"""
+local function impressions(flat)
+  local sums = {}
+  for j = 1, #flat, 2 do
+    local art = string.match(flat[j], '^n|[^|]*|(.*)$')
+    if art then sums[art] = (sums[art] or 0) + tonumber(flat[j + 1]) end
+  end
+  return sums
+end
+local function snapshot(arms, bucket, keep)
+  if redis.call('EXISTS', bucket) == 1 then return end
+  local fields = {'|', 0}
+  for art, n in pairs(impressions(redis.call('HGETALL', arms))) do fields[#fields + 1] = art; fields[#fields + 1] = n end
+  redis.call('HSET', bucket, unpack(fields))
+  redis.call('EXPIRE', bucket, keep)
+end
+"""
+
 # Decisions of one request. KEYS: the profile (read only when no segment is given; on a cluster
 # another key of the title's slot stands in), then 4 per decision: arms, pending, log, traffic.
 # ARGV: window, log cap, traffic retention, segment ('' = the profile's), profile id, timestamp;
-# then 4 per decision: policy, record, flag, draws. The flag: '0', or '1' to return the title's
-# counters (refresh), plus 2 when the decision is deferred (activated later), then
-# "|<half-life s>" for a title whose counters decay. The draws are
+# then 4 per decision: policy, record, flag, draws. The flag: a digit, 1 to return the title's
+# counters (refresh) + 2 when the decision is deferred (activated later) + 4 to take the
+# minute's traffic snapshot first (SNAPSHOT_LUA), then "|<half-life s>" for a title whose
+# counters decay. The draws are
 # "artwork|propensity" per segment in SEGMENT_ORDER, joined by "|", or one pair when every
 # segment drew the same (ids cannot contain "|"). The record is a string.format template with
 # %s for the artwork, the propensity and (twice) the segment, which only this script knows for
@@ -78,13 +105,15 @@ local out = {seg}
 local seg_n = 'n|' .. seg .. '|'  -- the segment's impressions field, less the artwork
 local pending_mid, pending_tail = '|' .. seg .. '|' .. profile .. '|', '|' .. ts .. '|'  -- (PENDING_LUA's layout)
 local n = (#KEYS - 1) / 4
-WEIGHT_FUNCTIONfor i = 0, n - 1 do
+WEIGHT_FUNCTIONSNAPSHOT_FUNCTIONfor i = 0, n - 1 do
   local k, a = 1 + i * 4, 6 + i * 4
   local art, prop = string.match(ARGV[a + 4], pick)
   if not art then art, prop = string.match(ARGV[a + 4], '^([^|]*)|([^|]*)') end
   local flag, half_life = ARGV[a + 3], ''  -- a half-life rides after '|' (decaying titles only)
   if #flag > 1 then flag, half_life = string.match(flag, '^(%d)|(.*)$') end
-  if flag < '2' then
+  local f = string.byte(flag) - 48
+  if f >= 4 then snapshot(KEYS[k + 1], KEYS[k + 4], keep); f = f - 4 end
+  if f < 2 then
     call('HINCRBY', KEYS[k + 1], seg_n .. art, 1)
     if half_life ~= '' then
       local w = string.format('%.17g', weight(KEYS[k + 1], tonumber(ts), tonumber(half_life), ts))
@@ -93,16 +122,14 @@ WEIGHT_FUNCTIONfor i = 0, n - 1 do
     call('SET', KEYS[k + 2], art .. pending_mid .. ARGV[a + 1] .. '|' .. prop .. pending_tail, 'EX', window)
     call('XADD', KEYS[k + 3], 'MAXLEN', '~', maxlen, '*', 'type', 'decision',
          'record', string.format(ARGV[a + 2], art, prop, seg, seg))
-    -- the traffic bucket's expiry is set when a field is created, not on every decision
-    if call('HINCRBY', KEYS[k + 4], art, 1) == 1 then call('EXPIRE', KEYS[k + 4], keep) end
   else  -- deferred: kept pending with its record; ACTIVATE_LUA counts and logs it
     call('SET', KEYS[k + 2], art .. pending_mid .. ARGV[a + 1] .. '|' .. prop .. pending_tail .. 'D\n'
          .. string.format(ARGV[a + 2], art, prop, seg, seg), 'EX', window)
   end
-  if flag == '1' or flag == '3' then out[#out + 1] = call('HGETALL', KEYS[k + 1]) end
+  if f % 2 == 1 then out[#out + 1] = call('HGETALL', KEYS[k + 1]) end
 end
 return out
-""".replace("WEIGHT_FUNCTION", WEIGHT_FUNCTION_LUA)
+""".replace("WEIGHT_FUNCTION", WEIGHT_FUNCTION_LUA).replace("SNAPSHOT_FUNCTION", SNAPSHOT_LUA)
 
 # A pending decision (awaiting its reward for the attribution window) is one string, written
 # with its expiry in one command: "artwork|segment|profile|policy|propensity|ts|" then its state:
@@ -186,17 +213,19 @@ return {'recorded', art, ev.policy}
 
 # Activation of a deferred decision (``/artwork`` with ``defer_activation``): the decide script
 # stored it pending, deferred, with its log record, and counted nothing. KEYS: pending,
-# arms, log, traffic bucket (of the activation's minute). ARGV: log cap, traffic retention, the
+# arms, log, traffic snapshot (of the activation's minute, taken if missing: SNAPSHOT_LUA). ARGV: log cap, traffic retention, the
 # title's half-life ('' = counters never forget). Counts the impression (a decaying one at the
 # decision's time, as the reward script weighs its reward) and logs the decision, once; a repeat
 # (or a decision that was never deferred) is a ``duplicate``.
 ACTIVATE_LUA = """
 WEIGHT_FUNCTION
 PENDING_FUNCTION
+SNAPSHOT_FUNCTION
 local ev = pending(KEYS[1])
 if not ev then return {'unknown'} end
 if not ev.deferred then return {'duplicate', ev.artwork} end
 local art, seg = ev.artwork, ev.segment
+snapshot(KEYS[2], KEYS[4], ARGV[2])
 redis.call('SET', KEYS[1], ev.head, 'KEEPTTL')  -- active: no record, no reward yet
 redis.call('HINCRBY', KEYS[2], 'n|' .. seg .. '|' .. art, 1)
 if ARGV[3] ~= '' then
@@ -204,32 +233,44 @@ if ARGV[3] ~= '' then
   redis.call('HINCRBYFLOAT', KEYS[2], 'dn|' .. seg .. '|' .. art, w)
 end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*', 'type', 'decision', 'record', ev.record)
-if redis.call('HINCRBY', KEYS[4], art, 1) == 1 then redis.call('EXPIRE', KEYS[4], ARGV[2]) end
 return {'activated', art}
-""".replace("WEIGHT_FUNCTION", WEIGHT_FUNCTION_LUA).replace("PENDING_FUNCTION", PENDING_LUA)
+""".replace("WEIGHT_FUNCTION", WEIGHT_FUNCTION_LUA).replace("PENDING_FUNCTION", PENDING_LUA).replace(
+    "SNAPSHOT_FUNCTION", SNAPSHOT_LUA)
 
-# Traffic history for the dashboard: per title and minute, decisions per artwork (a small hash
-# per bucket, expiring), written by the decide script itself so it costs no extra round trip.
+# Traffic snapshots (SNAPSHOT_LUA): one per title and minute, kept 48 h.
 TRAFFIC_BUCKET_S = 60
 TRAFFIC_RETENTION_S = 2 * 86_400
 
-# Sums a title's traffic buckets into points server-side, so a long span costs one call and a
-# small reply instead of a hash per minute. KEYS: the buckets, point after point; ARGV: the
-# number of buckets of each point. Returns one flat {artwork, count, ...} list per point.
-TRAFFIC_SUM_LUA = """
-local out, j = {}, 0
-for p = 1, #ARGV do
-  local sums, point = {}, {}
-  for _ = 1, tonumber(ARGV[p]) do
-    j = j + 1
-    local flat = redis.call('HGETALL', KEYS[j])
-    for k = 1, #flat, 2 do sums[flat[k]] = (sums[flat[k]] or 0) + tonumber(flat[k + 1]) end
+# A title's impressions per artwork over points (minute ranges), server-side, so a long span
+# costs one call and a small reply. KEYS: the title's arms, then its snapshots of consecutive
+# minutes, first .. now + 1 (a worker's clock may run ahead). ARGV: per point, its first and
+# last minute as offsets from the first key's. C(m), the impressions at the start of minute m:
+# the snapshot of the first minute >= m that has one (none: no impression since), else the
+# counters now. Returns one flat {artwork, impressions, ...} list per point: C(last + 1) - C(first).
+TRAFFIC_SUM_LUA = r"""
+SNAPSHOT_FUNCTION
+local m = #KEYS - 1
+local C = {}
+C[m + 1] = impressions(redis.call('HGETALL', KEYS[1]))
+for i = m, 1, -1 do
+  local flat = redis.call('HGETALL', KEYS[i + 1])
+  if #flat == 0 then C[i] = C[i + 1] else
+    local t = {}
+    for j = 1, #flat, 2 do if flat[j] ~= '|' then t[flat[j]] = tonumber(flat[j + 1]) end end
+    C[i] = t
   end
-  for art, n in pairs(sums) do point[#point + 1] = art; point[#point + 1] = n end
-  out[p] = point
+end
+local out = {}
+for p = 1, #ARGV, 2 do
+  local from, to, point = C[tonumber(ARGV[p]) + 1], C[tonumber(ARGV[p + 1]) + 2], {}
+  for art, n in pairs(to) do
+    local d = n - (from[art] or 0)
+    if d > 0 then point[#point + 1] = art; point[#point + 1] = d end
+  end
+  out[#out + 1] = point
 end
 return out
-"""
+""".replace("SNAPSHOT_FUNCTION", SNAPSHOT_LUA)
 
 SEED_CATALOG_LUA = """
 local added = 0
@@ -401,7 +442,7 @@ class DecisionRecord(NamedTuple):
         return self.draws[SEGMENT_ORDER.index(segment) if segment in SEGMENT_ORDER else 0]
 
 
-_FLAGS = ("0", "1", "2", "3")  # the decide script's per-decision flag: refresh + 2 * deferred
+_FLAGS = tuple("01234567")  # the decide script's per-decision flag: refresh + 2 * deferred + 4 * snapshot
 
 
 @dataclass(frozen=True)
@@ -453,6 +494,7 @@ class RedisStore:
         self._activate = client.register_script(ACTIVATE_LUA)
         self._seed = client.register_script(SEED_CATALOG_LUA)
         self._traffic_sum = client.register_script(TRAFFIC_SUM_LUA)
+        self._snapshot_minute: dict[str, int] = {}  # title -> the last minute this worker asked for its snapshot
 
     # -- health
     def ping(self) -> bool:
@@ -588,6 +630,7 @@ class RedisStore:
         groups = [[rec] for rec in records] if self.cluster else [list(records)]
 
         refresh_set = set(refresh)
+        snapshot_due = {r.title for r in records if self._snapshot_minute.get(r.title) != bucket}
         timestamp_text = common[-1]
         contexts: dict[int, str] = {}  # id(context) -> its template: a batch's records share one
         calls = []
@@ -605,12 +648,13 @@ class RedisStore:
                 args += [
                     rec.policy,
                     _template(rec.event_id, timestamp_text, rec.profile, title_part, context_part),
-                    # refresh + 2 * deferred, then "|<half-life>" for decaying counters (read by DECIDE_LUA)
-                    _FLAGS[(1 if rec.title in refresh_set else 0) + (2 if rec.deferred else 0)]
+                    # refresh + 2 * deferred + 4 * snapshot, then "|<half-life>" for decaying counters (DECIDE_LUA)
+                    _FLAGS[(rec.title in refresh_set) + 2 * rec.deferred + 4 * (rec.title in snapshot_due)]
                     + (f"|{rec.half_life_s!r}" if rec.half_life_s else ""),
                     rec.draws_arg(),
                 ]
                 refresh_set.discard(rec.title)  # a title repeated in a batch: read it once
+                snapshot_due.discard(rec.title)
             calls.append(("EVALSHA", self._decide.sha, len(keys), *keys, *args))
             for rec in group:
                 if rec.sticky_s:  # a sticky title's first decision (the segment was given: one draw)
@@ -618,6 +662,8 @@ class RedisStore:
                     calls.append(("SET", self.keys.sticky(rec.title, rec.profile), f"{art}|{prop!r}|{rec.event_id}", "NX", "EX", rec.sticky_s))
 
         results = [r for r in self._run_scripts(calls) if isinstance(r, list)]  # not the SETs' replies
+        for rec in records:  # (after the call: one that failed leaves the snapshot to the next)
+            self._snapshot_minute[rec.title] = bucket
         decided = _text(results[0][0])
         wanted = set(refresh)  # (refresh_set was emptied above)
         refreshed_titles = [t for t in dict.fromkeys(r.title for r in records) if t in wanted] if wanted else []
@@ -709,21 +755,23 @@ class RedisStore:
 
     # -- stats and logs
     def recent_traffic(self, titles: Sequence[str], minutes: int, now: float) -> dict[str, dict[str, int]]:
-        """Per title, decisions per artwork in the last ``minutes`` traffic buckets (the current,
-        partial one included): the counters the decide script keeps, never the log."""
+        """Per title, impressions per artwork in the last ``minutes`` minutes (the current,
+        partial one included): from the traffic snapshots, never the log."""
         last = int(now // TRAFFIC_BUCKET_S)
-        sums = self.traffic_sums({t: [range(last - minutes + 1, last + 1)] for t in titles})
+        sums = self.traffic_sums({t: [range(last - minutes + 1, last + 1)] for t in titles}, now)
         return {t: points[0] for t, points in sums.items()}
 
-    def traffic_sums(self, groups: Mapping[str, Sequence[Sequence[int]]]) -> dict[str, list[dict[str, int]]]:
-        """Per title, decisions per artwork summed over each group of minute buckets (bucket
-        number = epoch s // TRAFFIC_BUCKET_S): one script call per title, summed in Redis."""
+    def traffic_sums(self, groups: Mapping[str, Sequence[range]], now: float) -> dict[str, list[dict[str, int]]]:
+        """Per title, impressions per artwork over each range of minutes (minute = epoch s //
+        TRAFFIC_BUCKET_S, none after ``now``'s): one script call per title (TRAFFIC_SUM_LUA)."""
         titles = [t for t, points in groups.items() if points]
-
+        last = int(now // TRAFFIC_BUCKET_S)
         commands = []
         for t in titles:
-            keys = [self.keys.traffic(t, b) for point in groups[t] for b in point]
-            commands.append(("EVALSHA", self._traffic_sum.sha, len(keys), *keys, *(len(point) for point in groups[t])))
+            first = min(point.start for point in groups[t])
+            keys = [self.keys.arms(t), *(self.keys.traffic(t, b) for b in range(first, last + 2))]
+            offsets = [x for point in groups[t] for x in (point.start - first, point.stop - 1 - first)]
+            commands.append(("EVALSHA", self._traffic_sum.sha, len(keys), *keys, *offsets))
         results = self._run_scripts(commands) if titles else []
         out: dict[str, list[dict[str, int]]] = {t: [] for t in groups}
         for t, points in zip(titles, results, strict=True):
@@ -752,6 +800,9 @@ class RedisStore:
         buckets = range(last - TRAFFIC_RETENTION_S // TRAFFIC_BUCKET_S, last + 2)  # + the next, for clock skew
         pipe = self.client.pipeline(transaction=False)
         pipe.delete(self.keys.arms(title), *(self.keys.traffic(title, b) for b in buckets))
+        # The minute's snapshot, taken again: none (workers took theirs) would hide its impressions.
+        pipe.hset(self.keys.traffic(title, last), "|", 0)
+        pipe.expire(self.keys.traffic(title, last), TRAFFIC_RETENTION_S)
         pipe.incr(self.keys.catalog_version)
         pipe.execute()
 

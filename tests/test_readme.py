@@ -149,7 +149,9 @@ def test_recent_traffic_minutes_is_the_recent_share_window(env_app, redis_client
     def recent_after_old_traffic(app) -> int:
         keys = app.extensions["store"].keys
         old_bucket = int(time.time() // 60) - 10
-        redis_client.hset(keys.traffic(TITLE, old_bucket), "str-1-closeup", 7)
+        # 7 impressions made 10 minutes ago: none at that minute's start, 7 since
+        redis_client.hset(keys.traffic(TITLE, old_bucket), "|", 0)
+        redis_client.hset(keys.arms(TITLE), "n|new|str-1-closeup", 7)
         app.test_client().get(f"/artwork?profile=p1&title={TITLE}")
         return app.test_client().get(f"/stats/{TITLE}").get_json()["recent_decisions"]
 

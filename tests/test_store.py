@@ -345,3 +345,34 @@ def test_a_deferred_decision_pending_as_an_earlier_versions_hash_is_activated_on
     logged = [f["record"] for _, f in store.read_log(TITLE) if f["type"] == "decision"]
     assert logged == [record]
     assert store.record_reward(TITLE, token, event_id, 1.0, 1700000002.0).status == "recorded"
+
+
+def test_traffic_per_minute_from_snapshots_is_exact_across_workers_and_activations(make_app):
+    """Two workers (stores) decide in minutes 0, 1 and 3, a deferred decision is activated in
+    minute 2: each minute's impressions, and a span's, are exactly what was counted then."""
+    from service.ids import new_event_id
+    from service.store import TRAFFIC_BUCKET_S, DecisionRecord
+
+    workers = [make_app().extensions["store"] for _ in range(2)]
+    m0 = int(time.time() // TRAFFIC_BUCKET_S) - 10
+    t = lambda minute, s=1.0: (m0 + minute) * TRAFFIC_BUCKET_S + s  # noqa: E731
+
+    def decide(worker, ts: float, artwork: str, deferred: bool = False) -> str:
+        event_id = new_event_id(TITLE)
+        rec = DecisionRecord(event_id, event_id.rsplit("~", 1)[1], ts, "traffic-user", TITLE, "thompson", ("a", "b"),
+                             {}, ((artwork, 0.5),) * 4, deferred=deferred)
+        worker.record_decisions([rec], "new")
+        return rec.token
+
+    plan = {0: ["a", "a", "b"], 1: ["b", "b", "b", "a"], 3: ["a"]}
+    deferred = decide(workers[0], t(0, 30), "b", deferred=True)  # counted when activated, in minute 2
+    for minute, artworks in plan.items():
+        for i, art in enumerate(artworks):
+            decide(workers[i % 2], t(minute, 1 + i), art)
+        if minute == 1:
+            assert workers[1].activate(TITLE, deferred, t(2, 5)) == "activated"
+    points = [range(m0 + m, m0 + m + 1) for m in range(4)] + [range(m0, m0 + 4), range(m0 + 1, m0 + 3)]
+    sums = workers[0].traffic_sums({TITLE: points}, now=t(3, 50))[TITLE]
+    assert sums == [{"a": 2, "b": 1}, {"a": 1, "b": 3}, {"b": 1}, {"a": 1}, {"a": 4, "b": 5}, {"a": 1, "b": 4}]
+    # the recent window (the last 2 minutes: 2 and 3) reads the same snapshots
+    assert workers[1].recent_traffic([TITLE], 2, t(3, 50))[TITLE] == {"a": 1, "b": 1}
