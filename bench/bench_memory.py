@@ -4,7 +4,7 @@ Serves 20,000 decisions (20 titles, 1,000 profiles, the demo request context) th
 in process, rewards 30% of them, and reports bytes per decision: in all (used_memory before and
 after), and split into the pending decision (held for the attribution window), the log entry
 (held until trimmed by DECISION_LOG_MAX_AGE_S or DECISION_LOG_MAXLEN) and the rest (counters,
-traffic buckets); then the README's formula at a few rates. Loopback only; the server is
+traffic snapshots); then the README's formula at a few rates. Loopback only; the server is
 stopped at exit.
 """
 
