@@ -78,7 +78,7 @@ def main() -> int:
         print(f"{'  pending decision (MEMORY USAGE; freed after the window)':<62}{pending_bytes:>10.0f}")
         print(f"{'  log entry (MEMORY USAGE of the streams / entries)':<62}{log_bytes:>10.0f}")
         print(f"{'  rest (counters, traffic snapshots, allocator)':<62}{per_decision - pending_bytes - log_bytes:>10.0f}")
-        print(f"{'per reward (its signal on the pending decision, log entry, counters)':<62}{per_reward:>10.0f}")
+        print(f"{'per reward (its signal, log entry, counters)':<62}{per_reward:>10.0f}")
         print("\nFormula: pending = rate x window x P; log = titles x min(rate per title x max age, maxlen) x L")
         for rate, window in ((100, 600), (1_000, 600), (1_000, 86_400)):
             print(f"  {rate:>5} decisions/s, window {window:>6} s: pending {rate * window * pending_bytes / 2**30:6.2f} GiB")
