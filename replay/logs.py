@@ -29,6 +29,8 @@ from replay.errors import ReplayError
 REQUIRED = ("event_id", "timestamp", "profile", "title", "artwork", "propensity", "reward")
 OPTIONAL = ("policy", "candidates", "context", "segment")
 COLUMNS = REQUIRED + OPTIONAL
+# The column ``load_logs(keep_event_id=False)`` puts in place of event_id: its hash (uint64).
+EVENT_KEY = "_event_key"
 _ID_COLUMNS = ("event_id", "profile", "title", "artwork")
 FORMATS = ("jsonl", "csv", "parquet", "dsjson")
 WRITE_FORMATS = ("jsonl", "csv", "parquet")
@@ -59,8 +61,9 @@ def detect_format(path: str | Path) -> str:
 def load_logs(path: str | Path, fmt: str | None = None, *, keep_event_id: bool = True) -> pd.DataFrame:
     """Read and validate a log file; ``fmt`` is one of FORMATS (default: from the file name).
 
-    ``keep_event_id=False`` (what ``encode_logs`` callers use: LogArrays has no event ids) leaves
-    the column out of the frame; from Parquet it is then not even read (nor validated).
+    ``keep_event_id=False`` (what ``encode_logs`` callers use: LogArrays has no event ids) puts
+    their hashes (``EVENT_KEY``, uint64) in place of the ids; from Parquet the ids are then hashed
+    from the Arrow column, never made Python strings (nor validated).
     """
     path = Path(path)
     fmt = fmt or detect_format(path)
@@ -79,8 +82,18 @@ def load_logs(path: str | Path, fmt: str | None = None, *, keep_event_id: bool =
         frame, labels = _read_csv(path)
     else:
         frame, labels, ids_checked = _read_parquet(path, keep_event_id)
+    keys = frame.pop(EVENT_KEY) if EVENT_KEY in frame.columns else None
     frame = validate_logs(frame, source=str(path), row_label=labels, event_id_skipped=ids_checked)
-    return frame if keep_event_id or "event_id" not in frame.columns else frame.drop(columns="event_id")
+    if keep_event_id:
+        return frame
+    if keys is None and "event_id" in frame.columns:
+        from replay.draws import event_key
+
+        keys = event_key(frame["event_id"].astype(str).to_numpy(dtype=object))
+    out = frame.drop(columns="event_id") if "event_id" in frame.columns else frame
+    if keys is not None:
+        out[EVENT_KEY] = np.asarray(keys, dtype=np.uint64)
+    return out
 
 
 def _read_jsonl(path: Path) -> tuple[pd.DataFrame, Callable[[int], str]]:
@@ -161,6 +174,10 @@ def _read_parquet(path: Path, keep_event_id: bool = True) -> tuple[pd.DataFrame,
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise LogSchemaError(str(path), None, None, f"not a readable Parquet file ({exc})") from None
     frame = table.to_pandas()
+    if ids_checked:
+        from replay.draws import event_key
+
+        frame[EVENT_KEY] = event_key(pq.read_table(path, columns=["event_id"]).column(0))
     return frame, lambda i: f"row {i + 1}", ids_checked
 
 
@@ -460,6 +477,9 @@ class LogArrays:
     # A per-row key that does not depend on where the row sits (its timestamp's bits): cross-fitting
     # folds hash it, so a partitioned engine assigns every row the fold the in-memory one does.
     row_key: np.ndarray | None = None  # (n,) uint64
+    # The hash of each row's event id (``replay.draws.event_key``): unique per row, so replay's and
+    # the bootstrap's draws, functions of it, are independent across rows and the same on any engine.
+    event_key: np.ndarray | None = None  # (n,) uint64
 
     @property
     def n(self) -> int:
@@ -480,11 +500,14 @@ class LogArrays:
             None if self.combo is None else self.combo[rows], self.combo_mask, self.combo_title,
             None if self.contexts is None else self.contexts[rows], self.combo_slots,
             None if self.row_key is None else self.row_key[rows],
+            None if self.event_key is None else self.event_key[rows],
         )
 
 
-def encode_logs(frame: pd.DataFrame) -> LogArrays:
-    """Encode a validated frame (from ``load_logs`` or ``validate_logs``) into LogArrays."""
+def encode_logs(frame: pd.DataFrame, *, fill_features: bool = True) -> LogArrays:
+    """Encode a validated frame (from ``load_logs`` or ``validate_logs``) into LogArrays.
+    ``fill_features=False``: missing context values stay NaN (in one partition of a log, which the
+    whole log's means fill: ``replay.partitioned``)."""
     ts = frame["timestamp"].to_numpy(dtype=float)
     if np.all(ts[1:] >= ts[:-1]):  # already in time order (exports and simulations are): no copy
         order, df = np.arange(len(frame)), frame
@@ -545,7 +568,7 @@ def encode_logs(frame: pd.DataFrame) -> LogArrays:
         pol_codes, pols = _factorize_filled(df["policy"], "(unnamed)")
     else:
         pol_codes, pols = np.zeros(len(df), dtype=np.int64), ["(unnamed)"]
-    features, names = _context_features(df["context"]) if "context" in df.columns else (None, ())
+    features, names = _context_features(df["context"], fill_features) if "context" in df.columns else (None, ())
     return LogArrays(
         titles=tuple(titles), arms=arms, segments=tuple(segments),
         title=title_codes.astype(np.int32), action=action.astype(np.int32), segment=np.asarray(seg_codes, np.int32),
@@ -556,7 +579,19 @@ def encode_logs(frame: pd.DataFrame) -> LogArrays:
         combo=np.asarray(combo_codes, dtype=np.int64), combo_mask=combo_mask, combo_title=combo_title,
         contexts=df["context"].to_numpy(dtype=object) if "context" in df.columns else None,
         combo_slots=tuple(combo_slots), row_key=df["timestamp"].to_numpy(dtype=np.float64).view(np.uint64),
+        event_key=_event_keys(df),
     )
+
+
+def _event_keys(df: pd.DataFrame) -> np.ndarray | None:
+    """``event_key`` as ``load_logs(keep_event_id=False)`` left it, or hashed from ``event_id``."""
+    from replay.draws import event_key
+
+    if EVENT_KEY in df.columns:
+        return df[EVENT_KEY].to_numpy(dtype=np.uint64)
+    if "event_id" in df.columns:
+        return event_key(df["event_id"].astype(str).to_numpy(dtype=object))
+    return None
 
 
 def _factorize_lists(values: np.ndarray) -> tuple[np.ndarray, list]:
@@ -587,8 +622,9 @@ def _factorize_filled(col: pd.Series, fill: str):
     return pd.factorize(col.astype(object).fillna(fill), sort=True)
 
 
-def _context_features(col: pd.Series) -> tuple[np.ndarray | None, tuple[str, ...]]:
-    """Numeric and boolean context values as columns (missing -> column mean); text is ignored."""
+def _context_features(col: pd.Series, fill: bool = True) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """Numeric and boolean context values as columns (missing -> column mean, or NaN without
+    ``fill``); text is ignored."""
     records = [c if c is not None else {} for c in col.to_numpy(dtype=object)]
     table = pd.DataFrame.from_records(records)
     keep: list[str] = []
@@ -603,8 +639,9 @@ def _context_features(col: pd.Series) -> tuple[np.ndarray | None, tuple[str, ...
     if not keep:
         return None, ()
     x = table[keep].to_numpy(dtype=float)
-    means = np.nanmean(x, axis=0)
-    x = np.where(np.isnan(x), means[None, :], x)
+    if fill:
+        means = np.nanmean(x, axis=0)
+        x = np.where(np.isnan(x), means[None, :], x)
     return x, tuple(keep)
 
 

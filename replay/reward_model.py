@@ -31,6 +31,7 @@ from functools import cached_property
 
 import numpy as np
 
+from replay.draws import splitmix64
 from replay.errors import ReplayError
 from replay.logs import LogArrays
 
@@ -328,14 +329,7 @@ def single_fold(rows_per_fold: np.ndarray) -> bool:
 
 def fold_of(key: np.ndarray, salt: int, folds: int) -> np.ndarray:
     """splitmix64 of key ^ salt, modulo ``folds`` (int64)."""
-    z = np.asarray(key, dtype=np.uint64) ^ np.uint64(salt)
-    z += np.uint64(0x9E3779B97F4A7C15)
-    z ^= z >> np.uint64(30)
-    z *= np.uint64(0xBF58476D1CE4E5B9)
-    z ^= z >> np.uint64(27)
-    z *= np.uint64(0x94D049BB133111EB)
-    z ^= z >> np.uint64(31)
-    return (z % np.uint64(folds)).astype(np.int64)
+    return (splitmix64(key, salt) % np.uint64(folds)).astype(np.int64)
 
 
 def cross_fit(logs: LogArrays, rng: np.random.Generator, folds: int = DEFAULT_FOLDS, **kwargs) -> CrossFit:
