@@ -62,7 +62,15 @@ from replay.evaluation import (
 )
 from replay.logs import LogArrays
 from replay.policies import FixedPolicy, LoggedPolicy
-from replay.reward_model import DEFAULT_FOLDS, CellSums, RewardModel, fold_of, single_fold
+from replay.reward_model import (
+    DEFAULT_FOLDS,
+    CellSums,
+    RewardModel,
+    _chosen,
+    fold_of,
+    fold_predictions,
+    single_fold,
+)
 
 SUPPORTED_ESTIMATORS = ("replay", "ips", "snips", "ipsclip", "dm", "dr", "sndr", "switchdr", "dros")
 DR_FAMILY = ("dr", "switchdr", "dros")
@@ -291,9 +299,23 @@ def _shape(vocab: Vocabulary) -> tuple[int, int, int]:
 
 
 def _shape_model(vocab: Vocabulary) -> RewardModel:
-    """A model with the log's cell shape: ``mass_sums`` needs only that."""
+    """A model with the log's cell shape: ``mass_sums`` needs only that, and with features a
+    standardization: the identity after the shift (``_standardized`` turns its sums into the model's)."""
     shape = _shape(vocab)
-    return RewardModel(np.zeros(shape), np.zeros(shape), 1.0, 1.0, 1.0)
+    if not vocab.feature_names:
+        return RewardModel(np.zeros(shape), np.zeros(shape), 1.0, 1.0, 1.0)
+    d = len(vocab.feature_names)
+    return RewardModel(np.zeros(shape), np.zeros(shape), 1.0, 1.0, 1.0, vocab.feature_fill, np.ones(d),
+                       np.zeros((vocab.k, d)))
+
+
+def _standardized(sums: tuple[np.ndarray, np.ndarray | None], model: RewardModel, shift: np.ndarray | None
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    """``mass_sums`` with sum_i pi_ia (x_i - shift) as ``model``'s: sum_i pi_ia z_i (z is affine in x)."""
+    mass, px = sums
+    if px is None or model.coef is None:
+        return mass, None
+    return mass, (px - mass.sum(axis=(0, 2))[:, None] * (model.mean - shift)) / model.scale
 
 
 def _policy_input(logs: LogArrays, policy) -> tuple[EstimatorInput, tuple[np.ndarray, np.ndarray]]:
@@ -313,15 +335,15 @@ def _model_sums(path: Path, plan: Plan) -> dict:
     if not plan.model_based:
         return out
     fold = fold_of(logs.row_key, plan.salt, plan.folds) if plan.folds > 1 else np.zeros(logs.n, np.int64)
-    out["cells"] = CellSums.of(logs, fold, plan.folds)
+    out["cells"] = CellSums.of(logs, fold, plan.folds, plan.vocab.feature_fill)
     shaper = _shape_model(plan.vocab)
     for p, policy in enumerate(plan.policies):
         data, coded = _policy_input(logs, policy)
-        out["mass"][(p, "dm")] = shaper.mass_sums(logs, coded)[0]
+        out["mass"][(p, "dm")] = shaper.mass_sums(logs, coded)
         for name in plan.estimators:
             if name in DR_FAMILY:
                 h = ESTIMATORS[name]().correction_weight(data)
-                out["mass"][(p, name)] = shaper.mass_sums(logs, h)[0]
+                out["mass"][(p, name)] = shaper.mass_sums(logs, h)
     return out
 
 
@@ -332,16 +354,27 @@ def _add(results: Sequence, key: str):
     return total
 
 
+def _add_mass(results: Sequence) -> dict:
+    """The partitions' ``mass_sums`` per (policy, estimator), added (the feature part may be None)."""
+    out = {}
+    for key in results[0]["mass"]:
+        parts = [r["mass"][key] for r in results]
+        out[key] = (_sum(m for m, _ in parts), None if parts[0][1] is None else _sum(px for _, px in parts))
+    return out
+
+
 # ---- pass 3: estimator sums -----------------------------------------------------------------
 
-def _fit_tables(plan: Plan, cells: CellSums) -> dict:
+def _fit(plan: Plan, cells: CellSums, mass: dict) -> dict:
+    """The model on every row, each fold's model, the folds' held-out mean rewards, and the
+    policies' mass sums in the model's standardization: what pass 3 needs."""
     folds = plan.folds
     model = cells.model(strength=plan.strength)
     others = [np.flatnonzero(np.arange(folds) != f) if folds > 1 else slice(None) for f in range(folds)]
     models = [cells.model(o, plan.strength) for o in others] if folds > 1 else [model]
-    table = np.stack([m.cell.transpose(0, 2, 1) for m in models]).reshape(-1, plan.vocab.k)
     means = np.array([cells.mean_reward(o) for o in others])
-    return {"model": model, "q_table": np.clip(table, 0.0, 1.0), "means": means}
+    mass = {key: _standardized(v, model, cells.shift) for key, v in mass.items()}
+    return {"model": model, "fold_models": models, "means": means, "mass": mass}
 
 
 def _estimator_sums(path: Path, plan: Plan) -> dict:
@@ -352,10 +385,9 @@ def _estimator_sums(path: Path, plan: Plan) -> dict:
     if plan.model_based:
         m = plan.models
         fold = fold_of(logs.row_key, plan.salt, plan.folds) if plan.folds > 1 else np.zeros(logs.n, np.int64)
-        t_n, k, s_n = _shape(plan.vocab)
-        q_code = (fold * t_n + logs.title) * s_n + logs.segment
-        q_table, model = m["q_table"], m["model"]
-        q_logged = np.take(q_table.reshape(-1), q_code * k + logs.action)
+        model = m["model"]
+        q_table, q_code, dense = fold_predictions(logs, m["fold_models"], fold)
+        q_logged = _chosen(logs.action, q_table, q_code, dense)
         result["fit"] = np.array([np.sum((logs.reward - q_logged) ** 2),
                                   np.sum((logs.reward - m["means"][fold]) ** 2)])
     codes_by, keys = (None, [])
@@ -370,19 +402,21 @@ def _estimator_sums(path: Path, plan: Plan) -> dict:
         if "replay" in plan.estimators:  # accepted once, by the whole log's bound: groups keep the rows' outcomes
             data = Replay(bound=plan.bounds[p]).prepare(data, None)
         if plan.model_based:
-            codes, rows = coded
-            n_m, n_q = plan.vocab.combo_mask.shape[0], q_table.shape[0]
-            value = np.einsum("ca,ma,ga->cmg", rows, plan.vocab.combo_mask.astype(float), q_table)
-            dm_values = np.take(value.reshape(-1), (codes.astype(np.int64) * n_m + logs.combo) * n_q + q_code)
-            dm_weight = model.dm_weights(logs, None, sums=(m["mass"][(p, "dm")], None), n=n_total)
-            data = replace(data, dm_values=dm_values, q_logged=q_logged, dm_weight=dm_weight)
+            dm_weight = model.dm_weights(logs, None, sums=m["mass"][(p, "dm")], n=n_total)
+            if dense is not None:  # context features: per-row predictions, as the in-memory engine's
+                data = replace(data, pi=np.take(coded[1], coded[0], axis=0), q_hat=dense, dm_weight=dm_weight)
+            else:
+                codes, rows = coded
+                n_m, n_q = plan.vocab.combo_mask.shape[0], q_table.shape[0]
+                value = np.einsum("ca,ma,ga->cmg", rows, plan.vocab.combo_mask.astype(float), q_table)
+                dm_values = np.take(value.reshape(-1), (codes.astype(np.int64) * n_m + logs.combo) * n_q + q_code)
+                data = replace(data, dm_values=dm_values, q_logged=q_logged, dm_weight=dm_weight)
         prepared = []
         for name, est in zip(plan.estimators, ests, strict=True):
             d = data
             if name in DR_FAMILY and plan.model_based:
                 mass = plan.models["mass"][(p, name)]
-                d = replace(data, model_influence=lambda h, mass=mass: model.dm_weights(
-                    logs, None, sums=(mass, None), n=n_total))
+                d = replace(data, model_influence=lambda h, mass=mass: model.dm_weights(logs, None, sums=mass, n=n_total))
             prepared.append(est.prepare(d, None))
         sums = accumulate(ests, prepared, interval=plan.interval, bootstrap=plan.bootstrap,
                           chunk_size=chunk_rows(plan.bootstrap))
@@ -444,21 +478,14 @@ def evaluate_partitioned(
     plan = Plan(vocab, tuple(policies), tuple(dict.fromkeys(estimators)), folds, salt, by=by, interval=interval,
                 bootstrap=bootstrap, draw_salt=draw_salt)
     fit_info = None
-    if plan.model_based and vocab.feature_names:
-        raise PartitionError("dm/dr on logs with numeric context features need the rows' features per fold: "
-                             "not available on the partitioned engine; use --engine pandas", "--estimator")
     if plan.model_based or "replay" in plan.estimators:
         sums = runner(_model_sums, paths, (plan,), progress("reward model" if plan.model_based else "replay bound"))
         plan = replace(plan, bounds=tuple(np.max([r["bounds"] for r in sums], axis=0).tolist()))
     if plan.model_based:
-        mass = {}
-        for r in sums:
-            for key, v in r["mass"].items():
-                mass[key] = mass[key] + v if key in mass else v
         cells = _add(sums, "cells")
         if plan.folds > 1 and single_fold(cells.rows.sum(axis=1)):  # as cross_fit decides on the same counts
             plan, cells = replace(plan, folds=1), cells.collapsed()
-        plan = replace(plan, models={**_fit_tables(plan, cells), "mass": mass})
+        plan = replace(plan, models=_fit(plan, cells, _add_mass(sums)))
     parts = runner(_estimator_sums, paths, (plan,), progress("estimators"))
     ests = [ESTIMATORS[e]() for e in plan.estimators]
     if plan.model_based:
