@@ -114,7 +114,7 @@ def event_key(ids) -> np.ndarray:
     masks = np.array([(1 << (8 * r)) - 1 for r in range(9)], dtype=np.uint64)  # a word's first r bytes
     h = length.astype(np.uint64)
     _finalize(h)
-    for j in range(0, int(length.max(initial=0)), 8):
+    for j in range(0, max(int(length.max(initial=0)), 1), 8):  # the first word even of an empty id
         w = words[np.minimum(start + j, data.size)]
         w &= masks[np.clip(length - j, 0, 8)]
         w ^= h

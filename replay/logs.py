@@ -156,11 +156,11 @@ def _read_parquet(path: Path, keep_event_id: bool = True) -> tuple[pd.DataFrame,
         pfile = pq.ParquetFile(path)
         schema = pfile.schema_arrow
         dictionary = [c for c in _DICTIONARY_COLUMNS if c in schema.names and _is_text(schema.field(c).type)]
-        # Callers that encode (LogArrays has no event ids) skip the column: a million unique
-        # strings are the most expensive thing in the file and no estimate depends on them
-        # (``check``, ``abtest``, ``train-vw`` and the other formats still validate them).
+        # Callers that encode (LogArrays has no event ids, only their hashes, the rows' keys for
+        # random draws) never make them strings: a million unique strings are the most expensive
+        # thing in the file (``check``, ``abtest``, ``train-vw`` and the other formats still validate them).
         ids_checked = not keep_event_id and "event_id" in schema.names
-        columns = [c for c in schema.names if not (c == "event_id" and ids_checked)]
+        columns = list(schema.names)
         kind = schema.field("candidates").type if "candidates" in columns else None
         listed = kind is not None and (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and _is_text(kind.value_type)
         if listed:  # one pass over the file: the lists' artwork ids come dictionary-encoded too
@@ -171,13 +171,16 @@ def _read_parquet(path: Path, keep_event_id: bool = True) -> tuple[pd.DataFrame,
             col = table.column(i).combine_chunks()
             table = table.remove_column(i).append_column(
                 "candidates", _candidates_as_dictionary(col, lambda: pfile.read(columns=["candidates"]).column(0)))
+        if ids_checked:  # hashed from the Arrow column (``replay.draws.event_key``), never Python strings
+            from replay.draws import event_key
+
+            keys = event_key(table.column("event_id"))
+            table = table.drop_columns(["event_id"])
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise LogSchemaError(str(path), None, None, f"not a readable Parquet file ({exc})") from None
     frame = table.to_pandas()
     if ids_checked:
-        from replay.draws import event_key
-
-        frame[EVENT_KEY] = event_key(pq.read_table(path, columns=["event_id"]).column(0))
+        frame[EVENT_KEY] = keys
     return frame, lambda i: f"row {i + 1}", ids_checked
 
 

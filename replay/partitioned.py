@@ -4,24 +4,26 @@ A log stored as partitioned Parquet (hive folders such as ``date=2026-11-20/``, 
 files) is never loaded whole. Three passes over the partitions, each returning small tables:
 
 1. ``_scan``: the vocabulary (titles, each title's artworks in the order the in-memory engine
-   gives them, segments, candidate sets), rows, smallest propensity;
-2. ``_model_sums``: the reward model's (fold, cell) sums (``CellSums``) and, per policy, the
-   summed mass of the target (DM's weights) and of each DR-type correction per cell
-   (``RewardModel.mass_sums``), held-out fit sums;
-3. ``_estimator_sums``: every estimator's sums and cubic sums (``chunk_sums``), the warnings'
-   sums (``diagnosis_sums``), the same per group for ``by``.
+   gives them, segments, candidate sets, numeric context keys with their values' sums, so that
+   missing values get the whole log's mean), rows, smallest propensity;
+2. ``_model_sums``: each policy's largest importance ratio (replay's bound); the reward model's
+   per-fold sums (``CellSums``: cells, and the normal equations of the slopes on context
+   features) and, per policy, the summed mass of the target (DM's weights) and of each DR-type
+   correction per cell (``RewardModel.mass_sums``);
+3. ``_estimator_sums``: every estimator's sums, cubic sums and bootstrap replicates' sums
+   (``accumulate``), the warnings' sums (``diagnosis_sums``), the same per group for ``by``;
+   the held-out fit's sums.
 
 Sums add; ``finish_estimates`` turns them into the estimates and intervals the in-memory engine
-gives on the same rows (``assign_folds`` hashes each row's timestamp, so a row's fold does not
-depend on its partition). ``run`` maps a pass over the partitions: in this process, or on a Dask
-cluster (``replay.dask_engine``), one partition per task, so a worker holds one partition at a time.
+gives on the same rows and seed: ``assign_folds`` hashes each row's timestamp, and replay's
+acceptance and the bootstrap's weights are functions of each row's event-id hash
+(``replay.draws``), so neither a row's fold nor its draws depend on its partition. ``run`` maps a
+pass over the partitions: in this process, or on a Dask cluster (``replay.dask_engine``), one
+partition per task, so a worker holds one partition at a time.
 
-Supported: fixed policies (uniform, logged, ab, table:PATH); estimators ips, snips, ipsclip, dm,
-dr, sndr, switchdr, dros; normal and EL intervals; ``by`` title or segment. Not supported (an
-error says so): learning policies and ``replay`` (they consume random draws row by row in log
-order), ``--bootstrap`` (Poisson draws per row in log order: a per-partition stream would give
-other draws than the in-memory engine's), DM/DR on logs with numeric context features (the
-model's slopes are fitted per fold from the rows; see issue 15's notes).
+Supported: fixed policies (uniform, logged, ab, table:PATH); every estimator; every interval
+(normal, EL, bootstrap); ``by`` title, segment or a numeric context key. Not supported (an error
+says so): learning policies (thompson, vw), which learn row by row in log order.
 """
 
 from __future__ import annotations

@@ -19,7 +19,9 @@ on cell c. Its variance is the spread of the per-row model values plus sum_j (dD
 (delta method over the model's parameters, e_j the held-out residual), which is what makes DM's
 interval include the model's estimation error.
 
-``cross_fit`` predicts every row from a model fitted without that row's fold (K folds), which
+Every fit is made from sums over rows (``CellSums``: per fold, cell and slot, the ridge slopes'
+normal equations included), which partitions of a log add up, so the partitioned engine fits
+the models the in-memory one does. ``cross_fit`` predicts every row from a model fitted without that row's fold (K folds), which
 DR needs (a row's own reward must not be in the model that corrects it) and which gives the
 held-out fit that the poor-model warning uses.
 """

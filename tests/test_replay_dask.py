@@ -94,14 +94,15 @@ def test_dask_engine_equals_in_memory_engine(cluster, logs_dir, interval, by, bo
     assert replay.estimator == "replay" and 0 < replay.ess < expected.n  # rows were rejected: draws mattered
 
 
-def test_cli_dask_engine_on_a_running_scheduler_prints_the_pandas_engines_numbers(cluster, logs_dir, capsys):
+def test_cli_dask_engine_on_a_running_scheduler_prints_the_pandas_engines_bootstrap_numbers(cluster, logs_dir, capsys):
     root, env, target = logs_dir
     policy = root / "policy.csv"
     policy.write_text("title,artwork,probability\n" + "".join(
         f"{t},{a},{float(target[i, j])!r}\n" for i, (t, arts) in enumerate(zip(env.titles, env.artworks, strict=True))
         for j, a in enumerate(arts)))
     argv = ["evaluate", str(root / "parts"), "--policy", f"table:{policy}", "--policy", "uniform",
-            "--estimator", "ips", "--estimator", "snips", "--estimator", "dr", "--json"]
+            "--estimator", "ips", "--estimator", "snips", "--estimator", "dr", "--estimator", "replay",
+            "--bootstrap", "30", "--seed", "3", "--json"]
     assert main([*argv, "--engine", "pandas"]) == 0
     pandas_out = capsys.readouterr()
     assert main([*argv, "--engine", "dask", "--scheduler", cluster.scheduler.address]) == 0
