@@ -104,6 +104,7 @@ def policy_input(logs: LogArrays, out: PolicyOutput, q_hat: np.ndarray | CrossFi
 
 
 def needs_draws(estimators: Sequence[str], bootstrap: int) -> bool:
+    """Whether the evaluation draws per row (and so takes a salt from the seed after the folds')."""
     return "replay" in estimators or bool(bootstrap)
 
 
