@@ -21,7 +21,8 @@ sample's, which is small exactly when the rare heavy rows that make an estimate 
 but that of the terms with each reward replaced by its reward-model distribution
 (``smoothed_cubic_sums``), so it does not move with the estimate; with ``bootstrap=B``, the percentile interval of
 a Poisson bootstrap (each row gets a Poisson(1) weight per replicate, which is what lets it run
-per partition); ``interval="el"``, the empirical-likelihood (Cressie-Read) interval for IPS and
+per partition; the weights are functions of the row's ``draw_key``, ``replay.draws``, so every
+engine and chunking draws the same ones); ``interval="el"``, the empirical-likelihood (Cressie-Read) interval for IPS and
 SNIPS. No interval has zero width.
 """
 
@@ -36,6 +37,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from replay.draws import ACCEPT_STREAM, poisson_weights, uniforms
 from replay.errors import ReplayError
 
 TINY_PROPENSITY = 1e-3
@@ -86,6 +88,8 @@ class EstimatorInput:
         (fixed policies: a row per title and candidate set; used by the warnings).
     dm_values, q_logged: optional (n,) sum_a pi(a|x_i) q_hat(x_i, a) and q_hat(x_i, a_i), in place
         of ``pi`` and ``q_hat`` (computed from small tables when both are coded).
+    draw_key: optional (n,) uint64 per-row keys (``replay.draws``) of replay's acceptance and the
+        bootstrap weights; without it they are drawn from the ``rng`` given to ``estimate_many``.
     """
 
     reward: np.ndarray
@@ -103,6 +107,7 @@ class EstimatorInput:
     pi_coded: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     dm_values: np.ndarray | None = field(default=None, repr=False)
     q_logged: np.ndarray | None = field(default=None, repr=False)
+    draw_key: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.validate:
@@ -149,6 +154,7 @@ class EstimatorInput:
             pi_coded=None if self.pi_coded is None else (self.pi_coded[0][s], self.pi_coded[1]),
             dm_values=None if self.dm_values is None else self.dm_values[s],
             q_logged=None if self.q_logged is None else self.q_logged[s],
+            draw_key=None if self.draw_key is None else self.draw_key[s],
         )
 
     def chunks(self, size: int = DEFAULT_CHUNK) -> Iterator[EstimatorInput]:
@@ -157,6 +163,14 @@ class EstimatorInput:
 
     def with_accepted(self, accepted: np.ndarray) -> EstimatorInput:
         return replace(self, accepted=np.asarray(accepted, dtype=bool), validate=False)
+
+    def with_draw_key(self, rng: np.random.Generator | None, why: str) -> EstimatorInput:
+        """This input with per-row draw keys: its own, or drawn from ``rng`` (``why`` needs them)."""
+        if self.draw_key is not None:
+            return self
+        if rng is None:
+            raise EstimatorInputError(f"rng or draw_key is required by {why}")
+        return replace(self, draw_key=rng.integers(0, 2**64, size=self.n, dtype=np.uint64), validate=False)
 
 
 def _validate(d: EstimatorInput) -> None:
@@ -216,6 +230,8 @@ def _validate(d: EstimatorInput) -> None:
         raise EstimatorInputError(f"dm_values must have shape ({n},) and be finite")
     if d.q_logged is not None and not (arr("q_logged").shape == (n,) and d.q_logged.min() >= 0 and d.q_logged.max() <= 1):
         raise EstimatorInputError(f"q_logged must have shape ({n},) and be in [0, 1]")
+    if d.draw_key is not None and arr("draw_key", np.uint64).shape != (n,):
+        raise EstimatorInputError(f"draw_key must have shape ({n},)")
 
 
 def _sums(columns: Sequence[np.ndarray], weights: np.ndarray | None) -> np.ndarray:
@@ -622,7 +638,10 @@ class Replay(Estimator):
     value. With uniform logging and a deterministic policy this is Li's "keep the row when the
     policy picks the logged arm". Learning policies supply ``accepted`` themselves (they update
     on the accepted rows, in log order); fixed policies are accepted here with M = max ratio
-    over the log, drawing from ``rng``. The effective sample size is the number accepted.
+    over the log (``bound``: that maximum when ``data`` is one partition of the log), each row by
+    its own uniform from its ``draw_key`` (``replay.draws``; from ``rng`` without keys), so a
+    partitioned engine accepts the rows the in-memory one does. The effective sample size is the
+    number accepted.
 
     For a learning policy the interval covers the reward noise of this one replayed run, not the
     run-to-run randomness of the learning path (in the tests' simulator the spread of TS runs is
@@ -630,13 +649,13 @@ class Replay(Estimator):
     """
 
     name: ClassVar[str] = "replay"
+    bound: float | None = None
 
     def prepare(self, data, rng):
         if data.accepted is not None:
             return data
-        if rng is None:
-            raise EstimatorInputError("rng is required by replay for a policy that did not accept rows itself")
-        return data.with_accepted(replay_acceptance(data.pi_chosen, data.propensity, rng))
+        data = data.with_draw_key(rng, "replay for a policy that did not accept rows itself")
+        return data.with_accepted(replay_acceptance(data.pi_chosen, data.propensity, data.draw_key, self.bound))
 
     def partial(self, data, weights=None):
         if data.accepted is None:
@@ -664,14 +683,15 @@ class Replay(Estimator):
 
 
 def replay_acceptance(
-    pi_chosen: np.ndarray, propensity: np.ndarray, rng: np.random.Generator, bound: float | None = None
+    pi_chosen: np.ndarray, propensity: np.ndarray, draw_key: np.ndarray, bound: float | None = None
 ) -> np.ndarray:
-    """Rejection sampling: accept row i with probability pi_i / (M mu_i), M = bound or max(pi/mu)."""
+    """Rejection sampling: accept row i with probability pi_i / (M mu_i), M = bound or max(pi/mu),
+    by the uniform of the row's ``draw_key`` (``replay.draws.ACCEPT_STREAM``)."""
     ratio = np.asarray(pi_chosen, float) / np.asarray(propensity, float)
     m = float(bound) if bound is not None else float(ratio.max())
     if m <= 0:
         return np.zeros(ratio.shape, dtype=bool)
-    return rng.random(ratio.size) < ratio / m
+    return uniforms(draw_key, ACCEPT_STREAM) < ratio / m
 
 
 ESTIMATORS: dict[str, type[Estimator]] = {
@@ -808,6 +828,23 @@ def _wilson(p: float, n: float, z: float) -> tuple[float, float]:
 INTERVALS = ("normal", "bootstrap", "el")
 
 
+def check_interval(interval: str, bootstrap: int, level: float) -> str:
+    """The interval method ``bootstrap`` replicates and ``interval`` ask for, checked."""
+    if interval not in INTERVALS:
+        raise EstimatorInputError(f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
+    if interval == "bootstrap" and not bootstrap:
+        raise EstimatorInputError("interval 'bootstrap' needs bootstrap > 0 replicates")
+    if not 0 < level < 1:
+        raise EstimatorInputError(f"level must be in (0, 1), got {level!r}")
+    if bootstrap < 0 or int(bootstrap) != bootstrap:
+        raise EstimatorInputError(f"bootstrap must be a non-negative integer, got {bootstrap!r}")
+    if bootstrap and interval == "normal":
+        interval = "bootstrap"
+    if bootstrap and interval != "bootstrap":
+        raise EstimatorInputError(f"bootstrap replicates and interval {interval!r} exclude each other")
+    return interval
+
+
 def estimate_many(
     estimators: Sequence[Estimator],
     data: EstimatorInput,
@@ -828,31 +865,35 @@ def estimate_many(
     never of zero width: when every row's term is the same (e.g. no clicks at all), the Wilson
     interval over the effective sample size is used instead.
     """
-    if interval not in INTERVALS:
-        raise EstimatorInputError(f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
-    if interval == "bootstrap" and not bootstrap:
-        raise EstimatorInputError("interval 'bootstrap' needs bootstrap > 0 replicates")
-    if not 0 < level < 1:
-        raise EstimatorInputError(f"level must be in (0, 1), got {level!r}")
-    if bootstrap < 0 or int(bootstrap) != bootstrap:
-        raise EstimatorInputError(f"bootstrap must be a non-negative integer, got {bootstrap!r}")
-    if bootstrap and interval == "normal":
-        interval = "bootstrap"
-    if bootstrap and interval != "bootstrap":
-        raise EstimatorInputError(f"bootstrap replicates and interval {interval!r} exclude each other")
-    if bootstrap and rng is None:
-        raise EstimatorInputError("rng is required when bootstrap > 0")
+    interval = check_interval(interval, bootstrap, level)
     if chunk_size < 1:
         raise EstimatorInputError(f"chunk_size must be >= 1, got {chunk_size!r}")
+    if bootstrap:
+        data = data.with_draw_key(rng, "the bootstrap")
     prepared = [e.prepare(data, rng) for e in estimators]
+    totals, cubics, boots = accumulate(estimators, prepared, interval=interval, bootstrap=bootstrap,
+                                       chunk_size=chunk_size, on_progress=on_progress)
+    shared = diagnose(data) if warnings is None else warnings
+    return finish_estimates(estimators, totals, cubics, boots, n=data.n, pmin=float(data.propensity.min()),
+                            shared=shared, level=level, interval=interval)
+
+
+def accumulate(
+    estimators: Sequence[Estimator], prepared: Sequence[EstimatorInput], *, interval: str = "normal",
+    bootstrap: int = 0, chunk_size: int = DEFAULT_CHUNK, on_progress: Callable[[int], None] | None = None,
+) -> tuple[list[np.ndarray], list[SkewSums | None], list[np.ndarray | None]]:
+    """Each estimator's sums over the rows of its prepared input (one chunk at a time), its smoothed
+    skewness sums under the normal interval, and its (B, m) sums per bootstrap replicate (weights
+    from the rows' ``draw_key``): what ``finish_estimates`` needs, and what partitions add up."""
     totals: list[np.ndarray | None] = [None] * len(estimators)
     boots: list[np.ndarray | None] = [None] * len(estimators)
     cubics: list[SkewSums | None] = [None] * len(estimators)
-    done = 0
-    for start in range(0, data.n, chunk_size):
-        stop = min(start + chunk_size, data.n)
+    n = prepared[0].n if prepared else 0
+    keys = prepared[0].draw_key if bootstrap and prepared else None
+    for start in range(0, n, chunk_size):
+        stop = min(start + chunk_size, n)
         chunk_views: dict[int, EstimatorInput] = {}
-        weights = rng.poisson(1.0, size=(bootstrap, stop - start)).astype(float) if bootstrap else None
+        weights = poisson_weights(keys[start:stop], bootstrap) if bootstrap else None
         for j, (est, d) in enumerate(zip(estimators, prepared, strict=True)):
             # Estimators sharing one prepared input share one chunk, so w is computed once.
             view = chunk_views.setdefault(id(d), d.slice(start, stop))
@@ -864,23 +905,9 @@ def estimate_many(
             if weights is not None:
                 bpart = est.partial(view, weights)
                 boots[j] = bpart if boots[j] is None else boots[j] + bpart
-        done = stop
         if on_progress is not None:
-            on_progress(done)
-    shared = diagnose(data) if warnings is None else warnings
-    return finish_estimates(estimators, totals, cubics, boots, n=data.n, pmin=float(data.propensity.min()),
-                            shared=shared, level=level, interval=interval)
-
-
-def chunk_sums(estimators: Sequence[Estimator], prepared: Sequence[EstimatorInput], interval: str = "normal",
-               ) -> tuple[list[np.ndarray], list[SkewSums | None]]:
-    """Each estimator's sums over one chunk or partition (inputs already prepared), with its
-    smoothed skewness sums under the normal interval: what partitions add up."""
-    totals, cubics = [], []
-    for est, d in zip(estimators, prepared, strict=True):
-        totals.append(est.partial(d))
-        cubics.append(smoothed_cubic_sums(est, d) if interval == "normal" else None)
-    return totals, cubics
+            on_progress(stop)
+    return totals, cubics, boots
 
 
 def finish_estimates(

@@ -3,7 +3,10 @@
 Order of work: cross-fit the reward model once (if a model-based estimator is asked for: every
 row predicted by a model fitted without its fold), then per policy: its
 probabilities on every row (learning policies replay the log in order), replay acceptance,
-then every estimator in one chunked pass. The segment breakdown reuses the same per-row
+then every estimator in one chunked pass. Replay's acceptance and the bootstrap's weights are
+functions of each row's key and one salt drawn after the folds' (``row_draw_keys``): every policy
+and every group sees the same draws on a row (common random numbers), and a partitioned engine
+draws them too. The segment breakdown reuses the same per-row
 inputs (and the same replay acceptance) restricted to each group's rows (``by``: title, segment or
 a numeric context key). Per group, DM's model weights are those of the whole log's model
 restricted to the group's rows (the group's share of the parent means is left out).
@@ -18,6 +21,7 @@ from functools import partial
 
 import numpy as np
 
+from replay.draws import splitmix64
 from replay.errors import ReplayError
 from replay.estimators import DEFAULT_CHUNK, ESTIMATORS, Estimate, EstimatorInput, Replay, estimate_many
 from replay.logs import LogArrays
@@ -41,20 +45,31 @@ class Evaluation:
     by_n: dict[str, int] = field(default_factory=dict)  # value -> rows
 
 
+def check_by(column: str, has_segment: bool, feature_names: Sequence[str]) -> None:
+    """``--by COLUMN`` names a column the logs have: title, segment or a numeric context key."""
+    if column == "title" or column in feature_names or (column == "segment" and has_segment):
+        return
+    if column == "segment":
+        raise ReplayError("--by: the logs have no segment column", "--by")
+    known = ", ".join(["title", "segment", *feature_names])
+    raise ReplayError(f"--by: unknown column {column!r}; known: {known} (numeric context keys only)", "--by")
+
+
+def group_label(value: float) -> str:
+    """A numeric context key's group label."""
+    return f"{value:g}"
+
+
 def group_codes(logs: LogArrays, column: str) -> tuple[np.ndarray, list[str]]:
     """Per-row group code and the groups' labels for ``--by COLUMN``: title, segment or a context key."""
+    check_by(column, logs.has_segment, logs.feature_names)
     if column == "title":
         return logs.title, list(logs.titles)
     if column == "segment":
-        if not logs.has_segment:
-            raise ReplayError("--by: the logs have no segment column", "--by")
         return logs.segment, list(logs.segments)
-    if column in logs.feature_names:
-        values = logs.features[:, logs.feature_names.index(column)]
-        uniq, codes = np.unique(values, return_inverse=True)
-        return codes, [f"{v:g}" for v in uniq]
-    known = ", ".join(["title", "segment", *logs.feature_names])
-    raise ReplayError(f"--by: unknown column {column!r}; known: {known} (numeric context keys only)", "--by")
+    values = logs.features[:, logs.feature_names.index(column)]
+    uniq, codes = np.unique(values, return_inverse=True)
+    return codes, [group_label(v) for v in uniq]
 
 
 def policy_input(logs: LogArrays, out: PolicyOutput, q_hat: np.ndarray | CrossFit | None) -> EstimatorInput:
@@ -88,6 +103,17 @@ def policy_input(logs: LogArrays, out: PolicyOutput, q_hat: np.ndarray | CrossFi
                           model_influence=influence, **common)
 
 
+def needs_draws(estimators: Sequence[str], bootstrap: int) -> bool:
+    """Whether the evaluation draws per row (and so takes a salt from the seed after the folds')."""
+    return "replay" in estimators or bool(bootstrap)
+
+
+def row_draw_keys(logs: LogArrays, salt: int) -> np.ndarray:
+    """Each row's draw key (``replay.draws``): its event id's hash salted, else its position's."""
+    key = logs.event_key if logs.event_key is not None else np.arange(logs.n, dtype=np.uint64)
+    return splitmix64(key, salt)
+
+
 def take(data: EstimatorInput, rows: np.ndarray) -> EstimatorInput:
     """The inputs of ``rows``. DM keeps the whole log's model weights on these rows (their parent
     terms count other groups' mass too, which errs wide); DR and its variants use their plain terms."""
@@ -98,7 +124,8 @@ def take(data: EstimatorInput, rows: np.ndarray) -> EstimatorInput:
     return EstimatorInput(data.reward[rows], data.propensity[rows], data.action[rows], data.pi_chosen[rows],
                           pick(data.pi), pick(data.q_hat), pick(data.accepted), pick(data.group),
                           pick(data.dm_weight), None, pick(data.influence), validate=False,
-                          pi_coded=coded, dm_values=pick(data.dm_values), q_logged=pick(data.q_logged))
+                          pi_coded=coded, dm_values=pick(data.dm_values), q_logged=pick(data.q_logged),
+                          draw_key=pick(data.draw_key))
 
 
 def evaluate_policies(
@@ -122,10 +149,9 @@ def evaluate_policies(
         raise ValueError("policies must name at least one policy")
     ests = [ESTIMATORS[e]() for e in estimators]
     codes, labels = group_codes(logs, by) if by is not None else (None, [])
-    # Bootstrap weights are (B, chunk) per chunk: keep them near BOOTSTRAP_CELLS values so
-    # --bootstrap 500 costs little more memory than no bootstrap.
-    chunk = DEFAULT_CHUNK if not bootstrap else max(256, min(DEFAULT_CHUNK, BOOTSTRAP_CELLS // bootstrap))
+    chunk = chunk_rows(bootstrap)
     fit = cross_fit(logs, rng, folds) if MODEL_BASED & set(estimators) else None
+    draw_key = row_draw_keys(logs, int(rng.integers(2**63))) if needs_draws(estimators, bootstrap) else None
     model_warning = _model_warning(fit)
     results: dict[str, tuple[Estimate, ...]] = {}
     seg_results: dict[str, dict[str, tuple[Estimate, ...]]] = {}
@@ -140,7 +166,7 @@ def evaluate_policies(
             out = policy.evaluate(logs, rng, on_progress=tick)  # type: ignore[call-arg]
         else:
             out = policy.evaluate(logs, rng)
-        data = policy_input(logs, out, fit)
+        data = replace(policy_input(logs, out, fit), draw_key=draw_key, validate=False)
         if "replay" in estimators:
             data = Replay().prepare(data, rng)
         results[policy.name] = _with_model_warning(tuple(
@@ -162,6 +188,12 @@ def evaluate_policies(
                     )
     by_n = {label: int(np.sum(codes == g)) for g, label in enumerate(labels)} if codes is not None else {}
     return Evaluation(logs.n, results, seg_results, warnings, by, {k: v for k, v in by_n.items() if v})
+
+
+def chunk_rows(bootstrap: int) -> int:
+    """Rows per chunk. Bootstrap weights are (B, chunk) per chunk: keep them near BOOTSTRAP_CELLS
+    values so --bootstrap 500 costs little more memory than no bootstrap."""
+    return DEFAULT_CHUNK if not bootstrap else max(256, min(DEFAULT_CHUNK, BOOTSTRAP_CELLS // bootstrap))
 
 
 def _model_warning(fit: CrossFit | None) -> str | None:

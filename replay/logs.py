@@ -29,6 +29,8 @@ from replay.errors import ReplayError
 REQUIRED = ("event_id", "timestamp", "profile", "title", "artwork", "propensity", "reward")
 OPTIONAL = ("policy", "candidates", "context", "segment")
 COLUMNS = REQUIRED + OPTIONAL
+# The column ``load_logs(keep_event_id=False)`` puts in place of event_id: its hash (uint64).
+EVENT_KEY = "_event_key"
 _ID_COLUMNS = ("event_id", "profile", "title", "artwork")
 FORMATS = ("jsonl", "csv", "parquet", "dsjson")
 WRITE_FORMATS = ("jsonl", "csv", "parquet")
@@ -59,8 +61,9 @@ def detect_format(path: str | Path) -> str:
 def load_logs(path: str | Path, fmt: str | None = None, *, keep_event_id: bool = True) -> pd.DataFrame:
     """Read and validate a log file; ``fmt`` is one of FORMATS (default: from the file name).
 
-    ``keep_event_id=False`` (what ``encode_logs`` callers use: LogArrays has no event ids) leaves
-    the column out of the frame; from Parquet it is then not even read (nor validated).
+    ``keep_event_id=False`` (what ``encode_logs`` callers use: LogArrays has no event ids) puts
+    their hashes (``EVENT_KEY``, uint64) in place of the ids; from Parquet the ids are then hashed
+    from the Arrow column, never made Python strings (nor validated).
     """
     path = Path(path)
     fmt = fmt or detect_format(path)
@@ -79,8 +82,18 @@ def load_logs(path: str | Path, fmt: str | None = None, *, keep_event_id: bool =
         frame, labels = _read_csv(path)
     else:
         frame, labels, ids_checked = _read_parquet(path, keep_event_id)
+    keys = frame.pop(EVENT_KEY) if EVENT_KEY in frame.columns else None
     frame = validate_logs(frame, source=str(path), row_label=labels, event_id_skipped=ids_checked)
-    return frame if keep_event_id or "event_id" not in frame.columns else frame.drop(columns="event_id")
+    if keep_event_id:
+        return frame
+    if keys is None and "event_id" in frame.columns:
+        from replay.draws import event_key
+
+        keys = event_key(frame["event_id"].astype(str).to_numpy(dtype=object))
+    out = frame.drop(columns="event_id") if "event_id" in frame.columns else frame
+    if keys is not None:
+        out[EVENT_KEY] = np.asarray(keys, dtype=np.uint64)
+    return out
 
 
 def _read_jsonl(path: Path) -> tuple[pd.DataFrame, Callable[[int], str]]:
@@ -143,11 +156,11 @@ def _read_parquet(path: Path, keep_event_id: bool = True) -> tuple[pd.DataFrame,
         pfile = pq.ParquetFile(path)
         schema = pfile.schema_arrow
         dictionary = [c for c in _DICTIONARY_COLUMNS if c in schema.names and _is_text(schema.field(c).type)]
-        # Callers that encode (LogArrays has no event ids) skip the column: a million unique
-        # strings are the most expensive thing in the file and no estimate depends on them
-        # (``check``, ``abtest``, ``train-vw`` and the other formats still validate them).
+        # Callers that encode (LogArrays has no event ids, only their hashes, the rows' keys for
+        # random draws) never make them strings: a million unique strings are the most expensive
+        # thing in the file (``check``, ``abtest``, ``train-vw`` and the other formats still validate them).
         ids_checked = not keep_event_id and "event_id" in schema.names
-        columns = [c for c in schema.names if not (c == "event_id" and ids_checked)]
+        columns = list(schema.names)
         kind = schema.field("candidates").type if "candidates" in columns else None
         listed = kind is not None and (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and _is_text(kind.value_type)
         if listed:  # one pass over the file: the lists' artwork ids come dictionary-encoded too
@@ -158,9 +171,16 @@ def _read_parquet(path: Path, keep_event_id: bool = True) -> tuple[pd.DataFrame,
             col = table.column(i).combine_chunks()
             table = table.remove_column(i).append_column(
                 "candidates", _candidates_as_dictionary(col, lambda: pfile.read(columns=["candidates"]).column(0)))
+        if ids_checked:  # hashed from the Arrow column (``replay.draws.event_key``), never Python strings
+            from replay.draws import event_key
+
+            keys = event_key(table.column("event_id"))
+            table = table.drop_columns(["event_id"])
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise LogSchemaError(str(path), None, None, f"not a readable Parquet file ({exc})") from None
     frame = table.to_pandas()
+    if ids_checked:
+        frame[EVENT_KEY] = keys
     return frame, lambda i: f"row {i + 1}", ids_checked
 
 
@@ -460,6 +480,9 @@ class LogArrays:
     # A per-row key that does not depend on where the row sits (its timestamp's bits): cross-fitting
     # folds hash it, so a partitioned engine assigns every row the fold the in-memory one does.
     row_key: np.ndarray | None = None  # (n,) uint64
+    # The hash of each row's event id (``replay.draws.event_key``): unique per row, so replay's and
+    # the bootstrap's draws, functions of it, are independent across rows and the same on any engine.
+    event_key: np.ndarray | None = None  # (n,) uint64
 
     @property
     def n(self) -> int:
@@ -480,11 +503,14 @@ class LogArrays:
             None if self.combo is None else self.combo[rows], self.combo_mask, self.combo_title,
             None if self.contexts is None else self.contexts[rows], self.combo_slots,
             None if self.row_key is None else self.row_key[rows],
+            None if self.event_key is None else self.event_key[rows],
         )
 
 
-def encode_logs(frame: pd.DataFrame) -> LogArrays:
-    """Encode a validated frame (from ``load_logs`` or ``validate_logs``) into LogArrays."""
+def encode_logs(frame: pd.DataFrame, *, fill_features: bool = True) -> LogArrays:
+    """Encode a validated frame (from ``load_logs`` or ``validate_logs``) into LogArrays.
+    ``fill_features=False``: missing context values stay NaN (in one partition of a log, which the
+    whole log's means fill: ``replay.partitioned``)."""
     ts = frame["timestamp"].to_numpy(dtype=float)
     if np.all(ts[1:] >= ts[:-1]):  # already in time order (exports and simulations are): no copy
         order, df = np.arange(len(frame)), frame
@@ -545,7 +571,7 @@ def encode_logs(frame: pd.DataFrame) -> LogArrays:
         pol_codes, pols = _factorize_filled(df["policy"], "(unnamed)")
     else:
         pol_codes, pols = np.zeros(len(df), dtype=np.int64), ["(unnamed)"]
-    features, names = _context_features(df["context"]) if "context" in df.columns else (None, ())
+    features, names = _context_features(df["context"], fill_features) if "context" in df.columns else (None, ())
     return LogArrays(
         titles=tuple(titles), arms=arms, segments=tuple(segments),
         title=title_codes.astype(np.int32), action=action.astype(np.int32), segment=np.asarray(seg_codes, np.int32),
@@ -556,7 +582,19 @@ def encode_logs(frame: pd.DataFrame) -> LogArrays:
         combo=np.asarray(combo_codes, dtype=np.int64), combo_mask=combo_mask, combo_title=combo_title,
         contexts=df["context"].to_numpy(dtype=object) if "context" in df.columns else None,
         combo_slots=tuple(combo_slots), row_key=df["timestamp"].to_numpy(dtype=np.float64).view(np.uint64),
+        event_key=_event_keys(df),
     )
+
+
+def _event_keys(df: pd.DataFrame) -> np.ndarray | None:
+    """``event_key`` as ``load_logs(keep_event_id=False)`` left it, or hashed from ``event_id``."""
+    from replay.draws import event_key
+
+    if EVENT_KEY in df.columns:
+        return df[EVENT_KEY].to_numpy(dtype=np.uint64)
+    if "event_id" in df.columns:
+        return event_key(df["event_id"].astype(str).to_numpy(dtype=object))
+    return None
 
 
 def _factorize_lists(values: np.ndarray) -> tuple[np.ndarray, list]:
@@ -587,8 +625,9 @@ def _factorize_filled(col: pd.Series, fill: str):
     return pd.factorize(col.astype(object).fillna(fill), sort=True)
 
 
-def _context_features(col: pd.Series) -> tuple[np.ndarray | None, tuple[str, ...]]:
-    """Numeric and boolean context values as columns (missing -> column mean); text is ignored."""
+def _context_features(col: pd.Series, fill: bool = True) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """Numeric and boolean context values as columns (missing -> column mean, or NaN without
+    ``fill``); text is ignored."""
     records = [c if c is not None else {} for c in col.to_numpy(dtype=object)]
     table = pd.DataFrame.from_records(records)
     keep: list[str] = []
@@ -603,8 +642,9 @@ def _context_features(col: pd.Series) -> tuple[np.ndarray | None, tuple[str, ...
     if not keep:
         return None, ()
     x = table[keep].to_numpy(dtype=float)
-    means = np.nanmean(x, axis=0)
-    x = np.where(np.isnan(x), means[None, :], x)
+    if fill:
+        means = np.nanmean(x, axis=0)
+        x = np.where(np.isnan(x), means[None, :], x)
     return x, tuple(keep)
 
 

@@ -4,24 +4,26 @@ A log stored as partitioned Parquet (hive folders such as ``date=2026-11-20/``, 
 files) is never loaded whole. Three passes over the partitions, each returning small tables:
 
 1. ``_scan``: the vocabulary (titles, each title's artworks in the order the in-memory engine
-   gives them, segments, candidate sets), rows, smallest propensity;
-2. ``_model_sums``: the reward model's (fold, cell) sums (``CellSums``) and, per policy, the
-   summed mass of the target (DM's weights) and of each DR-type correction per cell
-   (``RewardModel.mass_sums``), held-out fit sums;
-3. ``_estimator_sums``: every estimator's sums and cubic sums (``chunk_sums``), the warnings'
-   sums (``diagnosis_sums``), the same per group for ``by``.
+   gives them, segments, candidate sets, numeric context keys with their values' sums, so that
+   missing values get the whole log's mean), rows, smallest propensity;
+2. ``_model_sums``: each policy's largest importance ratio (replay's bound); the reward model's
+   per-fold sums (``CellSums``: cells, and the normal equations of the slopes on context
+   features) and, per policy, the summed mass of the target (DM's weights) and of each DR-type
+   correction per cell (``RewardModel.mass_sums``);
+3. ``_estimator_sums``: every estimator's sums, cubic sums and bootstrap replicates' sums
+   (``accumulate``), the warnings' sums (``diagnosis_sums``), the same per group for ``by``;
+   the held-out fit's sums.
 
 Sums add; ``finish_estimates`` turns them into the estimates and intervals the in-memory engine
-gives on the same rows (``assign_folds`` hashes each row's timestamp, so a row's fold does not
-depend on its partition). ``run`` maps a pass over the partitions: in this process, or on a Dask
-cluster (``replay.dask_engine``), one partition per task, so a worker holds one partition at a time.
+gives on the same rows and seed: ``assign_folds`` hashes each row's timestamp, and replay's
+acceptance and the bootstrap's weights are functions of each row's event-id hash
+(``replay.draws``), so neither a row's fold nor its draws depend on its partition. ``run`` maps a
+pass over the partitions: in this process, or on a Dask cluster (``replay.dask_engine``), one
+partition per task, so a worker holds one partition at a time.
 
-Supported: fixed policies (uniform, logged, ab, table:PATH); estimators ips, snips, ipsclip, dm,
-dr, sndr, switchdr, dros; normal and EL intervals; ``by`` title or segment. Not supported (an
-error says so): learning policies and ``replay`` (they consume random draws row by row in log
-order), ``--bootstrap`` (Poisson draws per row in log order: a per-partition stream would give
-other draws than the in-memory engine's), DM/DR on logs with numeric context features (the
-model's slopes are fitted per fold from the rows; see issue 15's notes).
+Supported: fixed policies (uniform, logged, ab, table:PATH); every estimator; every interval
+(normal, EL, bootstrap); ``by`` title, segment or a numeric context key. Not supported (an error
+says so): learning policies (thompson, vw), which learn row by row in log order.
 """
 
 from __future__ import annotations
@@ -40,17 +42,39 @@ from replay.estimators import (
     DiagnosisSums,
     Estimate,
     EstimatorInput,
-    chunk_sums,
+    Replay,
+    accumulate,
+    check_interval,
     diagnose,
     diagnosis_sums,
     finish_estimates,
 )
-from replay.evaluation import MODEL_BASED, Evaluation, _model_warning, _with_model_warning, take
+from replay.evaluation import (
+    MODEL_BASED,
+    Evaluation,
+    _model_warning,
+    _with_model_warning,
+    check_by,
+    chunk_rows,
+    group_codes,
+    group_label,
+    needs_draws,
+    row_draw_keys,
+    take,
+)
 from replay.logs import LogArrays
 from replay.policies import FixedPolicy, LoggedPolicy
-from replay.reward_model import DEFAULT_FOLDS, CellSums, RewardModel, fold_of, single_fold
+from replay.reward_model import (
+    DEFAULT_FOLDS,
+    CellSums,
+    RewardModel,
+    _chosen,
+    fold_of,
+    fold_predictions,
+    single_fold,
+)
 
-SUPPORTED_ESTIMATORS = ("ips", "snips", "ipsclip", "dm", "dr", "sndr", "switchdr", "dros")
+SUPPORTED_ESTIMATORS = ("replay", "ips", "snips", "ipsclip", "dm", "dr", "sndr", "switchdr", "dros")
 DR_FAMILY = ("dr", "switchdr", "dros")
 
 
@@ -103,7 +127,7 @@ def _load(path: Path | str) -> LogArrays:
     if key in _cache:
         _cache.move_to_end(key)
         return _cache[key]
-    logs = encode_logs(load_logs(path, keep_event_id=False))
+    logs = encode_logs(load_logs(path, keep_event_id=False), fill_features=False)  # the whole log's means fill
     _cache[key] = logs
     while sum(v.n for v in _cache.values()) > CACHE_ROWS and len(_cache) > 1:
         _cache.popitem(last=False)
@@ -129,7 +153,21 @@ def _scan(path: Path) -> dict:
         logged[title] = {logs.arms[t][s] for s in slots.tolist()}
     return {"n": logs.n, "combos": combos, "logged": logged, "segments": set(logs.segments),
             "has_segment": logs.has_segment, "has_candidates": logs.has_candidates,
-            "features": logs.features is not None, "pmin": float(logs.propensity.min())}
+            "pmin": float(logs.propensity.min()), **_feature_scan(logs)}
+
+
+def _feature_scan(logs: LogArrays) -> dict:
+    """The partition's numeric context keys (in order) with their values' sums and counts (missing
+    values are NaN here), and the keys it has non-numeric values for (the whole log drops those)."""
+    names = logs.feature_names
+    x = logs.features if logs.features is not None else np.zeros((logs.n, 0))
+    given = ~np.isnan(x)
+    texts: set[str] = set()
+    if logs.contexts is not None:
+        seen = {k for c in logs.contexts if c for k, v in c.items() if v is not None}
+        texts = seen - set(names) - {"segment"}
+    return {"feature_names": names, "feature_sum": np.where(given, x, 0.0).sum(axis=0),
+            "feature_count": given.sum(axis=0), "feature_texts": texts}
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,9 +183,10 @@ class Vocabulary:
     combo_slots: tuple[tuple[int, ...], ...]
     has_segment: bool
     has_candidates: bool
-    features: bool
     n: int
     pmin: float
+    feature_names: tuple[str, ...] = ()  # the whole log's numeric context keys
+    feature_fill: np.ndarray | None = None  # their means: what a missing value is
 
     @property
     def k(self) -> int:
@@ -186,9 +225,17 @@ def vocabulary(scans: Sequence[dict]) -> Vocabulary:
         mask[c, list(sl)] = True
     combo_title = np.array([titles.index(t) for (t, _) in combo_keys], dtype=np.int64)
     segments = tuple(sorted(set().union(*(s["segments"] for s in scans))))
+    texts = set().union(*(s["feature_texts"] for s in scans))
+    sums: dict[str, list[float]] = {}
+    for s in scans:
+        for name, total, count in zip(s["feature_names"], s["feature_sum"], s["feature_count"], strict=True):
+            acc = sums.setdefault(name, [0.0, 0])
+            acc[0] += float(total)
+            acc[1] += int(count)
+    names = tuple(name for name in sums if name not in texts)
+    fill = np.array([sums[name][0] / sums[name][1] for name in names]) if names else None
     return Vocabulary(titles, arms, segments, combo_keys, mask, combo_title, slots, scans[0]["has_segment"],
-                      has_candidates, any(s["features"] for s in scans), sum(s["n"] for s in scans),
-                      min(s["pmin"] for s in scans))
+                      has_candidates, sum(s["n"] for s in scans), min(s["pmin"] for s in scans), names, fill)
 
 
 def localize(logs: LogArrays, vocab: Vocabulary) -> LogArrays:
@@ -208,14 +255,20 @@ def localize(logs: LogArrays, vocab: Vocabulary) -> LogArrays:
     else:
         combo = t_map[logs.title].astype(np.int64)
     title = t_map[logs.title]
+    features = None
+    if vocab.feature_names:
+        features = np.empty((logs.n, len(vocab.feature_names)))
+        for j, name in enumerate(vocab.feature_names):
+            col = logs.features[:, logs.feature_names.index(name)] if name in logs.feature_names else np.nan
+            features[:, j] = np.where(np.isnan(col), vocab.feature_fill[j], col)
     return LogArrays(
         titles=vocab.titles, arms=vocab.arms, segments=vocab.segments, title=title,
         action=slot_map[logs.title, logs.action], segment=s_map[logs.segment], propensity=logs.propensity,
         reward=logs.reward, mask=vocab.combo_mask[combo], profile=logs.profile, profiles=logs.profiles,
         logging_policy=logs.logging_policy, logging_policies=logs.logging_policies, order=logs.order,
-        features=None, feature_names=(), has_segment=vocab.has_segment, has_candidates=vocab.has_candidates,
-        combo=combo, combo_mask=vocab.combo_mask, combo_title=vocab.combo_title, contexts=None,
-        combo_slots=vocab.combo_slots, row_key=logs.row_key,
+        features=features, feature_names=vocab.feature_names, has_segment=vocab.has_segment,
+        has_candidates=vocab.has_candidates, combo=combo, combo_mask=vocab.combo_mask, combo_title=vocab.combo_title,
+        contexts=None, combo_slots=vocab.combo_slots, row_key=logs.row_key, event_key=logs.event_key,
     )
 
 
@@ -233,7 +286,10 @@ class Plan:
     strength: float = 20.0
     by: str | None = None
     interval: str = "normal"
-    models: dict = field(default_factory=dict)  # set after pass 2 (see ``with_models``)
+    bootstrap: int = 0
+    draw_salt: int | None = None  # the salt of replay's and the bootstrap's draws (``row_draw_keys``)
+    models: dict = field(default_factory=dict)  # set after pass 2
+    bounds: tuple[float, ...] = ()  # per policy: the largest pi / mu over the log (replay's M), after pass 2
 
     @property
     def model_based(self) -> bool:
@@ -245,9 +301,23 @@ def _shape(vocab: Vocabulary) -> tuple[int, int, int]:
 
 
 def _shape_model(vocab: Vocabulary) -> RewardModel:
-    """A model with the log's cell shape: ``mass_sums`` needs only that."""
+    """A model with the log's cell shape: ``mass_sums`` needs only that, and with features a
+    standardization: the identity after the shift (``_standardized`` turns its sums into the model's)."""
     shape = _shape(vocab)
-    return RewardModel(np.zeros(shape), np.zeros(shape), 1.0, 1.0, 1.0)
+    if not vocab.feature_names:
+        return RewardModel(np.zeros(shape), np.zeros(shape), 1.0, 1.0, 1.0)
+    d = len(vocab.feature_names)
+    return RewardModel(np.zeros(shape), np.zeros(shape), 1.0, 1.0, 1.0, vocab.feature_fill, np.ones(d),
+                       np.zeros((vocab.k, d)))
+
+
+def _standardized(sums: tuple[np.ndarray, np.ndarray | None], model: RewardModel, shift: np.ndarray | None
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    """``mass_sums`` with sum_i pi_ia (x_i - shift) as ``model``'s: sum_i pi_ia z_i (z is affine in x)."""
+    mass, px = sums
+    if px is None or model.coef is None:
+        return mass, None
+    return mass, (px - mass.sum(axis=(0, 2))[:, None] * (model.mean - shift)) / model.scale
 
 
 def _policy_input(logs: LogArrays, policy) -> tuple[EstimatorInput, tuple[np.ndarray, np.ndarray]]:
@@ -260,16 +330,22 @@ def _policy_input(logs: LogArrays, policy) -> tuple[EstimatorInput, tuple[np.nda
 
 def _model_sums(path: Path, plan: Plan) -> dict:
     logs = localize(_load(path), plan.vocab)
+    out: dict = {"mass": {}, "bounds": []}
+    for policy in plan.policies:
+        data, _ = _policy_input(logs, policy)
+        out["bounds"].append(float(np.max(data.pi_chosen / data.propensity)))
+    if not plan.model_based:
+        return out
     fold = fold_of(logs.row_key, plan.salt, plan.folds) if plan.folds > 1 else np.zeros(logs.n, np.int64)
-    out = {"cells": CellSums.of(logs, fold, plan.folds), "mass": {}}
+    out["cells"] = CellSums.of(logs, fold, plan.folds, plan.vocab.feature_fill)
     shaper = _shape_model(plan.vocab)
     for p, policy in enumerate(plan.policies):
         data, coded = _policy_input(logs, policy)
-        out["mass"][(p, "dm")] = shaper.mass_sums(logs, coded)[0]
+        out["mass"][(p, "dm")] = shaper.mass_sums(logs, coded)
         for name in plan.estimators:
             if name in DR_FAMILY:
                 h = ESTIMATORS[name]().correction_weight(data)
-                out["mass"][(p, name)] = shaper.mass_sums(logs, h)[0]
+                out["mass"][(p, name)] = shaper.mass_sums(logs, h)
     return out
 
 
@@ -280,16 +356,27 @@ def _add(results: Sequence, key: str):
     return total
 
 
+def _add_mass(results: Sequence) -> dict:
+    """The partitions' ``mass_sums`` per (policy, estimator), added (the feature part may be None)."""
+    out = {}
+    for key in results[0]["mass"]:
+        parts = [r["mass"][key] for r in results]
+        out[key] = (_sum(m for m, _ in parts), None if parts[0][1] is None else _sum(px for _, px in parts))
+    return out
+
+
 # ---- pass 3: estimator sums -----------------------------------------------------------------
 
-def _fit_tables(plan: Plan, cells: CellSums) -> dict:
+def _fit(plan: Plan, cells: CellSums, mass: dict) -> dict:
+    """The model on every row, each fold's model, the folds' held-out mean rewards, and the
+    policies' mass sums in the model's standardization: what pass 3 needs."""
     folds = plan.folds
     model = cells.model(strength=plan.strength)
     others = [np.flatnonzero(np.arange(folds) != f) if folds > 1 else slice(None) for f in range(folds)]
     models = [cells.model(o, plan.strength) for o in others] if folds > 1 else [model]
-    table = np.stack([m.cell.transpose(0, 2, 1) for m in models]).reshape(-1, plan.vocab.k)
     means = np.array([cells.mean_reward(o) for o in others])
-    return {"model": model, "q_table": np.clip(table, 0.0, 1.0), "means": means}
+    mass = {key: _standardized(v, model, cells.shift) for key, v in mass.items()}
+    return {"model": model, "fold_models": models, "means": means, "mass": mass}
 
 
 def _estimator_sums(path: Path, plan: Plan) -> dict:
@@ -300,43 +387,51 @@ def _estimator_sums(path: Path, plan: Plan) -> dict:
     if plan.model_based:
         m = plan.models
         fold = fold_of(logs.row_key, plan.salt, plan.folds) if plan.folds > 1 else np.zeros(logs.n, np.int64)
-        t_n, k, s_n = _shape(plan.vocab)
-        q_code = (fold * t_n + logs.title) * s_n + logs.segment
-        q_table, model = m["q_table"], m["model"]
-        q_logged = np.take(q_table.reshape(-1), q_code * k + logs.action)
+        model = m["model"]
+        q_table, q_code, dense = fold_predictions(logs, m["fold_models"], fold)
+        q_logged = _chosen(logs.action, q_table, q_code, dense)
         result["fit"] = np.array([np.sum((logs.reward - q_logged) ** 2),
                                   np.sum((logs.reward - m["means"][fold]) ** 2)])
-    codes_by, labels = (None, [])
+    codes_by, keys = (None, [])
     if plan.by is not None:
-        codes_by = logs.title if plan.by == "title" else logs.segment
-        labels = plan.vocab.titles if plan.by == "title" else plan.vocab.segments
+        codes_by, keys = group_codes(logs, plan.by)
+        if plan.by not in ("title", "segment"):  # a context key: grouped by value (labels may coincide)
+            keys = np.unique(logs.features[:, logs.feature_names.index(plan.by)]).tolist()
+    draw_key = row_draw_keys(logs, plan.draw_salt) if plan.draw_salt is not None else None
     for p, policy in enumerate(plan.policies):
         data, coded = _policy_input(logs, policy)
+        data = replace(data, draw_key=draw_key)
+        if "replay" in plan.estimators:  # accepted once, by the whole log's bound: groups keep the rows' outcomes
+            data = Replay(bound=plan.bounds[p]).prepare(data, None)
         if plan.model_based:
-            codes, rows = coded
-            n_m, n_q = plan.vocab.combo_mask.shape[0], q_table.shape[0]
-            value = np.einsum("ca,ma,ga->cmg", rows, plan.vocab.combo_mask.astype(float), q_table)
-            dm_values = np.take(value.reshape(-1), (codes.astype(np.int64) * n_m + logs.combo) * n_q + q_code)
-            dm_weight = model.dm_weights(logs, None, sums=(m["mass"][(p, "dm")], None), n=n_total)
-            data = replace(data, dm_values=dm_values, q_logged=q_logged, dm_weight=dm_weight)
+            dm_weight = model.dm_weights(logs, None, sums=m["mass"][(p, "dm")], n=n_total)
+            if dense is not None:  # context features: per-row predictions, as the in-memory engine's
+                data = replace(data, pi=np.take(coded[1], coded[0], axis=0), q_hat=dense, dm_weight=dm_weight)
+            else:
+                codes, rows = coded
+                n_m, n_q = plan.vocab.combo_mask.shape[0], q_table.shape[0]
+                value = np.einsum("ca,ma,ga->cmg", rows, plan.vocab.combo_mask.astype(float), q_table)
+                dm_values = np.take(value.reshape(-1), (codes.astype(np.int64) * n_m + logs.combo) * n_q + q_code)
+                data = replace(data, dm_values=dm_values, q_logged=q_logged, dm_weight=dm_weight)
         prepared = []
         for name, est in zip(plan.estimators, ests, strict=True):
             d = data
             if name in DR_FAMILY and plan.model_based:
                 mass = plan.models["mass"][(p, name)]
-                d = replace(data, model_influence=lambda h, mass=mass: model.dm_weights(
-                    logs, None, sums=(mass, None), n=n_total))
+                d = replace(data, model_influence=lambda h, mass=mass: model.dm_weights(logs, None, sums=mass, n=n_total))
             prepared.append(est.prepare(d, None))
-        totals, cubics = chunk_sums(ests, prepared, plan.interval)
+        sums = accumulate(ests, prepared, interval=plan.interval, bootstrap=plan.bootstrap,
+                          chunk_size=chunk_rows(plan.bootstrap))
         groups = {}
         if codes_by is not None:
-            for g, label in enumerate(labels):
+            for g, key in enumerate(keys):
                 rows_g = np.flatnonzero(codes_by == g)
                 if rows_g.size:
                     sub = take(data, rows_g)
-                    groups[label] = (chunk_sums(ests, [e.prepare(sub, None) for e in ests], plan.interval),
-                                     diagnosis_sums(sub, n_groups=len(plan.vocab.titles)))
-        result["policies"].append({"totals": totals, "cubics": cubics, "groups": groups,
+                    groups[key] = (accumulate(ests, [e.prepare(sub, None) for e in ests], interval=plan.interval,
+                                              bootstrap=plan.bootstrap, chunk_size=chunk_rows(plan.bootstrap)),
+                                   diagnosis_sums(sub, n_groups=len(plan.vocab.titles)))
+        result["policies"].append({"sums": sums, "groups": groups,
                                    "diag": diagnosis_sums(data, n_groups=len(plan.vocab.titles))})
     return result
 
@@ -344,7 +439,8 @@ def _estimator_sums(path: Path, plan: Plan) -> dict:
 # ---- the whole evaluation ------------------------------------------------------------------
 
 def check_request(policies: Sequence, estimators: Sequence[str], bootstrap: int, interval: str,
-                  by: str | None) -> None:
+                  level: float = 0.95) -> str:
+    """What the partitioned engine can serve (before any file is read); returns the interval method."""
     for p in policies:
         if not isinstance(p, FixedPolicy | LoggedPolicy):
             raise PartitionError(f"policy {p.name}: the partitioned engine evaluates fixed policies only "
@@ -354,11 +450,7 @@ def check_request(policies: Sequence, estimators: Sequence[str], bootstrap: int,
     if bad:
         raise PartitionError(f"estimator {bad[0]} is not available on the partitioned engine "
                              f"(supported: {', '.join(SUPPORTED_ESTIMATORS)}); use --engine pandas", "--estimator")
-    if bootstrap or interval == "bootstrap":
-        raise PartitionError("--bootstrap is not available on the partitioned engine (its Poisson draws follow the "
-                             "log's row order); use the normal or el interval, or --engine pandas", "--bootstrap")
-    if by not in (None, "title", "segment"):
-        raise PartitionError(f"--by {by}: the partitioned engine groups by title or segment only", "--by")
+    return check_interval(interval, bootstrap, level)
 
 
 def evaluate_partitioned(
@@ -369,7 +461,7 @@ def evaluate_partitioned(
 ) -> Evaluation:
     """The in-memory ``evaluate_policies`` result for the same rows and ``seed``, pass by pass.
     ``by_if_present``: ``by`` is a default, dropped when the logs lack that column."""
-    check_request(policies, estimators, bootstrap, interval, by)
+    interval = check_request(policies, estimators, bootstrap, interval, level)
 
     def progress(stage: str):
         return None if on_progress is None else (lambda done, total: on_progress(stage, done, total))
@@ -377,27 +469,25 @@ def evaluate_partitioned(
     vocab = vocabulary(runner(_scan, paths, (), progress("scan")))
     if by == "segment" and not vocab.has_segment and by_if_present:
         by = None
-    if by == "segment" and not vocab.has_segment:
-        raise PartitionError("--by: the logs have no segment column", "--by")
+    if by is not None:
+        check_by(by, vocab.has_segment, vocab.feature_names)
     rng = np.random.default_rng(seed)
-    # The draw ``assign_folds`` makes in the in-memory engine: same seed, same salt, same folds.
+    # The draws the in-memory engine makes, in its order: ``assign_folds``'s salt, then the salt of
+    # replay's and the bootstrap's draws (``evaluate_policies``).
     salt = int(rng.integers(2**63)) if MODEL_BASED & set(estimators) and min(folds, vocab.n) > 1 else 0
+    draw_salt = int(rng.integers(2**63)) if needs_draws(estimators, bootstrap) else None
     folds = min(int(folds), vocab.n)
-    plan = Plan(vocab, tuple(policies), tuple(dict.fromkeys(estimators)), folds, salt, by=by, interval=interval)
+    plan = Plan(vocab, tuple(policies), tuple(dict.fromkeys(estimators)), folds, salt, by=by, interval=interval,
+                bootstrap=bootstrap, draw_salt=draw_salt)
     fit_info = None
+    if plan.model_based or "replay" in plan.estimators:
+        sums = runner(_model_sums, paths, (plan,), progress("reward model" if plan.model_based else "replay bound"))
+        plan = replace(plan, bounds=tuple(np.max([r["bounds"] for r in sums], axis=0).tolist()))
     if plan.model_based:
-        if vocab.features:
-            raise PartitionError("dm/dr on logs with numeric context features need the rows' features per fold: "
-                                 "not available on the partitioned engine; use --engine pandas", "--estimator")
-        sums = runner(_model_sums, paths, (plan,), progress("reward model"))
-        mass = {}
-        for r in sums:
-            for key, v in r["mass"].items():
-                mass[key] = mass[key] + v if key in mass else v
         cells = _add(sums, "cells")
         if plan.folds > 1 and single_fold(cells.rows.sum(axis=1)):  # as cross_fit decides on the same counts
             plan, cells = replace(plan, folds=1), cells.collapsed()
-        plan = replace(plan, models={**_fit_tables(plan, cells), "mass": mass})
+        plan = replace(plan, models=_fit(plan, cells, _add_mass(sums)))
     parts = runner(_estimator_sums, paths, (plan,), progress("estimators"))
     ests = [ESTIMATORS[e]() for e in plan.estimators]
     if plan.model_based:
@@ -407,27 +497,33 @@ def evaluate_partitioned(
     results: dict[str, tuple[Estimate, ...]] = {}
     by_group: dict[str, dict[str, tuple[Estimate, ...]]] = {}
     by_n: dict[str, int] = {}
+    # Groups in the in-memory engine's order: the vocabulary's, or a context key's values ascending.
+    order = (vocab.titles if by == "title" else vocab.segments).index if by in ("title", "segment") else float
     for p, policy in enumerate(policies):
         per = [part["policies"][p] for part in parts]
-        totals = [_sum(x["totals"][j] for x in per) for j in range(len(ests))]
-        cubics = [None if per[0]["cubics"][j] is None else _sum(x["cubics"][j] for x in per) for j in range(len(ests))]
         diag: DiagnosisSums = _sum(x["diag"] for x in per)
         results[policy.name] = _with_model_warning(tuple(finish_estimates(
-            ests, totals, cubics, [None] * len(ests), n=vocab.n, pmin=vocab.pmin, shared=diagnose(diag),
+            ests, *_combine([x["sums"] for x in per]), n=vocab.n, pmin=vocab.pmin, shared=diagnose(diag),
             level=level, interval=interval)), warning)
-        labels = sorted({label for x in per for label in x["groups"]},
-                        key=lambda lab: (vocab.titles if by == "title" else vocab.segments).index(lab))
-        for label in labels:
-            got = [x["groups"][label] for x in per if label in x["groups"]]
-            g_tot = [_sum(g[0][0][j] for g in got) for j in range(len(ests))]
-            g_cub = [None if got[0][0][1][j] is None else _sum(g[0][1][j] for g in got) for j in range(len(ests))]
+        for key in sorted({key for x in per for key in x["groups"]}, key=order):
+            got = [x["groups"][key] for x in per if key in x["groups"]]
             g_diag = _sum(g[1] for g in got)
+            label = key if isinstance(key, str) else group_label(key)
+            # Labels of distinct values may coincide ("%g"): the later group wins, as in the in-memory engine.
             by_group.setdefault(label, {})[policy.name] = tuple(finish_estimates(
-                ests, g_tot, g_cub, [None] * len(ests), n=g_diag.n, pmin=g_diag.pmin, shared=diagnose(g_diag),
+                ests, *_combine([g[0] for g in got]), n=g_diag.n, pmin=g_diag.pmin, shared=diagnose(g_diag),
                 level=level, interval=interval))
             by_n[label] = g_diag.n
     warnings = {p.name: () for p in policies}
     return Evaluation(vocab.n, results, by_group, warnings, by, by_n)
+
+
+def _combine(parts: Sequence[tuple[list, list, list]]) -> tuple[list, list, list]:
+    """Partitions' (totals, cubic sums, bootstrap sums) per estimator (``accumulate``'s), added up."""
+    out = []
+    for column in zip(*parts, strict=True):  # totals, then cubics, then boots: each a list per partition
+        out.append([None if items[0] is None else _sum(items) for items in zip(*column, strict=True)])
+    return out[0], out[1], out[2]
 
 
 @dataclass(frozen=True)

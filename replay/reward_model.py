@@ -19,18 +19,21 @@ on cell c. Its variance is the spread of the per-row model values plus sum_j (dD
 (delta method over the model's parameters, e_j the held-out residual), which is what makes DM's
 interval include the model's estimation error.
 
-``cross_fit`` predicts every row from a model fitted without that row's fold (K folds), which
+Every fit is made from sums over rows (``CellSums``: per fold, cell and slot, the ridge slopes'
+normal equations included), which partitions of a log add up, so the partitioned engine fits
+the models the in-memory one does. ``cross_fit`` predicts every row from a model fitted without that row's fold (K folds), which
 DR needs (a row's own reward must not be in the model that corrects it) and which gives the
 held-out fit that the poor-model warning uses.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
 
+from replay.draws import splitmix64
 from replay.errors import ReplayError
 from replay.logs import LogArrays
 
@@ -158,35 +161,42 @@ class RewardModel:
         return out
 
 
-def _shrunk_means(idx: np.ndarray, values: np.ndarray, v: np.ndarray, shape: tuple[int, int, int],
-                  count: np.ndarray, strength: float) -> np.ndarray:
-    """Weighted cell means of ``values`` (n,) or (n, d) shrunk to (title, artwork), then to the overall mean."""
-    flat = values.reshape(values.shape[0], -1)
-    size = shape[0] * shape[1] * shape[2]
-    sums = np.stack([np.bincount(idx, weights=v * flat[:, j], minlength=size) for j in range(flat.shape[1])],
-                    axis=-1)
-    sums = sums.reshape(*shape, flat.shape[1])
-    overall = (v[:, None] * flat).sum(axis=0) / v.sum()
+def _shrunk(sums: np.ndarray, count: np.ndarray, overall: np.ndarray | float, strength: float) -> np.ndarray:
+    """Cell means from weighted cell sums (T, K, S) or (T, K, S, d), shrunk to (title, artwork), then to ``overall``."""
+    extra = (None,) * (sums.ndim - 3)
     n_ta, r_ta = count.sum(axis=2), sums.sum(axis=2)
-    title_art = (r_ta + strength * overall) / (n_ta + strength)[..., None]
-    cell = (sums + strength * title_art[:, :, None, :]) / (count + strength)[..., None]
-    return cell if values.ndim == 2 else cell[..., 0]
+    title_art = (r_ta + strength * overall) / (n_ta + strength)[(..., *extra)]
+    return (sums + strength * title_art[:, :, None]) / (count + strength)[(..., *extra)]
 
 
 @dataclass(frozen=True, eq=False)
 class CellSums:
-    """Sufficient statistics of the feature-free model per (fold, cell): additive over rows, so
-    partitions (or chunks) of a log combine by adding them, and fold f's model is fitted from the
-    other folds' sums. Cells are (title, artwork slot, segment) flattened; ``shape`` unflattens them."""
+    """Sufficient statistics of the reward model per fold: additive over rows, so partitions (or
+    chunks) of a log combine by adding them, and fold f's model is fitted from the other folds'
+    sums (``model``). Cells are (title, artwork slot, segment) flattened; ``shape`` unflattens them.
+
+    With context features x (shifted by ``shift``, a constant near their mean, so the moments below
+    do not cancel), the ridge slopes' normal equations come from the same kind of sums: per fold
+    the plain sums of x and x^2 (the standardization), per fold and cell the 1/propensity-weighted
+    sum of x (the cells' feature means), per fold and slot the weighted sums of x x' and x r.
+    """
 
     shape: tuple[int, int, int]
     rows: np.ndarray  # (F, C) rows
     inv: np.ndarray  # (F, C) sum of 1 / propensity
     inv_r: np.ndarray  # (F, C) sum of reward / propensity
     reward: np.ndarray  # (F,) sum of rewards
+    shift: np.ndarray | None = None  # (d,) subtracted from the features before every sum below
+    x: np.ndarray | None = None  # (F, d) sum of x
+    xx: np.ndarray | None = None  # (F, d) sum of x^2
+    inv_x: np.ndarray | None = None  # (F, C, d) sum of x / propensity
+    inv_xx: np.ndarray | None = None  # (F, K, d, d) sum of x x' / propensity per logged slot
+    inv_xr: np.ndarray | None = None  # (F, K, d) sum of x r / propensity per logged slot
 
     @staticmethod
-    def of(logs: LogArrays, fold: np.ndarray, folds: int) -> CellSums:
+    def of(logs: LogArrays, fold: np.ndarray, folds: int, shift: np.ndarray | None = None) -> CellSums:
+        """``shift``: the features' offset (default: their mean over ``logs``; the partitioned
+        engine passes the whole log's, so that partitions' sums add)."""
         shape = (len(logs.titles), logs.k, len(logs.segments))
         size = int(np.prod(shape))
         key = logs.title.astype(np.int64)
@@ -198,16 +208,45 @@ class CellSums:
         inv = 1.0 / logs.propensity
         rows = np.bincount(key, minlength=folds * size).reshape(folds, size).astype(float)
         s_inv = np.bincount(key, weights=inv, minlength=folds * size).reshape(folds, size)
-        inv *= logs.reward
-        s_inv_r = np.bincount(key, weights=inv, minlength=folds * size).reshape(folds, size)
-        return CellSums(shape, rows, s_inv, s_inv_r, np.bincount(fold, weights=logs.reward, minlength=folds))
+        inv_r = inv * logs.reward
+        s_inv_r = np.bincount(key, weights=inv_r, minlength=folds * size).reshape(folds, size)
+        out = CellSums(shape, rows, s_inv, s_inv_r, np.bincount(fold, weights=logs.reward, minlength=folds))
+        if logs.features is None or logs.features.shape[1] == 0:
+            return out
+        shift = logs.features.mean(axis=0) if shift is None else np.asarray(shift, float)
+        d, k = logs.features.shape[1], shape[1]
+        slot = fold * k + logs.action
+        per_fold, per_slot = np.zeros((folds, d, 2)), np.zeros((folds * k, d, d + 1))
+        inv_x = np.zeros((folds * size, d))
+        for i in range(d):
+            xi = logs.features[:, i] - shift[i]
+            per_fold[:, i, 0] = np.bincount(fold, weights=xi, minlength=folds)
+            per_fold[:, i, 1] = np.bincount(fold, weights=xi * xi, minlength=folds)
+            w = inv * xi
+            inv_x[:, i] = np.bincount(key, weights=w, minlength=folds * size)
+            per_slot[:, i, d] = np.bincount(slot, weights=w * logs.reward, minlength=folds * k)
+            for j in range(i + 1):
+                per_slot[:, i, j] = per_slot[:, j, i] = np.bincount(
+                    slot, weights=w * (logs.features[:, j] - shift[j]), minlength=folds * k)
+        per_slot = per_slot.reshape(folds, k, d, d + 1)
+        return replace(out, shift=shift, x=per_fold[..., 0], xx=per_fold[..., 1], inv_x=inv_x.reshape(folds, size, d),
+                       inv_xx=per_slot[..., :d], inv_xr=per_slot[..., d])
 
     def __add__(self, other: CellSums) -> CellSums:
-        return CellSums(self.shape, self.rows + other.rows, self.inv + other.inv, self.inv_r + other.inv_r,
-                        self.reward + other.reward)
+        def add(a, b):
+            return None if a is None else a + b
 
-    def model(self, folds: np.ndarray | slice = slice(None), strength: float = 20.0) -> RewardModel:
-        """The model fitted on the rows of ``folds`` (what ``fit_reward_model`` gives on those rows)."""
+        return CellSums(self.shape, self.rows + other.rows, self.inv + other.inv, self.inv_r + other.inv_r,
+                        self.reward + other.reward, self.shift, add(self.x, other.x), add(self.xx, other.xx),
+                        add(self.inv_x, other.inv_x), add(self.inv_xx, other.inv_xx), add(self.inv_xr, other.inv_xr))
+
+    def model(self, folds: np.ndarray | slice = slice(None), strength: float = 20.0, ridge: float = 10.0) -> RewardModel:
+        """The model fitted on the rows of ``folds``: cell offsets and, with features, per-slot
+        ridge slopes on the standardized features centred within each cell (module docstring)."""
+        if not strength > 0:
+            raise RewardModelError(f"strength must be > 0, got {strength!r}")
+        if not ridge > 0:
+            raise RewardModelError(f"ridge must be > 0, got {ridge!r}")
         n_rows = float(self.rows[folds].sum())
         if n_rows == 0:
             raise RewardModelError("rows must select at least one row")
@@ -215,16 +254,44 @@ class CellSums:
         scale_w = n_rows / float(s_inv.sum())
         count = (s_inv * scale_w).reshape(self.shape)
         sums = (s_inv_r * scale_w).reshape(self.shape)
-        overall = float(s_inv_r.sum()) / float(s_inv.sum())
-        n_ta, r_ta = count.sum(axis=2), sums.sum(axis=2)
-        title_art = (r_ta + strength * overall) / (n_ta + strength)
-        cell = (sums + strength * title_art[:, :, None]) / (count + strength)
-        return RewardModel(cell, count, strength, float(count.sum()), scale_w)
+        cell_r = _shrunk(sums, count, float(s_inv_r.sum()) / float(s_inv.sum()), strength)
+        if self.inv_x is None:
+            return RewardModel(cell_r, count, strength, float(count.sum()), scale_w)
+        # Standardization: z = (x - mean) / scale over the fit's rows (population standard deviation).
+        m = self.x[folds].sum(axis=0) / n_rows  # mean of the shifted features
+        var = np.maximum(self.xx[folds].sum(axis=0) / n_rows - m * m, 0.0)
+        scale = np.sqrt(var)
+        scale = np.where(scale > 0, scale, 1.0)
+        d = m.size
+        s_inv_x = self.inv_x[folds].sum(axis=0)  # (C, d)
+        z1 = (scale_w * (s_inv_x - s_inv[:, None] * m) / scale).reshape(*self.shape, d)  # sum_c v z
+        cell_z = _shrunk(z1, count, z1.sum(axis=(0, 1, 2)) / count.sum(), strength)
+        # Per slot: sum v z z' and sum v z r from the raw sums, then centred within each cell.
+        inv_k = s_inv.reshape(self.shape).sum(axis=(0, 2))
+        inv_r_k = s_inv_r.reshape(self.shape).sum(axis=(0, 2))
+        x_k = s_inv_x.reshape(*self.shape, d).sum(axis=(0, 2))
+        outer = np.outer(scale, scale)
+        zz = scale_w * (self.inv_xx[folds].sum(axis=0) - x_k[:, :, None] * m[None, None, :]
+                        - m[None, :, None] * x_k[:, None, :] + inv_k[:, None, None] * np.outer(m, m)) / outer
+        zr = scale_w * (self.inv_xr[folds].sum(axis=0) - inv_r_k[:, None] * m) / scale
+        cross = np.einsum("tkgd,tkge->kde", cell_z, z1)
+        hessian = (zz - cross - cross.transpose(0, 2, 1) + np.einsum("tkg,tkgd,tkge->kde", count, cell_z, cell_z)
+                   + ridge * np.eye(d))
+        grad = (zr - np.einsum("tkgd,tkg->kd", cell_z, sums) - np.einsum("tkgd,tkg->kd", z1, cell_r)
+                + np.einsum("tkg,tkgd,tkg->kd", count, cell_z, cell_r))
+        h_inv = np.linalg.inv(hessian)
+        coef = np.einsum("kde,ke->kd", h_inv, grad)
+        offset = cell_r - np.einsum("tagd,ad->tag", cell_z, coef)
+        return RewardModel(offset, count, strength, float(count.sum()), scale_w, m + self.shift, scale, coef, cell_z,
+                           h_inv)
 
     def collapsed(self) -> CellSums:
         """The same sums as one fold."""
-        return CellSums(self.shape, self.rows.sum(axis=0, keepdims=True), self.inv.sum(axis=0, keepdims=True),
-                        self.inv_r.sum(axis=0, keepdims=True), self.reward.sum(keepdims=True))
+        def one(a):
+            return None if a is None else a.sum(axis=0, keepdims=True)
+
+        return CellSums(self.shape, one(self.rows), one(self.inv), one(self.inv_r), one(self.reward), self.shift,
+                        one(self.x), one(self.xx), one(self.inv_x), one(self.inv_xx), one(self.inv_xr))
 
     def mean_reward(self, folds: np.ndarray | slice) -> float:
         return float(self.reward[folds].sum() / self.rows[folds].sum())
@@ -233,42 +300,31 @@ class CellSums:
 def fit_reward_model(logs: LogArrays, strength: float = 20.0, ridge: float = 10.0,
                      rows: np.ndarray | None = None) -> RewardModel:
     """Fit on ``rows`` of ``logs`` (default all); ``strength`` and ``ridge`` are pseudo-counts / L2 penalty."""
-    if not strength > 0:
-        raise RewardModelError(f"strength must be > 0, got {strength!r}")
-    if not ridge > 0:
-        raise RewardModelError(f"ridge must be > 0, got {ridge!r}")
-    # All rows: a slice (views), not an index array that would copy every column.
-    sel = slice(None) if rows is None else np.asarray(rows)
-    if (logs.n if rows is None else sel.size) == 0:
-        raise RewardModelError("rows must select at least one row")
-    t, a, g, r = logs.title[sel], logs.action[sel], logs.segment[sel], logs.reward[sel]
-    shape = (len(logs.titles), logs.k, len(logs.segments))
-    idx = (t.astype(np.int64) * shape[1] + a) * shape[2] + g
-    inv = 1.0 / logs.propensity[sel]
-    scale_w = float(inv.size / inv.sum())
-    v = inv * scale_w
-    count = np.bincount(idx, weights=v, minlength=int(np.prod(shape))).reshape(shape)
-    cell_r = _shrunk_means(idx, r, v, shape, count, strength)
-    if logs.features is None or logs.features.shape[1] == 0:
-        return RewardModel(cell_r, count, strength, float(v.sum()), scale_w)
-    x = logs.features[sel]
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
-    z = (x - mean) / scale
-    d = z.shape[1]
-    cell_z = _shrunk_means(idx, z, v, shape, count, strength)
-    zt = z - cell_z[t, a, g]
-    rt = r - cell_r[t, a, g]
-    coef = np.zeros((shape[1], d))
-    h_inv = np.zeros((shape[1], d, d))
-    for j in range(shape[1]):
-        on = a == j
-        zv = zt[on] * v[on, None]
-        h_inv[j] = np.linalg.inv(zv.T @ zt[on] + ridge * np.eye(d))
-        coef[j] = h_inv[j] @ (zv.T @ rt[on])
-    offset = cell_r - np.einsum("tagd,ad->tag", cell_z, coef)
-    return RewardModel(offset, count, strength, float(v.sum()), scale_w, mean, scale, coef, cell_z, h_inv)
+    if rows is None:
+        return CellSums.of(logs, np.zeros(logs.n, dtype=np.int64), 1).model(strength=strength, ridge=ridge)
+    fold = np.ones(logs.n, dtype=np.int64)
+    fold[np.asarray(rows)] = 0
+    return CellSums.of(logs, fold, 2).model(np.array([0]), strength, ridge)
+
+
+def fold_predictions(logs: LogArrays, models: list[RewardModel], fold: np.ndarray
+                     ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Every row predicted by its own fold's model: (q_table, q_code, None) without features (row
+    i is ``q_table[q_code[i]]`` masked), (None, None, dense (n, K)) with them."""
+    table = np.stack([m.cell.transpose(0, 2, 1) for m in models])  # (F, T, S, K)
+    code = fold * table.shape[1] + logs.title
+    code *= table.shape[2]
+    code += logs.segment
+    table = table.reshape(-1, logs.k)
+    if models[0].coef is None or logs.features is None:
+        return np.clip(table, 0.0, 1.0), code, None
+    q = np.take(table, code, axis=0)
+    for f, m in enumerate(models):
+        out = np.flatnonzero(fold == f) if len(models) > 1 else slice(None)
+        q[out] += m.z(logs, out) @ m.coef.T
+    np.clip(q, 0.0, 1.0, out=q)
+    q *= logs.mask
+    return None, None, q
 
 
 @dataclass(frozen=True, eq=False)
@@ -328,14 +384,7 @@ def single_fold(rows_per_fold: np.ndarray) -> bool:
 
 def fold_of(key: np.ndarray, salt: int, folds: int) -> np.ndarray:
     """splitmix64 of key ^ salt, modulo ``folds`` (int64)."""
-    z = np.asarray(key, dtype=np.uint64) ^ np.uint64(salt)
-    z += np.uint64(0x9E3779B97F4A7C15)
-    z ^= z >> np.uint64(30)
-    z *= np.uint64(0xBF58476D1CE4E5B9)
-    z ^= z >> np.uint64(27)
-    z *= np.uint64(0x94D049BB133111EB)
-    z ^= z >> np.uint64(31)
-    return (z % np.uint64(folds)).astype(np.int64)
+    return (splitmix64(key, salt) % np.uint64(folds)).astype(np.int64)
 
 
 def cross_fit(logs: LogArrays, rng: np.random.Generator, folds: int = DEFAULT_FOLDS, **kwargs) -> CrossFit:
@@ -346,44 +395,13 @@ def cross_fit(logs: LogArrays, rng: np.random.Generator, folds: int = DEFAULT_FO
     fold = np.zeros(logs.n, dtype=np.int64) if folds == 1 else assign_folds(logs, rng, folds)
     if folds > 1 and single_fold(np.bincount(fold, minlength=folds)):
         folds, fold = 1, np.zeros(logs.n, dtype=np.int64)
-    features = logs.features is not None and logs.features.shape[1] > 0
-    if not features:
-        # Every fold's model from the (fold, cell) sums: one pass over the rows, not one per fold.
-        strength = kwargs.get("strength", 20.0)
-        if not strength > 0:
-            raise RewardModelError(f"strength must be > 0, got {strength!r}")
-        sums = CellSums.of(logs, fold, folds)
-        model = sums.model(strength=strength)
-        others = [np.flatnonzero(np.arange(folds) != f) if folds > 1 else slice(None) for f in range(folds)]
-        models = [sums.model(o, strength) for o in others] if folds > 1 else [model]
-        means = np.array([sums.mean_reward(o) for o in others])
-    elif folds == 1:
-        model = fit_reward_model(logs, **kwargs)
-        models, means = [model], np.array([logs.reward.mean()])
-    else:
-        model = fit_reward_model(logs, **kwargs)
-        models, means = [], np.empty(folds)
-        for f in range(folds):
-            keep = np.flatnonzero(fold != f)
-            models.append(fit_reward_model(logs, rows=keep, **kwargs))
-            means[f] = logs.reward[keep].mean()
-        del keep
-    # Every row from its own fold's model: one (fold, title, segment) code into the folds' cell tables.
-    table = np.stack([m.cell.transpose(0, 2, 1) for m in models])  # (F, T, S, K)
-    code = fold * table.shape[1] + logs.title
-    code *= table.shape[2]
-    code += logs.segment
-    table = table.reshape(-1, logs.k)
-    if features:
-        q = np.take(table, code, axis=0)
-        for f, m in enumerate(models):
-            out = np.flatnonzero(fold == f) if folds > 1 else slice(None)
-            q[out] += m.z(logs, out) @ m.coef.T
-        np.clip(q, 0.0, 1.0, out=q)
-        q *= logs.mask
-        q_table, code = None, None
-    else:
-        q, q_table = None, np.clip(table, 0.0, 1.0)
+    # Every fold's model from the (fold, cell) sums: one pass over the rows, not one per fold.
+    sums = CellSums.of(logs, fold, folds)
+    model = sums.model(**kwargs)
+    others = [np.flatnonzero(np.arange(folds) != f) if folds > 1 else slice(None) for f in range(folds)]
+    models = [sums.model(o, **kwargs) for o in others] if folds > 1 else [model]
+    means = np.array([sums.mean_reward(o) for o in others])
+    q_table, code, q = fold_predictions(logs, models, fold)
     chosen = _chosen(logs.action, q_table, code, q)
     mse = float(np.mean((logs.reward - chosen) ** 2))
     base = float(np.mean((logs.reward - means[fold]) ** 2))

@@ -246,11 +246,12 @@ def test_propensity_validation_accepts_exactly_unit_interval(props):
 
 
 def test_replay_acceptance_probability_is_pi_over_m_mu():
-    rng = np.random.default_rng(11)
+    from replay.draws import event_key, splitmix64
+
     n = 200_000
     mu = np.where(np.arange(n) % 2 == 0, 0.25, 0.75)
     pi = np.where(np.arange(n) % 2 == 0, 0.5, 0.5)
-    acc = replay_acceptance(pi, mu, rng)
+    acc = replay_acceptance(pi, mu, splitmix64(event_key([f"e{i}" for i in range(n)]), 11))
     m = max(0.5 / 0.25, 0.5 / 0.75)
     for parity, mu_val in ((0, 0.25), (1, 0.75)):
         expected = 0.5 / (m * mu_val)

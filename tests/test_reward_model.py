@@ -66,24 +66,71 @@ def _segmented_logs(n: int, seed: int, subsets: bool = False):
     return env, encode_logs(validate_logs(frame))
 
 
-def test_cell_sums_fit_every_fold_like_the_rows_do():
-    """The (fold, cell) sums give each fold's model exactly as fitting its rows does."""
+def _shrunk_means(idx, values, v, shape, count, strength):
+    """Weighted cell means shrunk to (title, artwork), then to the overall mean, straight from the rows."""
+    flat = values.reshape(values.shape[0], -1)
+    size = shape[0] * shape[1] * shape[2]
+    sums = np.stack([np.bincount(idx, weights=v * flat[:, j], minlength=size) for j in range(flat.shape[1])],
+                    axis=-1).reshape(*shape, flat.shape[1])
+    overall = (v[:, None] * flat).sum(axis=0) / v.sum()
+    title_art = (sums.sum(axis=2) + strength * overall) / (count.sum(axis=2) + strength)[..., None]
+    cell = (sums + strength * title_art[:, :, None, :]) / (count + strength)[..., None]
+    return cell if values.ndim == 2 else cell[..., 0]
+
+
+def _direct_fit(logs, rows, strength=20.0, ridge=10.0):
+    """The reward model of the module docstring fitted on ``rows`` the direct way: features
+    standardized and centred per cell row by row, one ridge regression per slot (the reference
+    for the sums' normal equations)."""
+    t, a, g, r = logs.title[rows], logs.action[rows], logs.segment[rows], logs.reward[rows]
+    shape = (len(logs.titles), logs.k, len(logs.segments))
+    idx = (t.astype(np.int64) * shape[1] + a) * shape[2] + g
+    inv = 1.0 / logs.propensity[rows]
+    v = inv * (inv.size / inv.sum())
+    count = np.bincount(idx, weights=v, minlength=int(np.prod(shape))).reshape(shape)
+    cell_r = _shrunk_means(idx, r, v, shape, count, strength)
+    if logs.features is None:
+        return cell_r, None, count
+    x = logs.features[rows]
+    scale = np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
+    z = (x - x.mean(axis=0)) / scale
+    cell_z = _shrunk_means(idx, z, v, shape, count, strength)
+    zt, rt = z - cell_z[t, a, g], r - cell_r[t, a, g]
+    coef = np.zeros((shape[1], z.shape[1]))
+    for j in range(shape[1]):
+        on = a == j
+        zv = zt[on] * v[on, None]
+        coef[j] = np.linalg.solve(zv.T @ zt[on] + ridge * np.eye(z.shape[1]), zv.T @ rt[on])
+    return cell_r - np.einsum("tagd,ad->tag", cell_z, coef), coef, count
+
+
+@pytest.mark.parametrize("features", [False, True])
+def test_cell_sums_fit_every_fold_like_the_rows_do(features):
+    """The (fold, cell) sums give each fold's model (offsets and, with context features, the ridge
+    slopes from the summed normal equations) exactly as fitting its rows does."""
     from replay.reward_model import CellSums
 
     _, logs = _segmented_logs(3_000, 5)
+    if features:  # a context-dependent reward, features far from 0 (the sums' shift keeps them exact)
+        x = np.random.default_rng(9).normal([40.0, 1e4], [5.0, 30.0], size=(logs.n, 2))
+        logs = replace(logs, features=x, feature_names=("age", "income"),
+                       reward=np.clip(logs.reward + 0.01 * (x[:, 0] - 40), 0, 1))
     fold = np.random.default_rng(6).permutation(np.arange(logs.n) % 3)
     sums = CellSums.of(logs, fold, 3)
     for f in range(3):
         keep = np.flatnonzero(fold != f)
-        direct = fit_reward_model(logs, rows=keep)
+        offset, coef, count = _direct_fit(logs, keep)
         from_sums = sums.model(np.flatnonzero(np.arange(3) != f))
-        np.testing.assert_allclose(from_sums.cell, direct.cell, rtol=1e-12)
-        np.testing.assert_allclose(from_sums.count, direct.count, rtol=1e-12)
-        assert from_sums.weight_scale == pytest.approx(direct.weight_scale, rel=1e-12)
-    halves = CellSums.of(replace(logs, **{k: getattr(logs, k)[:1000] for k in ("title", "action", "segment",
-                                                                              "propensity", "reward")}), fold[:1000], 3)
-    rest = CellSums.of(replace(logs, **{k: getattr(logs, k)[1000:] for k in ("title", "action", "segment",
-                                                                            "propensity", "reward")}), fold[1000:], 3)
+        np.testing.assert_allclose(from_sums.cell, offset, rtol=1e-9)
+        np.testing.assert_allclose(from_sums.count, count, rtol=1e-12)
+        if features:
+            assert np.abs(coef).max() > 1e-3  # the slopes are there to check
+            np.testing.assert_allclose(from_sums.coef, coef, rtol=1e-9)
+        direct = fit_reward_model(logs, rows=keep)
+        np.testing.assert_allclose(direct.cell, from_sums.cell, rtol=1e-12)
+    columns = ("title", "action", "segment", "propensity", "reward") + (("features",) if features else ())
+    halves = CellSums.of(replace(logs, **{k: getattr(logs, k)[:1000] for k in columns}), fold[:1000], 3, sums.shift)
+    rest = CellSums.of(replace(logs, **{k: getattr(logs, k)[1000:] for k in columns}), fold[1000:], 3, sums.shift)
     np.testing.assert_allclose((halves + rest).model().cell, sums.model().cell, rtol=1e-12)
 
 

@@ -76,10 +76,6 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"a policy is named twice: {names}")
     engine, paths, engine_line = choose_engine(args)
     estimators = list(dict.fromkeys(args.estimator or DEFAULT_ESTIMATORS))
-    if engine == "dask" and not args.estimator:
-        # replay draws per row in log order: not partition-able (replay.partitioned)
-        estimators.remove("replay")
-        print("note: the dask engine leaves out the replay estimator", file=sys.stderr)
     interval = args.interval or ("bootstrap" if args.bootstrap else "normal")
     default_by = args.by is None and not args.no_segments and not args.json
     logs = None
@@ -133,7 +129,7 @@ def _evaluate_on_dask(args, paths, policies, estimators, interval, by, default_b
     from replay import dask_engine
     from replay.partitioned import check_request, evaluate_partitioned
 
-    check_request(policies, estimators, args.bootstrap, interval, by)  # before starting a cluster
+    check_request(policies, estimators, args.bootstrap, interval, args.level)  # before starting a cluster
     with dask_engine.client(args.scheduler) as c:
         return evaluate_partitioned(paths, policies, estimators, args.seed, level=args.level, interval=interval,
                                     folds=args.folds, by=by, bootstrap=args.bootstrap,
