@@ -491,7 +491,7 @@ def encode_logs(frame: pd.DataFrame) -> LogArrays:
     else:
         order = np.argsort(ts, kind="stable")
         df = frame.iloc[order]
-    title_codes, titles = pd.factorize(df["title"], sort=True)
+    title_codes, titles = _factorize_sorted(df["title"])
     # Distinct candidate lists per row (a handful), so per-row work stays vectorized.
     if "candidates" in df.columns:
         cand_codes, cand_uniques = _factorize_lists(df["candidates"].to_numpy(dtype=object))
@@ -583,8 +583,17 @@ def _factorize_filled(col: pd.Series, fill: str):
     if isinstance(col.dtype, pd.CategoricalDtype):
         if col.isna().any():
             col = col.cat.add_categories([fill]).fillna(fill)
-        return pd.factorize(col, sort=True)
+        return _factorize_sorted(col)
     return pd.factorize(col.astype(object).fillna(fill), sort=True)
+
+
+def _factorize_sorted(col: pd.Series):
+    """Codes in the values' sort order: a categorical's own order is its Parquet dictionary's (first
+    appearance in the file, or the first file's after a concat), which would make a title's code
+    depend on which file was read first."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        col = col.cat.reorder_categories(sorted(col.cat.categories))
+    return pd.factorize(col, sort=True)
 
 
 def _context_features(col: pd.Series) -> tuple[np.ndarray | None, tuple[str, ...]]:
