@@ -16,7 +16,10 @@ gives on the same rows (``assign_folds`` hashes each row's timestamp, so a row's
 depend on its partition). ``run`` maps a pass over the partitions: in this process, or on a Dask
 cluster (``replay.dask_engine``), one partition per task, so a worker holds one partition at a time.
 
-Supported: fixed policies (uniform, logged, ab, table:PATH); estimators ips, snips, ipsclip, dm,
+``replay.partitioned_check`` and ``replay.partitioned_abtest`` run ``check`` and ``abtest`` on the
+same partitions and runners (the vocabulary pass and the cache are shared).
+
+Supported by ``evaluate``: fixed policies (uniform, logged, ab, table:PATH); estimators ips, snips, ipsclip, dm,
 dr, sndr, switchdr, dros; normal and EL intervals; ``by`` title or segment. Not supported (an
 error says so): learning policies and ``replay`` (they consume random draws row by row in log
 order), ``--bootstrap`` (Poisson draws per row in log order: a per-partition stream would give

@@ -291,6 +291,7 @@ def ab_dir(tmp_path_factory):
     frame = pd.concat([ab, other], ignore_index=True).sort_values("timestamp", kind="stable")
     root = tmp_path_factory.mktemp("ab")
     files = write_partitioned(frame, root / "parts")
+    write_logs(frame, root / "all.csv")
     return root, len(files)
 
 
@@ -314,6 +315,15 @@ def test_abtest_on_dask_gives_the_pandas_engines_result(cluster, ab_dir, capsys,
     else:  # three arms: Holm-adjusted comparisons, and the crossovers named
         assert "comparisons" in dask_result and any("shown more than one arm" in w or "repeat a profile" in w
                                                     for w in warnings)
+
+
+def test_abtest_on_dask_reads_a_single_csv_file_like_pandas(cluster, ab_dir, capsys):
+    root, _ = ab_dir
+    argv = ["abtest", str(root / "all.csv"), "--policy", "ab", "--json", "--scheduler", cluster.scheduler.address]
+    _, pandas_result, _ = _run_json([*argv, "--engine", "pandas"], capsys)
+    _, dask_result, err = _run_json([*argv, "--engine", "dask"], capsys)
+    assert "engine: dask (1 files" in err
+    _json_close(pandas_result, dask_result)
 
 
 def test_abtest_partitions_report_progress_and_merge_in_any_order(ab_dir):
