@@ -16,7 +16,8 @@ approximation matters (small expected counts, heavy inverse weights) and the p-v
 it is replaced by a Monte-Carlo p-value: T recomputed on artworks drawn from the imputed null,
 (1 + #{T* >= T}) / (1 + draws), which is calibrated at any count (given the imputed null: on
 Thompson logs its group p-values fall below 0.0025 and 0.01 as often as with the simulator's
-exact propensities). Per-profile deterministic policies (the service's ``ab`` split hashes
+exact propensities). A group's draws come from its own stream (``group_rng``: the seed and the
+group's key), so the Dask engine, checking groups on different workers, draws the same numbers. Per-profile deterministic policies (the service's ``ab`` split hashes
 the profile) are tested on one row per profile (its first): a profile's impressions all show
 the same artwork and are not independent.
 

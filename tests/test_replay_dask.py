@@ -349,8 +349,10 @@ def test_abtest_partitions_report_progress_and_merge_in_any_order(ab_dir):
     assert a.equals(b)  # each profile's first arm and timestamp too
 
 
-def test_a_bad_scheduler_address_is_one_line(check_dir, capsys):
-    root, _ = check_dir
-    assert main(["check", str(root / "parts"), "--engine", "dask", "--scheduler", "tcp://127.0.0.1:9"]) == 1
+@pytest.mark.parametrize("command", [["check"], ["abtest", "--policy", "ab"]])
+def test_a_bad_scheduler_address_is_one_line(ab_dir, capsys, command):
+    root, _ = ab_dir
+    argv = [command[0], str(root / "parts"), *command[1:], "--engine", "dask", "--scheduler", "tcp://127.0.0.1:9"]
+    assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "--scheduler tcp://127.0.0.1:9" in err[0]
