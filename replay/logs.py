@@ -33,6 +33,7 @@ _ID_COLUMNS = ("event_id", "profile", "title", "artwork")
 FORMATS = ("jsonl", "csv", "parquet", "dsjson")
 WRITE_FORMATS = ("jsonl", "csv", "parquet")
 UNKNOWN_SEGMENT = "(none)"
+UNNAMED_POLICY = "(unnamed)"  # the logging policy of rows without one
 
 
 class LogSchemaError(ReplayError):
@@ -542,9 +543,9 @@ def encode_logs(frame: pd.DataFrame) -> LogArrays:
         seg_codes, segments, has_segment = np.zeros(len(df), dtype=np.int64), [UNKNOWN_SEGMENT], False
     prof_codes, profiles = pd.factorize(df["profile"])
     if "policy" in df.columns:
-        pol_codes, pols = _factorize_filled(df["policy"], "(unnamed)")
+        pol_codes, pols = _factorize_filled(df["policy"], UNNAMED_POLICY)
     else:
-        pol_codes, pols = np.zeros(len(df), dtype=np.int64), ["(unnamed)"]
+        pol_codes, pols = np.zeros(len(df), dtype=np.int64), [UNNAMED_POLICY]
     features, names = _context_features(df["context"]) if "context" in df.columns else (None, ())
     return LogArrays(
         titles=tuple(titles), arms=arms, segments=tuple(segments),

@@ -6,13 +6,14 @@ which is no sum over rows. Two passes, one task per item:
 
 1. per partition (``_scan``): the vocabulary ``replay.partitioned`` builds (each title's artworks
    in the in-memory engine's order, segments) and the partition's groups;
-2. per group (``_check_one``): a worker reads the group's columns (served artwork, propensity,
-   segment, profile, timestamp) out of each partition in turn, puts them in time order (ties:
-   partition order, then file order, as the in-memory engine's stable sort of the concatenated
-   partitions) and runs ``check_group`` on them.
+2. per group (``_check_one``): a worker reads the group's rows out of each partition in turn
+   (``_group_logs``: a Parquet read filtered on title and policy, of the columns the check
+   needs), puts them in time order (ties: partition order, then file order, as the in-memory
+   engine's stable sort of the concatenated partitions) and runs ``check_group`` on them.
 
-A worker thus holds one partition (``replay.partitioned``'s cache) plus one group's columns, never
-the whole log. Monte-Carlo draws come from the group's key (``integrity.group_rng``), so a group
+A worker thus holds a partition in the first pass and one group's rows in the second, never the
+whole log; the second pass reads every partition once per group (the filter keeps it to the
+group's rows). Monte-Carlo draws come from the group's key (``integrity.group_rng``), so a group
 draws the same numbers on whichever worker it runs; Holm's adjustment needs only the p-values.
 Event ids are not validated across partitions (nor by the pandas engine on partitioned input).
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from replay.integrity import IntegrityReport, check_alpha, check_group, finish_report, mc_base, mc_draws
+from replay.logs import UNNAMED_POLICY
 from replay.partitioned import Runner, Vocabulary, _load, _scan, local_runner, vocabulary
 
 
@@ -35,23 +37,49 @@ def _scan_groups(path: Path) -> dict:
     return {**_scan(path), "groups": {(logs.titles[t], logs.logging_policies[p]) for t, p in groups}}
 
 
+def _group_logs(path: Path, title: str, policy: str):
+    """One partition's rows of the group, encoded; None when it has none. From Parquet only the
+    check's columns and the group's rows are read (the scan pass validated the whole partition)."""
+    import pandas as pd
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from replay.logs import REQUIRED, detect_format, encode_logs, load_logs, validate_logs
+
+    if detect_format(path) == "parquet":
+        names = pq.read_schema(path).names
+        columns = [c for c in (*REQUIRED, "policy", "segment") if c in names and c != "event_id"]
+        keep = pc.field("title") == title
+        if "policy" in names:  # a missing policy reads as UNNAMED_POLICY (encode_logs)
+            same = pc.field("policy") == policy
+            keep &= (same | pc.field("policy").is_null()) if policy == UNNAMED_POLICY else same
+        elif policy != UNNAMED_POLICY:
+            return None
+        frame = pq.read_table(path, columns=columns, filters=keep).to_pandas()
+        if len(frame) == 0:
+            return None
+        frame = validate_logs(frame, source=str(path), event_id_skipped=True)
+    else:  # one JSON Lines or CSV file given to --engine dask
+        frame = load_logs(path, keep_event_id=False)
+        named = frame["policy"].astype(object).fillna(UNNAMED_POLICY) if "policy" in frame else UNNAMED_POLICY
+        frame = frame[(frame["title"] == title).to_numpy() & (pd.Series(named, index=frame.index) == policy).to_numpy()]
+        if len(frame) == 0:
+            return None
+    return encode_logs(frame)
+
+
 def _check_one(group: tuple[str, str], paths: Sequence[Path], vocab: Vocabulary, base: int, draws: int):
     title, policy = group
     arms = vocab.arms[vocab.titles.index(title)]
     parts = []
     for path in paths:
-        logs = _load(path)
-        if title not in logs.titles or policy not in logs.logging_policies:
+        logs = _group_logs(path, title, policy)
+        if logs is None:
             continue
-        rows = np.flatnonzero((logs.title == logs.titles.index(title))
-                              & (logs.logging_policy == logs.logging_policies.index(policy)))
-        if rows.size == 0:
-            continue
-        t = logs.titles.index(title)
-        slot = np.array([arms.index(a) for a in logs.arms[t]], dtype=np.int64)
+        slot = np.array([arms.index(a) for a in logs.arms[0]], dtype=np.int64)
         seg = np.array([vocab.segments.index(s) for s in logs.segments], dtype=np.int64)
-        parts.append((logs.row_key[rows].view(np.float64), slot[logs.action[rows]], logs.propensity[rows],
-                      seg[logs.segment[rows]], np.asarray(logs.profiles, dtype=object)[logs.profile[rows]]))
+        parts.append((logs.row_key.view(np.float64), slot[logs.action], logs.propensity, seg[logs.segment],
+                      np.asarray(logs.profiles, dtype=object)[logs.profile]))
     ts, action, mu, segment, profile = (np.concatenate(cols) for cols in zip(*parts, strict=True))
     order = np.argsort(ts, kind="stable")
     return check_group(title, arms, policy, action[order], mu[order], segment[order] if vocab.has_segment else None,

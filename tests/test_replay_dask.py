@@ -179,7 +179,8 @@ def _spread(frame, rng, start=1.7e9):
 @pytest.fixture(scope="module")
 def check_dir(tmp_path_factory):
     """Thompson logs (propensities vary row to row: the imputation matters), uniform logs with one
-    artwork's propensity wrong (flagged), a small mis-logged title (a Monte-Carlo p-value) and an
+    artwork's propensity wrong (flagged), a small mis-logged title without a policy (a Monte-Carlo
+    p-value) and an
     ``ab`` split (tested per profile), written by ``write_partitioned`` as one folder per day."""
     import pandas as pd
 
@@ -197,7 +198,7 @@ def check_dir(tmp_path_factory):
     small = _spread(pd.DataFrame({
         "event_id": [f"s{i}" for i in range(n)], "profile": [f"q{i}" for i in range(n)], "title": "small",
         "artwork": np.array(["x1", "x2", "x3"])[rng.choice(3, size=n, p=(0.45, 0.3, 0.25))],
-        "propensity": 1 / 3, "reward": 0.0, "policy": "uniform", "segment": "regular",
+        "propensity": 1 / 3, "reward": 0.0, "segment": "regular",  # no policy: "(unnamed)"
         "candidates": [("x1", "x2", "x3")] * n}), rng)
     split = ABSplit.equal(("a1", "a2", "a3"), salt="t1")
     prof = rng.integers(60, size=400)
@@ -210,6 +211,7 @@ def check_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("check")
     files = write_partitioned(frame, root / "parts")
     write_logs(frame, root / "all.parquet")
+    write_logs(frame, root / "all.jsonl")
     return root, len(files)
 
 
@@ -230,7 +232,7 @@ def test_check_on_dask_gives_the_pandas_engines_report(cluster, check_dir, capsy
     # The report exercises what the engines must agree on: a flag, a Monte-Carlo p-value, a per-profile group.
     assert code_p == code_d == 1 and any(g["flags"] for g in groups)
     assert {"monte-carlo", "chi-square"} <= {g["method"] for g in groups}
-    assert "profile" in {g["unit"] for g in groups}
+    assert "profile" in {g["unit"] for g in groups} and "(unnamed)" in {g["policy"] for g in groups}
 
 
 def test_check_partitioned_reports_progress_per_partition_and_equals_check_propensities(cluster, check_dir):
@@ -256,9 +258,10 @@ def test_check_partitioned_reports_progress_per_partition_and_equals_check_prope
             assert getattr(y, field) == pytest.approx(getattr(x, field), rel=REL), (x.title, x.policy, field)
 
 
-def test_check_on_dask_reads_a_single_file_like_pandas(cluster, check_dir, capsys):
+@pytest.mark.parametrize("name", ["all.parquet", "all.jsonl"])
+def test_check_on_dask_reads_a_single_file_like_pandas(cluster, check_dir, capsys, name):
     root, _ = check_dir
-    argv = ["check", str(root / "all.parquet"), "--json", "--scheduler", cluster.scheduler.address]
+    argv = ["check", str(root / name), "--json", "--scheduler", cluster.scheduler.address]
     _, pandas_report, err_p = _run_json([*argv, "--engine", "pandas"], capsys)
     _, dask_report, err_d = _run_json([*argv, "--engine", "dask"], capsys)
     assert "engine: pandas (" in err_p and "engine: dask (1 files" in err_d
