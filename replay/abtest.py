@@ -393,12 +393,7 @@ def units_from_impressions(impressions: pd.DataFrame, unit: str = "profile") -> 
     clicked = impressions["reward"].astype(float).to_numpy() > 0
     if unit == "impression":
         repeats = len(impressions) - impressions["profile"].nunique()
-        warns = (
-            (
-                f"unit=impression: {repeats} impressions repeat a profile; repeated impressions are "
-                "correlated, so the standard error is understated and the p-value optimistic"
-            ),
-        )
+        warns = (repeat_warning(repeats),)
         # The split randomizes profiles: the SRM check counts each profile once, in its first arm.
         first = impressions.drop_duplicates("profile")["artwork"].astype(str).value_counts()
         return UnitTable(impressions["artwork"].astype(str).to_numpy(), clicked, unit, warns,
@@ -408,14 +403,20 @@ def units_from_impressions(impressions: pd.DataFrame, unit: str = "profile") -> 
     crossover = per_profile["arms"] > 1
     warns: tuple[str, ...] = ()
     if crossover.any():
-        warns = (
-            f"{int(crossover.sum())} of {len(per_profile)} profiles were shown more than one arm; they break "
-            "the fixed split and are excluded",
-        )
+        warns = (crossover_warning(int(crossover.sum()), len(per_profile)),)
     kept = per_profile[~crossover]
     if kept.empty:
         raise ABTestInputError("impressions", "zero users: every profile was shown more than one arm")
     return UnitTable(kept["arm"].to_numpy(dtype=object), kept["clicked"].to_numpy(dtype=bool), unit, warns)
+
+
+def repeat_warning(repeats: int) -> str:
+    return (f"unit=impression: {repeats} impressions repeat a profile; repeated impressions are "
+            "correlated, so the standard error is understated and the p-value optimistic")
+
+
+def crossover_warning(crossed: int, profiles: int) -> str:
+    return f"{crossed} of {profiles} profiles were shown more than one arm; they break the fixed split and are excluded"
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 from replay.errors import ReplayError
 
@@ -45,22 +44,35 @@ def client(scheduler: str | None = None, n_workers: int | None = None) -> Iterat
 
 
 def runner(c) -> Callable:
-    """A ``replay.partitioned`` runner submitting one task per partition to client ``c``."""
+    """A ``replay.partitioned`` runner submitting one task per item to client ``c``; with
+    ``combine``, results are merged pairwise on the workers as they complete (a tree reduction)."""
     from distributed import as_completed
 
     where: dict[str, str] = {}  # partition -> the worker that ran its first pass (and caches it)
 
-    def run(fn: Callable, paths: Sequence[Path], args: tuple, on_done: Callable[[int, int], None] | None = None) -> list:
-        futures = [c.submit(fn, str(p), *args, pure=False,
+    def run(fn: Callable, paths: Sequence, args: tuple, on_done: Callable[[int, int], None] | None = None,
+            combine: Callable | None = None):
+        futures = [c.submit(fn, p, *args, pure=False,
                             **({"workers": [where[str(p)]], "allow_other_workers": True} if str(p) in where else {}))
                    for p in paths]
-        for i, _ in enumerate(as_completed(futures)):
-            if on_done is not None:
-                on_done(i + 1, len(futures))
+        first = {f.key for f in futures}
+        done, carry = 0, None
+        pending = as_completed(futures)
+        for f in pending:
+            if f.key in first:
+                done += 1
+                if on_done is not None:
+                    on_done(done, len(futures))
+            if combine is not None:
+                if carry is None:
+                    carry = f
+                else:
+                    pending.add(c.submit(combine, carry, f, pure=False))
+                    carry = None
         holders = c.who_has(futures)
         for p, f in zip(paths, futures, strict=True):
             if holders.get(f.key):
                 where.setdefault(str(p), holders[f.key][0])
-        return c.gather(futures)
+        return c.gather(futures) if combine is None else carry.result()
 
     return run

@@ -16,7 +16,8 @@ approximation matters (small expected counts, heavy inverse weights) and the p-v
 it is replaced by a Monte-Carlo p-value: T recomputed on artworks drawn from the imputed null,
 (1 + #{T* >= T}) / (1 + draws), which is calibrated at any count (given the imputed null: on
 Thompson logs its group p-values fall below 0.0025 and 0.01 as often as with the simulator's
-exact propensities). Per-profile deterministic policies (the service's ``ab`` split hashes
+exact propensities). A group's draws come from its own stream (``group_rng``: the seed and the
+group's key), so the Dask engine, checking groups on different workers, draws the same numbers. Per-profile deterministic policies (the service's ``ab`` split hashes
 the profile) are tested on one row per profile (its first): a profile's impressions all show
 the same artwork and are not independent.
 
@@ -31,6 +32,7 @@ are warnings: they limit what can be evaluated but do not mean the logs are wron
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,24 +96,48 @@ def holm(p: np.ndarray) -> np.ndarray:
 
 
 def check_propensities(logs: LogArrays, alpha: float = 0.01, rng: np.random.Generator | None = None) -> IntegrityReport:
-    """Check every (title, logging policy) group of ``logs``; flag when Holm-adjusted p < alpha."""
-    if not 0 < alpha < 1:
-        raise IntegrityError(f"alpha must be in (0, 1), got {alpha!r}")
-    rng = np.random.default_rng(0) if rng is None else rng
+    """Check every (title, logging policy) group of ``logs``; flag when Holm-adjusted p < alpha.
+
+    ``rng`` gives one number (``mc_base``); each group's Monte-Carlo draws come from it and the
+    group's key (``group_rng``), so they do not depend on the other groups: a partitioned engine
+    checking groups on different workers draws the same numbers."""
+    check_alpha(alpha)
+    base = mc_base(rng)
     n_pol = len(logs.logging_policies)
     group = logs.title.astype(np.int64) * n_pol + logs.logging_policy
-    # Enough draws that the smallest Monte-Carlo p-value can pass Holm's first threshold.
-    draws = max(MC_DRAWS, int(np.ceil(5 * len(np.unique(group)) / alpha)))
+    draws = mc_draws(len(np.unique(group)), alpha)
     checks = []
     for gi in np.unique(group):
         t, pol = divmod(int(gi), n_pol)
         rows = np.flatnonzero(group == gi)
-        unit = "impression"
-        if logs.logging_policies[pol] in PER_PROFILE_POLICIES:
-            # First row of each profile: the split hashes the profile, so later rows repeat it.
-            _, first = np.unique(logs.profile[rows], return_index=True)
-            rows, unit = rows[np.sort(first)], "profile"
-        checks.append(_check_group(logs, t, logs.logging_policies[pol], rows, unit, rng, draws))
+        keys = logs.segment[rows] if logs.has_segment else None
+        checks.append(check_group(logs.titles[t], logs.arms[t], logs.logging_policies[pol], logs.action[rows],
+                                  logs.propensity[rows], keys, logs.profile[rows], base, draws))
+    return finish_report(checks, alpha)
+
+
+def check_alpha(alpha: float) -> None:
+    if not 0 < alpha < 1:
+        raise IntegrityError(f"alpha must be in (0, 1), got {alpha!r}")
+
+
+def mc_base(rng: np.random.Generator | None) -> int:
+    return int((np.random.default_rng(0) if rng is None else rng).integers(2**63))
+
+
+def mc_draws(groups: int, alpha: float) -> int:
+    """Enough draws that the smallest Monte-Carlo p-value can pass Holm's first threshold."""
+    return max(MC_DRAWS, int(np.ceil(5 * groups / alpha)))
+
+
+def group_rng(base: int, title: str, policy: str) -> np.random.Generator:
+    """The group's own stream: from ``base`` and the group's key only."""
+    digest = hashlib.sha256(f"{title}\0{policy}".encode()).digest()
+    return np.random.default_rng([base, *np.frombuffer(digest[:16], dtype=np.uint32).tolist()])
+
+
+def finish_report(checks: list[GroupCheck], alpha: float) -> IntegrityReport:
+    """The groups' checks (in title, policy order) with Holm-adjusted p-values and flags."""
     p_adj = holm(np.array([c.p_value for c in checks])) if checks else np.array([])
     out = []
     for c, pa in zip(checks, p_adj, strict=True):
@@ -135,12 +161,15 @@ def imputed_null(logs: LogArrays, t: int, rows: np.ndarray) -> np.ndarray:
     the imputed others are scaled to fill 1 - mu_i. The last column is mass no served artwork
     accounts for.
     """
-    kt = len(logs.arms[t])
-    n = rows.size
-    a, mu = logs.action[rows], logs.propensity[rows]
+    keys = logs.segment[rows] if logs.has_segment else None
+    return _imputed(len(logs.arms[t]), logs.action[rows], logs.propensity[rows], keys)
+
+
+def _imputed(kt: int, a: np.ndarray, mu: np.ndarray, keys: np.ndarray | None) -> np.ndarray:
+    n = a.size
     out = np.zeros((n, kt + 1))
     dist = np.zeros((n, kt))  # rows (of the scope) to the nearest serving of each artwork
-    keys = logs.segment[rows] if logs.has_segment else np.zeros(n, dtype=np.int64)
+    keys = np.zeros(n, dtype=np.int64) if keys is None else keys
     for scope in (np.ones(n, dtype=bool),) + tuple(keys == g for g in np.unique(keys)):
         pos = np.flatnonzero(scope)
         for arm in range(kt):
@@ -180,11 +209,18 @@ def _pearson(n: int, s: np.ndarray, w: np.ndarray) -> np.ndarray:
     return ((s - n) ** 2 / w).sum(axis=-1)
 
 
-def _check_group(logs: LogArrays, t: int, policy: str, rows: np.ndarray, unit: str,
-                 rng: np.random.Generator, draws: int) -> GroupCheck:
-    kt = len(logs.arms[t])
-    n = int(rows.size)
-    a, mu = logs.action[rows], logs.propensity[rows]
+def check_group(title: str, artworks: tuple[str, ...], policy: str, a: np.ndarray, mu: np.ndarray,
+                keys: np.ndarray | None, profile: np.ndarray, base: int, draws: int) -> GroupCheck:
+    """One (title, logging policy) group from its rows in time order: served slots ``a`` into
+    ``artworks``, propensities ``mu``, segment codes ``keys`` (None without segments), profile codes."""
+    unit = "impression"
+    if policy in PER_PROFILE_POLICIES:
+        # First row of each profile: the split hashes the profile, so later rows repeat it.
+        _, first = np.unique(profile, return_index=True)
+        first = np.sort(first)
+        a, mu, keys, unit = a[first], mu[first], None if keys is None else keys[first], "profile"
+    kt = len(artworks)
+    n = int(a.size)
     inv = 1.0 / mu
     obs = np.bincount(a, minlength=kt)[:kt]
     s = np.bincount(a, weights=inv, minlength=kt)[:kt]
@@ -192,7 +228,7 @@ def _check_group(logs: LogArrays, t: int, policy: str, rows: np.ndarray, unit: s
     served = obs > 0
     pmin = float(mu.min())
     ess = float(s.sum() ** 2 / d.sum()) if d.sum() > 0 else 0.0
-    null = imputed_null(logs, t, rows)
+    null = _imputed(kt, a, mu, keys)
     probs = null[:, :kt]
     # W_a = sum_i 1/mu(a|x_i): the null's E[D_a]; Pearson's N/mu_a for constant propensities.
     w = np.array([np.sum(1.0 / probs[probs[:, j] > 0, j]) if served[j] else 0.0 for j in range(kt)])
@@ -207,11 +243,11 @@ def _check_group(logs: LogArrays, t: int, policy: str, rows: np.ndarray, unit: s
         p, method = float(chi2.sf(stat / c, dof)), "chi-square"
         expected_min = float((n * n / w[served]).min())
         if p < 0.05 and expected_min < LARGE_EXPECTED and n * draws <= MC_BUDGET:
-            p, method = _monte_carlo_p(null, n, served, w, stat, rng, draws), "monte-carlo"
+            p, method = _monte_carlo_p(null, n, served, w, stat, group_rng(base, title, policy), draws), "monte-carlo"
     expected = np.where(served, n * n / np.where(w > 0, w, np.inf), 0.0)
     worst = int(np.argmax(np.where(served, np.abs(s - n) / np.sqrt(np.where(w > 0, w, 1.0)), -1)))
     alarm = (f"logged propensities disagree with what was served ({method} p={p:.2g}); e.g. artwork "
-             f"{logs.arms[t][worst]!r}: served {int(obs[worst])}, inverse propensities imply {s[worst]:.0f} of {n} "
+             f"{artworks[worst]!r}: served {int(obs[worst])}, inverse propensities imply {s[worst]:.0f} of {n} "
              f"{unit}s")
     warnings = []
     if pmin < TINY_PROPENSITY:
@@ -220,14 +256,14 @@ def _check_group(logs: LogArrays, t: int, policy: str, rows: np.ndarray, unit: s
         warnings.append("deterministic logging (every propensity 1): no other artwork can be evaluated")
     elif ess < LOW_ESS_SHARE * n:
         warnings.append(f"effective sample size {ess:.0f} is under {LOW_ESS_SHARE:.0%} of {n} rows")
-    never = [art for art, o in zip(logs.arms[t], obs, strict=True) if o == 0]
+    never = [art for art, o in zip(artworks, obs, strict=True) if o == 0]
     if never and pmin < 1.0 and served.sum() > 1:
         warnings.append(f"artworks never served: {', '.join(never)} (target policies choosing them cannot be evaluated)")
     if unit == "profile":
         warnings.append(f"{policy} assigns by profile: tested on {n} profiles (first impression each), "
                         "not on impressions")
     return GroupCheck(
-        title=logs.titles[t], policy=policy, n=n, artworks=logs.arms[t],
+        title=title, policy=policy, n=n, artworks=tuple(artworks),
         observed=tuple(int(o) for o in obs), implied=tuple(float(x) for x in s),
         expected=tuple(float(x) for x in expected), statistic=stat, dof=float(dof), p_value=float(p),
         min_propensity=pmin, ess=ess, flags=(alarm,), method=method, unit=unit, warnings=tuple(warnings),

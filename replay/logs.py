@@ -35,6 +35,7 @@ _ID_COLUMNS = ("event_id", "profile", "title", "artwork")
 FORMATS = ("jsonl", "csv", "parquet", "dsjson")
 WRITE_FORMATS = ("jsonl", "csv", "parquet")
 UNKNOWN_SEGMENT = "(none)"
+UNNAMED_POLICY = "(unnamed)"  # the logging policy of rows without one
 
 
 class LogSchemaError(ReplayError):
@@ -517,7 +518,7 @@ def encode_logs(frame: pd.DataFrame, *, fill_features: bool = True) -> LogArrays
     else:
         order = np.argsort(ts, kind="stable")
         df = frame.iloc[order]
-    title_codes, titles = pd.factorize(df["title"], sort=True)
+    title_codes, titles = _factorize_sorted(df["title"])
     # Distinct candidate lists per row (a handful), so per-row work stays vectorized.
     if "candidates" in df.columns:
         cand_codes, cand_uniques = _factorize_lists(df["candidates"].to_numpy(dtype=object))
@@ -568,9 +569,9 @@ def encode_logs(frame: pd.DataFrame, *, fill_features: bool = True) -> LogArrays
         seg_codes, segments, has_segment = np.zeros(len(df), dtype=np.int64), [UNKNOWN_SEGMENT], False
     prof_codes, profiles = pd.factorize(df["profile"])
     if "policy" in df.columns:
-        pol_codes, pols = _factorize_filled(df["policy"], "(unnamed)")
+        pol_codes, pols = _factorize_filled(df["policy"], UNNAMED_POLICY)
     else:
-        pol_codes, pols = np.zeros(len(df), dtype=np.int64), ["(unnamed)"]
+        pol_codes, pols = np.zeros(len(df), dtype=np.int64), [UNNAMED_POLICY]
     features, names = _context_features(df["context"], fill_features) if "context" in df.columns else (None, ())
     return LogArrays(
         titles=tuple(titles), arms=arms, segments=tuple(segments),
@@ -621,8 +622,17 @@ def _factorize_filled(col: pd.Series, fill: str):
     if isinstance(col.dtype, pd.CategoricalDtype):
         if col.isna().any():
             col = col.cat.add_categories([fill]).fillna(fill)
-        return pd.factorize(col, sort=True)
+        return _factorize_sorted(col)
     return pd.factorize(col.astype(object).fillna(fill), sort=True)
+
+
+def _factorize_sorted(col: pd.Series):
+    """Codes in the values' sort order: a categorical's own order is its Parquet dictionary's (first
+    appearance in the file, or the first file's after a concat), which would make a title's code
+    depend on which file was read first."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        col = col.cat.reorder_categories(sorted(col.cat.categories))
+    return pd.factorize(col, sort=True)
 
 
 def _context_features(col: pd.Series, fill: bool = True) -> tuple[np.ndarray | None, tuple[str, ...]]:

@@ -21,9 +21,12 @@ acceptance and the bootstrap's weights are functions of each row's event-id hash
 pass over the partitions: in this process, or on a Dask cluster (``replay.dask_engine``), one
 partition per task, so a worker holds one partition at a time.
 
-Supported: fixed policies (uniform, logged, ab, table:PATH); every estimator; every interval
-(normal, EL, bootstrap); ``by`` title, segment or a numeric context key. Not supported (an error
-says so): learning policies (thompson, vw), which learn row by row in log order.
+``replay.partitioned_check`` and ``replay.partitioned_abtest`` run ``check`` and ``abtest`` on the
+same partitions and runners (the vocabulary pass and the cache are shared).
+
+Supported by ``evaluate``: fixed policies (uniform, logged, ab, table:PATH); every estimator;
+every interval (normal, EL, bootstrap); ``by`` title, segment or a numeric context key. Not
+supported (an error says so): learning policies (thompson, vw), which learn row by row in log order.
 """
 
 from __future__ import annotations
@@ -98,18 +101,25 @@ def list_partitions(spec: str | Path) -> list[Path]:
     return files
 
 
-# A pass: fn(path, *args) per partition -> results in partition order. ``on_done(done, total)``.
-Runner = Callable[[Callable, Sequence[Path], tuple, Callable[[int, int], None] | None], list]
+# A pass: fn(item, *args) per item (a partition's path, or another small key such as a group's),
+# results in item order; ``on_done(done, total)``. With ``combine`` (an associative, commutative
+# merge of two results) the runner returns the one merged result instead, merging results as they
+# arrive (a tree on a cluster), so the caller never holds every partition's result at once.
+Runner = Callable[..., list]
 
 
-def local_runner(fn: Callable, paths: Sequence[Path], args: tuple,
-                 on_done: Callable[[int, int], None] | None = None) -> list:
+def local_runner(fn: Callable, paths: Sequence, args: tuple,
+                 on_done: Callable[[int, int], None] | None = None, combine: Callable | None = None):
     out = []
     for i, p in enumerate(paths):
-        out.append(fn(p, *args))
+        r = fn(p, *args)
+        if combine is None:
+            out.append(r)
+        else:
+            out = [r] if not out else [combine(out[0], r)]
         if on_done is not None:
             on_done(i + 1, len(paths))
-    return out
+    return out if combine is None else out[0]
 
 
 # Each process keeps the partitions it loaded last, up to this many rows, for the next pass (a

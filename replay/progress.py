@@ -43,3 +43,23 @@ class Progress:
 def progress_enabled(flag: bool, stream: TextIO | None = None) -> bool:
     stream = stream if stream is not None else sys.stderr
     return bool(flag) or bool(getattr(stream, "isatty", lambda: False)())
+
+
+class Stages:
+    """``Stages(enabled)(stage, done, total)``: one bar per stage of a run of several passes (the
+    ``on_progress`` of ``replay.partitioned``); a new stage ends the bars before it. ``close()``."""
+
+    def __init__(self, enabled: bool, stream: TextIO | None = None):
+        self.enabled, self.stream = enabled, stream
+        self.bars: dict[str, Progress] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        bar = self.bars.get(stage)
+        if bar is None:
+            self.close()
+            bar = self.bars[stage] = Progress(total, stage, self.enabled, self.stream)
+        bar(done)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()

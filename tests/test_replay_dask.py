@@ -214,3 +214,215 @@ def test_dask_engine_equals_in_memory_engine_with_context_features(cluster, cont
     _assert_same(expected, got)
     if by == "visits":
         assert len(got.by_group) == 5  # 0..3 and the rows filled with the mean
+
+
+# ---- check and abtest on the same engine ----------------------------------------------------
+
+DAYS = 5 * 86_400.0
+
+
+def _json_close(a, b, path="") -> None:
+    """Same JSON up to 1e-9 relative in every number (strings, flags and verdicts equal)."""
+    assert type(a) is type(b) or {type(a), type(b)} <= {int, float}, path
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for key in a:
+            _json_close(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _json_close(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and not isinstance(a, bool):
+        assert b == pytest.approx(a, rel=REL, abs=0 if a else 1e-300) or (np.isnan(a) and np.isnan(b)), path
+    else:
+        assert a == b, path
+
+
+def _spread(frame, rng, start=1.7e9):
+    """The rows' timestamps spread over five days, in their order (so ``write_partitioned`` makes 5-6 days)."""
+    return frame.assign(timestamp=start + np.sort(rng.uniform(0, DAYS, len(frame))))
+
+
+@pytest.fixture(scope="module")
+def check_dir(tmp_path_factory):
+    """Thompson logs (propensities vary row to row: the imputation matters), uniform logs with one
+    artwork's propensity wrong (flagged), a small mis-logged title without a policy (a Monte-Carlo
+    p-value) and an
+    ``ab`` split (tested per profile), written by ``write_partitioned`` as one folder per day."""
+    import pandas as pd
+
+    from bandit.ab_assignment import ABSplit, assign
+    from replay.logs import write_partitioned
+
+    rng = np.random.default_rng(5)
+    env = segmented_titles(rng, n_titles=2, n_artworks=3)
+    thompson = _spread(simulate_logs(env, rng, 4000, "thompson"), rng)
+    uniform = _spread(simulate_logs(env, rng, 3000, "uniform"), rng)
+    wrong = (uniform["title"] == env.titles[0]) & (uniform["artwork"] == env.artworks[0][0])
+    uniform.loc[wrong, "propensity"] = 0.5  # served with 1/3
+    uniform["event_id"] = "u" + uniform["event_id"]
+    n = 240
+    small = _spread(pd.DataFrame({
+        "event_id": [f"s{i}" for i in range(n)], "profile": [f"q{i}" for i in range(n)], "title": "small",
+        "artwork": np.array(["x1", "x2", "x3"])[rng.choice(3, size=n, p=(0.45, 0.3, 0.25))],
+        "propensity": 1 / 3, "reward": 0.0, "segment": "regular",  # no policy: "(unnamed)"
+        "candidates": [("x1", "x2", "x3")] * n}), rng)
+    split = ABSplit.equal(("a1", "a2", "a3"), salt="t1")
+    prof = rng.integers(60, size=400)
+    arms = [assign(split, f"u{p}") for p in prof.tolist()]
+    ab = _spread(pd.DataFrame({
+        "event_id": [f"ab{i}" for i in range(400)], "profile": [f"u{p}" for p in prof], "title": "t-ab",
+        "artwork": [a.arm for a in arms], "propensity": [a.propensity for a in arms], "reward": 0.0, "policy": "ab",
+        "segment": "regular", "candidates": [("a1", "a2", "a3")] * 400}), rng)
+    frame = pd.concat([thompson, uniform, small, ab], ignore_index=True).sort_values("timestamp", kind="stable")
+    root = tmp_path_factory.mktemp("check")
+    files = write_partitioned(frame, root / "parts")
+    write_logs(frame, root / "all.parquet")
+    write_logs(frame, root / "all.jsonl")
+    return root, len(files)
+
+
+def _run_json(argv, capsys):
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, json.loads(out.out), out.err
+
+
+def test_check_on_dask_gives_the_pandas_engines_report(cluster, check_dir, capsys):
+    root, days = check_dir
+    argv = ["check", str(root / "parts"), "--json", "--scheduler", cluster.scheduler.address]
+    code_p, pandas_report, err_p = _run_json([*argv, "--engine", "pandas"], capsys)
+    code_d, dask_report, err_d = _run_json([*argv, "--engine", "dask"], capsys)
+    assert f"engine: pandas ({days} files" in err_p and f"engine: dask ({days} files" in err_d
+    _json_close(pandas_report, dask_report)
+    groups = pandas_report["groups"]
+    # The report exercises what the engines must agree on: a flag, a Monte-Carlo p-value, a per-profile group.
+    assert code_p == code_d == 1 and any(g["flags"] for g in groups)
+    assert {"monte-carlo", "chi-square"} <= {g["method"] for g in groups}
+    assert "profile" in {g["unit"] for g in groups} and "(unnamed)" in {g["policy"] for g in groups}
+
+
+def test_check_partitioned_reports_progress_per_partition_and_equals_check_propensities(cluster, check_dir):
+    import pandas as pd
+
+    from replay import dask_engine
+    from replay.integrity import check_propensities
+    from replay.partitioned_check import check_partitioned
+
+    root, days = check_dir
+    paths = list_partitions(root / "parts")
+    whole = encode_logs(pd.concat([load_logs(p, keep_event_id=False) for p in paths], ignore_index=True))
+    seen = []
+    got = check_partitioned(paths, 0.01, seed=4, runner=dask_engine.runner(cluster),
+                            on_progress=lambda *a: seen.append(a))
+    expected = check_propensities(whole, 0.01, np.random.default_rng(4))
+    assert ("scan", days, days) in seen
+    assert [(g.title, g.policy) for g in got.groups] == [(g.title, g.policy) for g in expected.groups]
+    for x, y in zip(expected.groups, got.groups, strict=True):
+        assert (x.n, x.artworks, x.observed, x.flags, x.method, x.unit, x.warnings) == \
+            (y.n, y.artworks, y.observed, y.flags, y.method, y.unit, y.warnings)
+        for field in ("statistic", "p_value", "p_adjusted", "ess", "dof"):
+            assert getattr(y, field) == pytest.approx(getattr(x, field), rel=REL), (x.title, x.policy, field)
+
+
+@pytest.mark.parametrize("name", ["all.parquet", "all.jsonl"])
+def test_check_on_dask_reads_a_single_file_like_pandas(cluster, check_dir, capsys, name):
+    root, _ = check_dir
+    argv = ["check", str(root / name), "--json", "--scheduler", cluster.scheduler.address]
+    _, pandas_report, err_p = _run_json([*argv, "--engine", "pandas"], capsys)
+    _, dask_report, err_d = _run_json([*argv, "--engine", "dask"], capsys)
+    assert "engine: pandas (" in err_p and "engine: dask (1 files" in err_d
+    _json_close(pandas_report, dask_report)
+
+
+@pytest.fixture(scope="module")
+def ab_dir(tmp_path_factory):
+    """A three-arm ``ab`` split hashed by profile (some profiles also logged in another arm: crossovers)
+    and another policy's title, over five days."""
+    import pandas as pd
+
+    from bandit.ab_assignment import ABSplit, assign
+    from replay.logs import write_partitioned
+
+    rng = np.random.default_rng(11)
+    n = 8000
+    split = ABSplit.equal(("a1", "a2", "a3"), salt="t1")
+    prof = rng.integers(3000, size=n)
+    arms = np.array([assign(split, f"u{p}").arm for p in prof.tolist()], dtype=object)
+    cross = rng.choice(n, 40, replace=False)
+    arms[cross] = "a1"
+    ctr = np.select([arms == "a1", arms == "a2"], [0.10, 0.12], 0.16)
+    ab = _spread(pd.DataFrame({
+        "event_id": [f"e{i}" for i in range(n)], "profile": [f"u{p}" for p in prof], "title": "t1", "artwork": arms,
+        "propensity": 1 / 3, "reward": (rng.random(n) < ctr).astype(float), "policy": "ab"}), rng)
+    other = _spread(pd.DataFrame({
+        "event_id": [f"o{i}" for i in range(500)], "profile": [f"v{i}" for i in range(500)], "title": "t2",
+        "artwork": rng.choice(["b1", "b2"], 500), "propensity": 0.5, "reward": 0.0, "policy": "uniform"}), rng)
+    frame = pd.concat([ab, other], ignore_index=True).sort_values("timestamp", kind="stable")
+    root = tmp_path_factory.mktemp("ab")
+    files = write_partitioned(frame, root / "parts")
+    write_logs(frame, root / "all.csv")
+    return root, len(files)
+
+
+@pytest.mark.parametrize("extra", [
+    ["--unit", "profile", "--criterion", "lift_rel>=10% and significant"],
+    ["--unit", "impression", "--control", "a2"],
+    ["--sequential", "--tau", "0.03"],
+], ids=["profile", "impression", "sequential"])
+def test_abtest_on_dask_gives_the_pandas_engines_result(cluster, ab_dir, capsys, extra):
+    root, days = ab_dir
+    argv = ["abtest", str(root / "parts"), "--policy", "ab", "--json", "--scheduler", cluster.scheduler.address, *extra]
+    code_p, pandas_result, err_p = _run_json([*argv, "--engine", "pandas"], capsys)
+    code_d, dask_result, err_d = _run_json([*argv, "--engine", "dask"], capsys)
+    assert code_p == code_d == 0
+    assert f"engine: pandas ({days} files" in err_p and f"engine: dask ({days} files" in err_d
+    _json_close(pandas_result, dask_result)
+    warnings = [line for line in err_p.splitlines() if line.startswith("warning")]
+    assert warnings == [line for line in err_d.splitlines() if line.startswith("warning")]
+    if "--sequential" in extra:
+        assert len(dask_result["looks"]) >= 5
+    else:  # three arms: Holm-adjusted comparisons, and the crossovers named
+        assert "comparisons" in dask_result and any("shown more than one arm" in w or "repeat a profile" in w
+                                                    for w in warnings)
+
+
+def test_abtest_on_dask_reads_a_single_csv_file_like_pandas(cluster, ab_dir, capsys):
+    root, _ = ab_dir
+    argv = ["abtest", str(root / "all.csv"), "--policy", "ab", "--json", "--scheduler", cluster.scheduler.address]
+    _, pandas_result, _ = _run_json([*argv, "--engine", "pandas"], capsys)
+    _, dask_result, err = _run_json([*argv, "--engine", "dask"], capsys)
+    assert "engine: dask (1 files" in err
+    _json_close(pandas_result, dask_result)
+
+
+def test_abtest_partitions_report_progress_and_merge_in_any_order(ab_dir):
+    from replay.partitioned_abtest import per_profile, select_partitioned, unit_counts
+
+    root, days = ab_dir
+    paths = list_partitions(root / "parts")
+    seen = []
+    forward = select_partitioned(paths, "ab", None, on_progress=lambda *a: seen.append(a))
+    assert seen[-1] == ("partitions", days, days)
+
+    def backwards(fn, items, args, on_done=None, combine=None):  # merges the last partitions first
+        results = [fn(p, *args) for p in items]
+        total = results[-1]
+        for r in reversed(results[:-1]):
+            total = combine(r, total)
+        return total
+
+    backward = select_partitioned(paths, "ab", None, runner=backwards)
+    for unit in ("profile", "impression"):
+        assert unit_counts(forward.table, unit) == unit_counts(backward.table, unit)
+    a, b = per_profile(forward.table).sort_index(), per_profile(backward.table).sort_index()
+    assert a.equals(b)  # each profile's first arm and timestamp too
+
+
+@pytest.mark.parametrize("command", [["check"], ["abtest", "--policy", "ab"]])
+def test_a_bad_scheduler_address_is_one_line(ab_dir, capsys, command):
+    root, _ = ab_dir
+    argv = [command[0], str(root / "parts"), *command[1:], "--engine", "dask", "--scheduler", "tcp://127.0.0.1:9"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "--scheduler tcp://127.0.0.1:9" in err[0]

@@ -207,3 +207,17 @@ def test_imputed_variances_follow_the_simulators_exact_propensities():
             ratios.extend((1 / imputed).sum(axis=0) / (1 / exact[rows, :k]).sum(axis=0))
     # Nearest-row imputation: min 0.14, 2% of the 360 ratios under 0.5; the residual: min 0.63.
     assert min(ratios) >= 0.5
+
+
+def test_a_groups_monte_carlo_p_value_does_not_depend_on_the_other_groups():
+    """Draws come from the group's key: what lets the partitioned engine check groups on any worker."""
+    rng = np.random.default_rng(26)
+    small = three_arm_frame(rng, 150, (0.42, 0.33, 0.25), (1 / 3, 1 / 3, 1 / 3), title="t1")  # MC p ~ 0.02
+    other = three_arm_frame(rng, 150, (0.2, 0.3, 0.5), (1 / 3, 1 / 3, 1 / 3), title="t0").assign(
+        timestamp=lambda f: f["timestamp"] + 0.5)
+    alone = check_propensities(encoded(small), alpha=0.05).groups[0]
+    together = check_propensities(encoded(pd.concat([other, small], ignore_index=True)), alpha=0.05).groups
+    # t0 is checked first and draws too: a shared stream would give t1 other draws
+    assert [(g.title, g.method) for g in together] == [("t0", "monte-carlo"), ("t1", "monte-carlo")]
+    assert together[1].p_value == alone.p_value
+    assert check_propensities(encoded(small), alpha=0.05, rng=np.random.default_rng(1)).groups[0].p_value != alone.p_value

@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import argparse
 
+from replay.commands._common import add_engine_arguments
+
 # replay.sequential's DEFAULT_TAU, spelled here so --help does not import scipy (a test keeps them equal)
 DEFAULT_TAU = 0.02
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("logs", nargs="?", metavar="LOGS", help="logged impressions (.jsonl, .csv or .parquet)")
+    parser.add_argument("logs", nargs="?", metavar="LOGS",
+                        help="logged impressions (.jsonl, .csv or .parquet; or a folder or glob of Parquet partitions)")
+    add_engine_arguments(parser)
+    parser.add_argument("--progress", action="store_true", help="show a progress bar even when stderr is not a terminal")
     parser.add_argument("--control", metavar="ARTWORK", help="the control arm (default: first artwork in sort order)")
     parser.add_argument("--unit", choices=("profile", "impression"), default="profile", help="unit of analysis (default: profile, the randomization unit)")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level; intervals are at 1 - alpha (default 0.05)")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from replay.abtest import (
     ABTestInputError,
@@ -16,6 +17,7 @@ from replay.abtest import (
     SampleSizePlan,
     Verdict,
     analyze,
+    analyze_counts,
     evaluate_criterion,
     parse_criterion,
     plan_sample_size,
@@ -23,6 +25,7 @@ from replay.abtest import (
     units_from_impressions,
 )
 from replay.cli import CliError
+from replay.partitioned_abtest import Selected, per_profile, select_partitioned, unit_counts
 from replay.sequential import SequentialInputError, peeking_simulation, sequential_looks
 
 _PROPENSITY_TOLERANCE = 1e-6
@@ -35,15 +38,18 @@ def run(args: argparse.Namespace) -> int:
         if args.sequential:
             return _run_sequential(args)
         criterion = parse_criterion(args.criterion) if args.criterion else None
+        engine_line = None
         if args.demo:
             result = _demo_result(args)
         elif args.logs:
-            result = _logs_result(args)
+            result, engine_line = _logs_result(args)
         else:
             raise CliError("give LOGS to analyse, --demo, or --plan --baseline B --mde D")
         verdict = evaluate_criterion(result.primary, criterion) if criterion else None
     except (ABTestInputError, SequentialInputError) as exc:
         raise CliError(str(exc)) from None
+    if engine_line is not None:
+        print(engine_line, file=sys.stderr)
     _report(args, result, verdict)
     return 0
 
@@ -67,8 +73,9 @@ def _run_sequential(args: argparse.Namespace) -> int:
         return 0
     if not args.logs:
         raise CliError("--sequential needs LOGS, or --demo for the peeking simulation")
-    frame = _select(args)
-    looks, treatment, control = _daily_looks(frame, args)
+    source, engine_line = _select(args)
+    looks, treatment, control = _daily_looks(source, args)
+    print(engine_line, file=sys.stderr)
     if args.json:
         print(json.dumps({
             "treatment": treatment, "control": control, "alpha": looks.alpha, "tau": looks.tau,
@@ -91,12 +98,15 @@ def _run_sequential(args: argparse.Namespace) -> int:
     return 0
 
 
-def _daily_looks(frame, args: argparse.Namespace):
+def _daily_looks(source, args: argparse.Namespace):
     """Cumulative (clicks, profiles) per day for the primary treatment and the control."""
-    clicked = frame["reward"].astype(float) > 0
-    per = (frame.assign(clicked=clicked).sort_values("timestamp")
-           .groupby("profile", sort=False).agg(arm=("artwork", "first"), arms=("artwork", "nunique"),
-                                                  clicked=("clicked", "any"), first=("timestamp", "min")))
+    if isinstance(source, Selected):
+        per = per_profile(source.table)
+    else:
+        clicked = source["reward"].astype(float) > 0
+        per = (source.assign(clicked=clicked).sort_values("timestamp")
+               .groupby("profile", sort=False).agg(arm=("artwork", "first"), arms=("artwork", "nunique"),
+                                                      clicked=("clicked", "any"), first=("timestamp", "min")))
     per = per[per["arms"] == 1]
     arms = sorted(per["arm"].astype(str).unique())
     if len(arms) < 2:
@@ -207,45 +217,83 @@ def _print_design_power(ctrs: dict[str, float], users: int, alpha: float) -> Non
 
 
 def _select(args: argparse.Namespace):
-    """The logs' impressions of the chosen title and policy."""
+    """The logs' impressions of the chosen title and policy, and the line naming the engine: a frame
+    (pandas engine), or the partitions' merged per-(profile, arm) table (dask engine, ``Selected``)."""
+    from replay.commands._common import choose_engine
     from replay.logs import LogSchemaError, load_logs
 
+    engine, paths, engine_line = choose_engine(args)
+    if engine == "dask":
+        return _select_on_dask(args, paths), engine_line
     try:
-        frame = load_logs(args.logs)
+        frames = [load_logs(p) for p in paths] if paths else [load_logs(args.logs)]
     except LogSchemaError as exc:
         raise CliError(str(exc)) from None
-    if args.policy is not None:
-        if "policy" not in frame.columns:
-            raise CliError("--policy: the logs have no policy column")
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    has_policy = "policy" in frame.columns
+    if args.policy is not None and has_policy:
         frame = frame[frame["policy"] == args.policy]
-        if frame.empty:
+    _check_selection(args, has_policy, len(frame), set(frame["title"].astype(str).unique()))
+    if args.title is not None:
+        frame = frame[frame["title"] == args.title]
+    return frame, engine_line
+
+
+def _select_on_dask(args: argparse.Namespace, paths) -> Selected:
+    from replay import dask_engine
+    from replay.progress import Stages, progress_enabled
+
+    on_progress = Stages(progress_enabled(args.progress))
+    try:
+        with dask_engine.client(args.scheduler) as c:
+            selected = select_partitioned(paths, args.policy, args.title, runner=dask_engine.runner(c),
+                                          on_progress=on_progress)
+    finally:
+        on_progress.close()
+    _check_selection(args, selected.has_policy, selected.rows, selected.titles)
+    return selected
+
+
+def _check_selection(args: argparse.Namespace, has_policy: bool, rows: int, titles: set[str] | frozenset[str]) -> None:
+    """``rows`` impressions of the chosen policy (all without --policy), of ``titles``."""
+    if args.policy is not None:
+        if not has_policy:
+            raise CliError("--policy: the logs have no policy column")
+        if rows == 0:
             raise CliError(f"--policy: zero users: no impressions were logged by policy {args.policy!r}")
-    titles = sorted(frame["title"].unique())
+    titles = sorted(titles)
     if args.title is not None:
         if args.title not in titles:
             raise CliError(f"--title: zero users: no impressions of title {args.title!r}; titles are {', '.join(titles[:10])}")
-        frame = frame[frame["title"] == args.title]
     elif len(titles) > 1:
         raise CliError(f"--title: the logs hold {len(titles)} titles ({', '.join(titles[:5])}{'...' if len(titles) > 5 else ''}); pick one")
-    return frame
 
 
-def _logs_result(args: argparse.Namespace) -> ABTestResult:
-    frame = _select(args)
-    units = units_from_impressions(frame, args.unit)
-    shares = _parse_pairs(args.weights, "--weights") if args.weights else _logged_shares(frame)
-    notes = list(units.warnings)
+def _logs_result(args: argparse.Namespace) -> tuple[ABTestResult, str]:
+    source, engine_line = _select(args)
+    if isinstance(source, Selected):
+        counts, warns, srm_counts = unit_counts(source.table, args.unit)
+        per_arm = source.propensity
+    else:
+        units = units_from_impressions(source, args.unit)
+        counts, warns, srm_counts = None, units.warnings, units.srm_counts
+        per_arm = source.groupby("artwork")["propensity"].agg(["min", "max"])
+    shares = _parse_pairs(args.weights, "--weights") if args.weights else _logged_shares(per_arm)
+    notes = list(warns)
     if shares is None:
         notes.append("SRM check against an equal split (the logged propensities are not a fixed split; give --weights)")
-    if units.srm_counts is not None:
+    if srm_counts is not None:
         notes.append("the SRM check counts profiles (the split randomizes profiles), not impressions")
-    return analyze(units.arms, units.clicked, control=args.control, alpha=args.alpha, expected_shares=shares,
-                   unit=args.unit, warnings=notes, srm_counts=units.srm_counts)
+    options = {"control": args.control, "alpha": args.alpha, "expected_shares": shares, "unit": args.unit,
+               "warnings": notes, "srm_counts": srm_counts}
+    if counts is not None:
+        return analyze_counts(counts, **options), engine_line
+    return analyze(units.arms, units.clicked, **options), engine_line
 
 
-def _logged_shares(frame) -> dict[str, float] | None:
-    """The designed split, read off the logs: an `ab` policy logs each arm's weight as its propensity."""
-    per_arm = frame.groupby("artwork")["propensity"].agg(["min", "max"])
+def _logged_shares(per_arm) -> dict[str, float] | None:
+    """The designed split, read off the logs' per-arm (min, max) propensity: an `ab` policy logs
+    each arm's weight as its propensity."""
     constant = (per_arm["max"] - per_arm["min"]).abs().max() <= _PROPENSITY_TOLERANCE
     if not constant or abs(per_arm["min"].sum() - 1.0) > 1e-3:
         return None

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from replay.errors import ReplayError
     from replay.estimators import EstimatorInputError
     from replay.evaluation import evaluate_policies
-    from replay.progress import Progress, progress_enabled
+    from replay.progress import Stages, progress_enabled
     from replay.report import estimates_json, estimates_table, plot_estimates
 
     options = PolicyOptions(ts_batch=args.ts_batch, ts_uniform_mix=args.ts_uniform_mix)
@@ -84,16 +84,7 @@ def run(args: argparse.Namespace) -> int:
     by = args.by
     if default_by and (logs is None or logs.has_segment):
         by = "segment"
-    enabled = progress_enabled(args.progress)
-    bars: dict[str, Progress] = {}
-
-    def on_progress(stage: str, done: int, total: int) -> None:
-        bar = bars.get(stage)
-        if bar is None:
-            for other in bars.values():
-                other.close()
-            bar = bars[stage] = Progress(total, stage, enabled)
-        bar(done)
+    on_progress = Stages(progress_enabled(args.progress))
 
     try:
         if engine == "dask":
@@ -106,8 +97,7 @@ def run(args: argparse.Namespace) -> int:
     except (PolicyError, EstimatorInputError, ReplayError) as exc:
         raise CliError(str(exc)) from None
     finally:
-        for bar in bars.values():
-            bar.close()
+        on_progress.close()
     print(engine_line, file=sys.stderr)
     if args.plot:
         try:
