@@ -189,6 +189,9 @@ def test_configuration_round_trip(pz):
     for key in ("rewardWaitTime", "modelExportFrequency", "defaultReward", "rewardAggregation",
                 "explorationPercentage", "logRetentionDays"):
         assert updated[key] == again[key] == wanted[key], key
+    # null (as the openapi document allows) keeps a field's value, like leaving it out
+    kept = admin.update_service_configuration({"modelExportFrequency": None, "learningMode": "Apprentice"})
+    assert kept["modelExportFrequency"] == "PT1M" and kept["learningMode"] == "Apprentice"
     policy = admin.update_policy({"name": "mine", "arguments": "--cb_explore_adf --epsilon 0.1 -q ::"})
     assert admin.get_policy() == policy == {"name": "mine", "arguments": "--cb_explore_adf --epsilon 0.1 -q ::"}
     assert admin.reset_policy()["arguments"].startswith("--cb_explore_adf --epsilon 0.2 --power_t 0")

@@ -60,9 +60,10 @@ MULTISLOT_RESPONSE = {
 }
 REWARD_VALUE = {"type": "number", "minimum": -1, "maximum": 1}
 DURATION = {"type": "string", "description": "ISO 8601 duration, e.g. PT10M"}
+# A PUT changes the fields it gives; an absent or null field keeps its value (configuration.py).
 SERVICE_CONFIGURATION = {
     "type": "object",
-    "properties": {
+    "properties": {name: {**schema, "nullable": True} for name, schema in {
         "rewardWaitTime": {**DURATION, "description": "PT5S to P2D"},
         "defaultReward": REWARD_VALUE,
         "rewardAggregation": {"type": "string", "enum": list(AGGREGATIONS)},
@@ -70,7 +71,7 @@ SERVICE_CONFIGURATION = {
         "modelExportFrequency": {**DURATION, "description": "PT1S to P2D"},
         "learningMode": {"type": "string", "enum": list(LEARNING_MODES)},
         "logRetentionDays": {"type": "integer", "minimum": -1, "maximum": 3650},
-    },
+    }.items()},
 }
 POLICY = {
     "type": "object",
