@@ -68,15 +68,16 @@ class Keys:
         if _TOKEN.fullmatch(token) is None:
             raise ValueError("event token must be 32 hex digits")
         base = self._title(title)
-        return f"{base}:arms", f"{base}:ev:{token}", f"{base}:log", f"{base}:traffic:{int(bucket)}"
+        return f"{base}:arms", f"{base}:ev:{token}", f"{base}:log", f"{base}:snap:{int(bucket)}"
 
     def log(self, title: str) -> str:
         """Stream of decision and reward records (capped)."""
         return f"{self._title(title)}:log"
 
     def traffic(self, title: str, bucket: int) -> str:
-        """Hash: artwork -> impressions at the start of one minute (``store.SNAPSHOT_LUA``; expires)."""
-        return f"{self._title(title)}:traffic:{int(bucket)}"
+        """Hash: artwork -> impressions at the start of one minute (``store.SNAPSHOT_LUA``; expires).
+        ("snap", not the "traffic" of the per-minute counts versions before kept: those expire unread.)"""
+        return f"{self._title(title)}:snap:{int(bucket)}"
 
     def model(self, title: str) -> str:
         """Hash: the title's current VW model (version, bytes, stream position)."""

@@ -376,3 +376,16 @@ def test_traffic_per_minute_from_snapshots_is_exact_across_workers_and_activatio
     assert sums == [{"a": 2, "b": 1}, {"a": 1, "b": 3}, {"b": 1}, {"a": 1}, {"a": 4, "b": 5}, {"a": 1, "b": 4}]
     # the recent window (the last 2 minutes: 2 and 3) reads the same snapshots
     assert workers[1].recent_traffic([TITLE], 2, t(3, 50))[TITLE] == {"a": 1, "b": 1}
+
+
+def test_per_minute_counts_an_earlier_version_left_are_not_read_as_snapshots(app, client, redis_client):
+    """Versions before the snapshots kept "<title>:traffic:<minute>" hashes of that minute's
+    decisions; after an upgrade they must not pass for snapshots (they expire unread)."""
+    store = app.extensions["store"]
+    now_minute = int(time.time() // 60)
+    for m in range(now_minute - 4, now_minute + 1):
+        old = store.keys.arms(TITLE).removesuffix(":arms") + f":traffic:{m}"
+        redis_client.hset(old, "str-1-closeup-lead", 3)
+    redis_client.hset(store.keys.arms(TITLE), "n|new|str-1-closeup-lead", 100_000)  # impressions made long ago
+    d = client.get(f"/artwork?profile=upgrade-user&title={TITLE}").get_json()
+    assert store.recent_traffic([TITLE], 5, time.time())[TITLE] == {d["artwork"]: 1}
