@@ -33,7 +33,7 @@ def _arm_rows(ts: ThompsonSampling, title: Title, n: list, s: list, r: list | No
 
 
 def title_stats(ts: ThompsonSampling, title: Title, counts: ArmCounts, recent: Mapping[str, int], now: float = 0.0) -> dict:
-    """``recent``: decisions per artwork in the last RECENT_TRAFFIC_MINUTES. Posteriors are the
+    """``recent``: impressions per artwork in the last RECENT_TRAFFIC_MINUTES. Posteriors are the
     bandit's: from the counters decayed to ``now`` for a title with a half-life."""
     arts = title.artwork_ids
     n, s = counts.title_arrays(arts)

@@ -5,8 +5,8 @@ One ``/artwork`` request, whatever the number of titles:
   title's counters, so it draws each title's artwork for all four segments beforehand; the
   ``decide`` script reads the profile's segment, keeps the matching draw, counts the impression,
   stores the decision awaiting its reward (the attribution window as TTL), appends the decision
-  record to the title's capped stream, counts it in the title's per-minute traffic history,
-  and returns the counters of titles whose copy is due for a refresh.
+  record to the title's capped stream, takes the minute's traffic snapshot when the worker
+  asks (its first decision of the title in a minute), and returns the counters of titles whose copy is due for a refresh.
 - Otherwise (a title never seen by this worker, a ``vw`` title, whose features need the
   profile, or a Redis Cluster, where the profile lives in another slot): TWO round trips,
   ``read_state_with_models`` (profile, counters, model versions) and then the same script with the
@@ -58,8 +58,8 @@ end
 
 # Traffic history (the dashboard's, /stats' recent shares) costs no call per decision: a
 # title's impressions per artwork at the start of each minute, as the minute's first increment
-# found them, in a small hash per minute ("traffic" key, expiring; field "|" marks one taken
-# before any impression). A worker asks for it with the first decision it makes of a title in
+# found them, in a small hash per minute (``Keys.traffic``, expiring; its field "|" makes it
+# exist even when taken before any impression). A worker asks for it with the first decision it makes of a title in
 # a minute (the decide script's flag), ACTIVATE_LUA on every activation: either way the
 # snapshot is taken before the minute's first increment, so the impressions of minutes a..b are
 # exactly C(b + 1) - C(a), C(m) being the first snapshot of a minute >= m, or the counters now
@@ -83,7 +83,7 @@ end
 """
 
 # Decisions of one request. KEYS: the profile (read only when no segment is given; on a cluster
-# another key of the title's slot stands in), then 4 per decision: arms, pending, log, traffic.
+# another key of the title's slot stands in), then 4 per decision: arms, pending, log, traffic snapshot.
 # ARGV: window, log cap, traffic retention, segment ('' = the profile's), profile id, timestamp;
 # then 4 per decision: policy, record, flag, draws. The flag: a digit, 1 to return the title's
 # counters (refresh) + 2 when the decision is deferred (activated later) + 4 to take the
